@@ -1,0 +1,137 @@
+"""Kafka clients made from the settings, the topic bootstrap, and what ``status`` reports.
+
+Every client gets the same connection settings (local broker or external cluster with SASL/TLS),
+and every call that waits on the broker has a timeout whose error names the address.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import (  # type: ignore[attr-defined]
+    AdminClient,
+    ClusterMetadata,
+    NewTopic,  # type: ignore[attr-defined]
+)
+
+from infra.errors import BrokerUnavailable
+from infra.settings import HeadwaterSettings
+from schemas.topics import TOPICS
+
+
+def admin_client(settings: HeadwaterSettings) -> AdminClient:
+    config: dict[str, str | int | float | bool] = dict(settings.librdkafka_config())
+    return AdminClient(config)
+
+
+def make_producer(settings: HeadwaterSettings, **overrides: Any) -> Producer:
+    """An idempotent producer: a retried send never writes a record twice."""
+    config: dict[str, Any] = {
+        **settings.librdkafka_config(),
+        "enable.idempotence": True,
+        "linger.ms": 5,
+        "compression.type": "lz4",
+        "message.timeout.ms": int(settings.kafka_timeout_s * 3000),
+    }
+    config.update(overrides)
+    return Producer(config)
+
+
+def make_consumer(settings: HeadwaterSettings, group: str, **overrides: Any) -> Consumer:
+    """A consumer that commits only when told to (after its output is safely produced)."""
+    config: dict[str, Any] = {
+        **settings.librdkafka_config(),
+        "group.id": group,
+        "enable.auto.commit": False,
+        "auto.offset.reset": "earliest",
+        "isolation.level": "read_committed",
+        "session.timeout.ms": 10000,
+    }
+    config.update(overrides)
+    return Consumer(config)
+
+
+def cluster_metadata(
+    settings: HeadwaterSettings, timeout_s: float | None = None
+) -> ClusterMetadata:
+    """The broker's metadata, or a :class:`BrokerUnavailable` naming the address."""
+    wait = settings.kafka_timeout_s if timeout_s is None else timeout_s
+    try:
+        return admin_client(settings).list_topics(timeout=wait)
+    except KafkaException as error:
+        raise BrokerUnavailable(
+            f"Kafka broker at {settings.bootstrap_servers} did not answer within {wait:.0f} s "
+            f"({error.args[0].str() if error.args else error}); is it running? "
+            "(`headwater up` starts the local one)"
+        ) from None
+
+
+@dataclass(frozen=True)
+class TopicState:
+    name: str
+    partitions: int
+    end_offsets: dict[int, int]
+
+    @property
+    def records(self) -> int:
+        """Sum of the partitions' end offsets (records ever written, before compaction)."""
+        return sum(self.end_offsets.values())
+
+
+def ensure_topics(settings: HeadwaterSettings) -> list[str]:
+    """Create every topic of DESIGN.md that doesn't exist yet; returns the ones created."""
+    existing = set(cluster_metadata(settings).topics)
+    wanted = []
+    for spec in TOPICS.values():
+        name = settings.topic(spec.name)
+        if name in existing:
+            continue
+        config = {"retention.ms": str(settings.topic_retention_ms)}
+        if spec.compacted:
+            config = {"cleanup.policy": "compact", "min.compaction.lag.ms": "0"}
+        wanted.append(
+            NewTopic(
+                name,
+                num_partitions=settings.topic_partitions,
+                replication_factor=settings.topic_replication,
+                config=config,
+            )
+        )
+    if not wanted:
+        return []
+    created = []
+    futures = admin_client(settings).create_topics(wanted, request_timeout=settings.kafka_timeout_s)
+    for name, future in futures.items():
+        try:
+            future.result(timeout=settings.kafka_timeout_s)
+            created.append(name)
+        except KafkaException as error:
+            if error.args and error.args[0].name() == "TOPIC_ALREADY_EXISTS":
+                continue
+            raise BrokerUnavailable(f"creating topic {name} failed: {error}") from None
+    return created
+
+
+def topic_states(settings: HeadwaterSettings, names: Iterable[str]) -> list[TopicState]:
+    """Partitions and end offsets of each named topic that exists."""
+    metadata = cluster_metadata(settings)
+    consumer = make_consumer(settings, "headwater-status")
+    try:
+        states = []
+        for name in names:
+            topic = metadata.topics.get(name)
+            if topic is None:
+                continue
+            ends = {}
+            for partition in sorted(topic.partitions):
+                _, high = consumer.get_watermark_offsets(
+                    TopicPartition(name, partition), timeout=settings.kafka_timeout_s
+                )
+                ends[partition] = high
+            states.append(TopicState(name, len(topic.partitions), ends))
+        return states
+    finally:
+        consumer.close()

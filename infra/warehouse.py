@@ -1,0 +1,220 @@
+"""The warehouse seam: one SQL dialect (ClickHouse), three ways to reach it.
+
+* :class:`ChdbWarehouse` — the embedded engine (chDB) on disk under ``HEADWATER_HOME``. Only one
+  process may own its directory, so while the platform runs, that process is the *warehouse
+  host* (:mod:`infra.warehouse_host`) and everyone else talks to it over loopback HTTP with
+  :class:`HostedWarehouse`.
+* :class:`ServerWarehouse` — a ClickHouse server through clickhouse-connect
+  (``HEADWATER_CLICKHOUSE_URL``).
+
+:func:`connect_warehouse` picks the right one from the settings.
+"""
+
+from __future__ import annotations
+
+import base64
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import httpx
+import orjson
+
+from infra.errors import WarehouseError
+from infra.settings import HeadwaterSettings
+from infra.sql_literals import values_clause
+
+
+@dataclass(frozen=True)
+class QueryResult:
+    """Rows of a query with their column names and ClickHouse types."""
+
+    columns: list[str]
+    types: list[str]
+    rows: list[list[Any]] = field(repr=False)
+
+    def dicts(self) -> list[dict[str, Any]]:
+        return [dict(zip(self.columns, row, strict=True)) for row in self.rows]
+
+    def scalar(self) -> Any:
+        if not self.rows or not self.rows[0]:
+            raise WarehouseError("query returned no rows where one value was expected")
+        return self.rows[0][0]
+
+
+class Warehouse(Protocol):
+    """What the platform needs of ClickHouse."""
+
+    database: str
+
+    def command(self, sql: str) -> None: ...
+
+    def query(self, sql: str) -> QueryResult: ...
+
+    def insert(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> int: ...
+
+    def close(self) -> None: ...
+
+
+class ChdbWarehouse:
+    """The embedded ClickHouse engine, owning ``path`` for the life of this process."""
+
+    def __init__(self, path: Path, database: str = "headwater") -> None:
+        from chdb import session
+
+        path.mkdir(parents=True, exist_ok=True)
+        self.database = database
+        self.path = path
+        self._lock = threading.Lock()
+        try:
+            self._session = session.Session(str(path))  # type: ignore[no-untyped-call]
+        except Exception as error:
+            raise WarehouseError(
+                f"cannot open the embedded ClickHouse engine at {path}: {error}. Another process "
+                "may own it (is `headwater up` running? then queries go through it)"
+            ) from error
+        self.command("SET output_format_json_quote_64bit_integers=0")
+        self.command(f"CREATE DATABASE IF NOT EXISTS {database}")
+
+    def _run(self, sql: str, fmt: str = "CSV") -> Any:
+        with self._lock:
+            try:
+                result = self._session.query(sql, fmt)  # type: ignore[no-untyped-call]
+            except Exception as error:
+                raise WarehouseError(f"ClickHouse (chDB at {self.path}): {error}") from None
+        if getattr(result, "has_error", lambda: False)():
+            raise WarehouseError(f"ClickHouse (chDB at {self.path}): {result.error_message()}")
+        return result
+
+    def command(self, sql: str) -> None:
+        self._run(sql)
+
+    def query(self, sql: str) -> QueryResult:
+        raw = self._run(sql, "JSONCompact").bytes()
+        if not raw:
+            return QueryResult([], [], [])
+        parsed = orjson.loads(raw)
+        meta = parsed.get("meta", [])
+        return QueryResult([m["name"] for m in meta], [m["type"] for m in meta], parsed["data"])
+
+    def insert(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> int:
+        if not rows:
+            return 0
+        names = ",".join(f"`{c}`" for c in columns)
+        self._run(f"INSERT INTO {self.database}.{table} ({names}) VALUES {values_clause(rows)}")
+        return len(rows)
+
+    def close(self) -> None:
+        with self._lock:
+            self._session.close()  # type: ignore[no-untyped-call]
+
+
+class ServerWarehouse:
+    """A ClickHouse server reached with clickhouse-connect."""
+
+    def __init__(self, url: str, database: str = "headwater") -> None:
+        import clickhouse_connect
+
+        self.database = database
+        self.url = url
+        try:
+            self._client = clickhouse_connect.get_client(dsn=url, connect_timeout=10)
+            self._client.command(f"CREATE DATABASE IF NOT EXISTS {database}")
+        except Exception as error:
+            raise WarehouseError(f"ClickHouse server at {url} is unavailable: {error}") from None
+
+    def command(self, sql: str) -> None:
+        try:
+            self._client.command(sql)
+        except Exception as error:
+            raise WarehouseError(f"ClickHouse server at {self.url} rejected: {error}") from None
+
+    def query(self, sql: str) -> QueryResult:
+        try:
+            result = self._client.query(sql)
+        except Exception as error:
+            raise WarehouseError(f"ClickHouse server at {self.url} rejected: {error}") from None
+        types = [t.name for t in result.column_types]
+        return QueryResult(list(result.column_names), types, [list(r) for r in result.result_rows])
+
+    def insert(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> int:
+        if not rows:
+            return 0
+        try:
+            self._client.insert(
+                table, [list(r) for r in rows], column_names=list(columns), database=self.database
+            )
+        except Exception as error:
+            raise WarehouseError(f"insert into {table} at {self.url} failed: {error}") from None
+        return len(rows)
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def encode_rows(rows: Sequence[Sequence[Any]]) -> list[list[Any]]:
+    """Rows made JSON-safe for the warehouse host: bytes travel as ``{"$b64": …}``."""
+    return [
+        [{"$b64": base64.b64encode(v).decode()} if isinstance(v, bytes) else v for v in row]
+        for row in rows
+    ]
+
+
+def decode_rows(rows: list[list[Any]]) -> list[list[Any]]:
+    return [
+        [base64.b64decode(v["$b64"]) if isinstance(v, dict) and "$b64" in v else v for v in row]
+        for row in rows
+    ]
+
+
+class HostedWarehouse:
+    """The embedded engine owned by the warehouse host process, reached over loopback HTTP."""
+
+    def __init__(self, url: str, database: str = "headwater", timeout_s: float = 60.0) -> None:
+        self.url = url.rstrip("/")
+        self.database = database
+        self._http = httpx.Client(base_url=self.url, timeout=timeout_s)
+
+    def _post(self, path: str, body: dict[str, Any]) -> Any:
+        try:
+            response = self._http.post(path, content=orjson.dumps(body))
+        except httpx.HTTPError as error:
+            raise WarehouseError(f"warehouse host at {self.url} is unavailable: {error}") from None
+        payload = orjson.loads(response.content) if response.content else {}
+        if response.status_code != 200:
+            raise WarehouseError(str(payload.get("error", response.text)))
+        return payload
+
+    def command(self, sql: str) -> None:
+        self._post("/command", {"sql": sql})
+
+    def query(self, sql: str) -> QueryResult:
+        payload = self._post("/query", {"sql": sql})
+        return QueryResult(payload["columns"], payload["types"], payload["rows"])
+
+    def insert(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> int:
+        if not rows:
+            return 0
+        body = {"table": table, "columns": list(columns), "rows": encode_rows(rows)}
+        return int(self._post("/insert", body)["inserted"])
+
+    def close(self) -> None:
+        self._http.close()
+
+
+def warehouse_path(settings: HeadwaterSettings) -> Path:
+    return settings.home / "warehouse"
+
+
+def connect_warehouse(settings: HeadwaterSettings) -> Warehouse:
+    """The warehouse for these settings: the server, the running host, or the engine itself."""
+    if settings.warehouse_mode == "server":
+        return ServerWarehouse(settings.clickhouse_url, settings.clickhouse_database)
+    from infra.warehouse_host import running_host_url
+
+    url = running_host_url(settings)
+    if url is not None:
+        return HostedWarehouse(url, settings.clickhouse_database)
+    return ChdbWarehouse(warehouse_path(settings), settings.clickhouse_database)

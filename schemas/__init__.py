@@ -1,0 +1,1 @@
+"""Event contracts: Avro schemas, their Python models, and the wire formats."""

@@ -1,0 +1,83 @@
+"""The application's own event type: the schema of ``events.raw`` and how to read it.
+
+A domain schema is an ``.avsc`` whose top-level attributes name its entity key, event-time field
+(milliseconds since the epoch) and event id field::
+
+    {"type": "record", "name": "Ride", "namespace": "acme",
+     "entity_key": "rider_id", "event_time": "ts_ms", "event_id": "ride_id", "fields": [...]}
+
+>>> domain = Domain.from_schema(SchemaCatalog.default().get("dev.headwater.demo.Transaction"))
+>>> domain.entity_key, domain.numeric_fields[:2], domain.categorical_fields
+('card_id', ['amount', 'distance_km'], ['merchant_category', 'country', 'channel'])
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from infra.errors import SchemaError
+from schemas.catalog import AvroSchema, SchemaCatalog
+
+DEMO_SCHEMA = "dev.headwater.demo.Transaction"
+_NUMERIC = {"int", "long", "float", "double", "boolean"}
+
+
+def _base_type(avro_type: object) -> str:
+    if isinstance(avro_type, list):
+        branches = [t for t in avro_type if t != "null"]
+        return _base_type(branches[0]) if len(branches) == 1 else "union"
+    if isinstance(avro_type, dict):
+        return str(avro_type.get("logicalType") or avro_type["type"])
+    return str(avro_type)
+
+
+@dataclass(frozen=True)
+class Domain:
+    """One application event type: its schema and the roles of its fields."""
+
+    schema: AvroSchema
+    entity_key: str
+    event_time: str
+    event_id: str
+
+    @classmethod
+    def from_schema(cls, schema: AvroSchema) -> Domain:
+        roles = {}
+        for role in ("entity_key", "event_time", "event_id"):
+            value = schema.source.get(role)
+            if not isinstance(value, str) or value not in schema.field_names:
+                raise SchemaError(
+                    f"domain schema {schema.name} must name its {role} field with a top-level "
+                    f'"{role}" attribute naming one of its fields {schema.field_names}'
+                )
+            roles[role] = value
+        return cls(schema, roles["entity_key"], roles["event_time"], roles["event_id"])
+
+    @property
+    def name(self) -> str:
+        return self.schema.name
+
+    def _fields_of(self, kinds: set[str]) -> list[str]:
+        roles = {self.entity_key, self.event_time, self.event_id}
+        return [
+            f["name"]
+            for f in self.schema.source["fields"]
+            if f["name"] not in roles and _base_type(f["type"]) in kinds
+        ]
+
+    @property
+    def numeric_fields(self) -> list[str]:
+        return self._fields_of(_NUMERIC)
+
+    @property
+    def categorical_fields(self) -> list[str]:
+        return self._fields_of({"string", "enum"})
+
+
+def load_domain(catalog: SchemaCatalog, schema_file: str = "") -> Domain:
+    """The configured domain (``HEADWATER_EVENT_SCHEMA_FILE``), added to the catalogue; the demo's
+    card transactions when none is configured."""
+    if not schema_file:
+        return Domain.from_schema(catalog.get(DEMO_SCHEMA))
+    return Domain.from_schema(catalog.add_file(Path(schema_file)))

@@ -1,0 +1,82 @@
+"""Session-wide real services: one local Apache Kafka broker and one embedded ClickHouse engine.
+
+The broker runs under a state directory of its own on test ports, so a developer's running
+platform is never touched; it starts once per test session and stops at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from infra.kafka_clients import ensure_topics
+from infra.local_kafka import LocalKafka
+from infra.migrations import apply_migrations
+from infra.settings import HeadwaterSettings
+from infra.warehouse import ChdbWarehouse
+
+TEST_PORTS = {"kafka": 29092, "controller": 29093, "warehouse_host": 28123}
+
+
+@pytest.fixture(scope="session")
+def test_home() -> Iterator[Path]:
+    root = Path(os.environ.get("HEADWATER_TEST_HOME") or tempfile.mkdtemp(prefix="hw-test-"))
+    root.mkdir(parents=True, exist_ok=True)
+    yield root
+    if not os.environ.get("HEADWATER_TEST_HOME"):
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def settings(test_home: Path) -> HeadwaterSettings:
+    """Settings of the test platform: local broker on test ports, state under ``test_home``."""
+    return HeadwaterSettings(
+        home=test_home,
+        kafka_local_port=TEST_PORTS["kafka"],
+        kafka_local_controller_port=TEST_PORTS["controller"],
+        warehouse_host_port=TEST_PORTS["warehouse_host"],
+        topic_partitions=3,
+    )
+
+
+def settings_env(settings: HeadwaterSettings) -> dict[str, str]:
+    """The environment that makes a ``headwater`` subprocess use the test platform."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HEADWATER_")}
+    env.update(
+        HEADWATER_HOME=str(settings.home),
+        HEADWATER_KAFKA_LOCAL_PORT=str(settings.kafka_local_port),
+        HEADWATER_KAFKA_LOCAL_CONTROLLER_PORT=str(settings.kafka_local_controller_port),
+        HEADWATER_WAREHOUSE_HOST_PORT=str(settings.warehouse_host_port),
+    )
+    return env
+
+
+@pytest.fixture(scope="session")
+def kafka(settings: HeadwaterSettings) -> Iterator[HeadwaterSettings]:
+    """The real local Apache Kafka broker with every topic created; yields its settings."""
+    broker = LocalKafka(settings)
+    broker.start()
+    ensure_topics(settings)
+    yield settings
+    broker.stop()
+
+
+@pytest.fixture(scope="session")
+def warehouse(test_home: Path) -> Iterator[ChdbWarehouse]:
+    """The embedded ClickHouse engine (chDB), migrated. One per process, as chDB requires."""
+    engine = ChdbWarehouse(test_home / "pytest-warehouse", "headwater")
+    apply_migrations(engine)
+    yield engine
+    engine.close()
+
+
+@pytest.fixture
+def unique() -> str:
+    """A short unique suffix for consumer groups, ids and topic prefixes."""
+    return uuid.uuid4().hex[:10]
