@@ -6,6 +6,7 @@ and every call that waits on the broker has a timeout whose error names the addr
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -14,7 +15,7 @@ from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import (  # type: ignore[attr-defined]
     AdminClient,
     ClusterMetadata,
-    NewTopic,  # type: ignore[attr-defined]
+    NewTopic,
 )
 
 from infra.errors import BrokerUnavailable
@@ -60,7 +61,8 @@ def cluster_metadata(
     """The broker's metadata, or a :class:`BrokerUnavailable` naming the address."""
     wait = settings.kafka_timeout_s if timeout_s is None else timeout_s
     try:
-        return admin_client(settings).list_topics(timeout=wait)
+        admin = admin_client(settings)
+        return admin.list_topics(timeout=wait)
     except KafkaException as error:
         raise BrokerUnavailable(
             f"Kafka broker at {settings.bootstrap_servers} did not answer within {wait:.0f} s "
@@ -103,7 +105,8 @@ def ensure_topics(settings: HeadwaterSettings) -> list[str]:
     if not wanted:
         return []
     created = []
-    futures = admin_client(settings).create_topics(wanted, request_timeout=settings.kafka_timeout_s)
+    admin = admin_client(settings)  # must outlive the futures
+    futures = admin.create_topics(wanted, request_timeout=settings.kafka_timeout_s)
     for name, future in futures.items():
         try:
             future.result(timeout=settings.kafka_timeout_s)
@@ -112,7 +115,37 @@ def ensure_topics(settings: HeadwaterSettings) -> list[str]:
             if error.args and error.args[0].name() == "TOPIC_ALREADY_EXISTS":
                 continue
             raise BrokerUnavailable(f"creating topic {name} failed: {error}") from None
+    _wait_for_leaders(settings, created)
     return created
+
+
+def _wait_for_leaders(settings: HeadwaterSettings, names: list[str]) -> None:
+    """New topics are usable once every partition has a leader; wait for that."""
+    deadline = time.monotonic() + settings.kafka_timeout_s * 3
+    while names and time.monotonic() < deadline:
+        topics = cluster_metadata(settings).topics
+        if all(
+            name in topics
+            and topics[name].partitions
+            and all(p.leader >= 0 for p in topics[name].partitions.values())
+            for name in names
+        ):
+            # The metadata cache can lead the partition state by a moment; offsets confirm it.
+            consumer = make_consumer(settings, "headwater-bootstrap")
+            try:
+                for name in names:
+                    for partition in topics[name].partitions:
+                        consumer.get_watermark_offsets(TopicPartition(name, partition), 5.0)
+                return
+            except KafkaException:
+                pass
+            finally:
+                consumer.close()
+        time.sleep(0.2)
+    if names:
+        raise BrokerUnavailable(
+            f"topics {names} got no partition leaders from {settings.bootstrap_servers} in time"
+        )
 
 
 def topic_states(settings: HeadwaterSettings, names: Iterable[str]) -> list[TopicState]:

@@ -23,6 +23,8 @@ from infra.errors import BrokerStartFailed, DependencyMissing, PortInUse
 from infra.settings import HeadwaterSettings
 
 POM = Path(__file__).parent / "kafka" / "pom.xml"
+# Brokers this process started: kept so their Popen objects live until stop() reaps them.
+_STARTED: dict[int, subprocess.Popen[bytes]] = {}
 _OTHER_WAY = "or run the platform with docker-compose (see README, 'Production')"
 
 
@@ -203,6 +205,7 @@ class LocalKafka:
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
             )
+        _STARTED[process.pid] = process
         self.pid_file.write_text(str(process.pid))
         self._wait_until_ready(process, timeout_s)
         return process.pid
@@ -248,6 +251,9 @@ class LocalKafka:
                 _reap(pid)
                 time.sleep(0.05)
         self.pid_file.unlink(missing_ok=True)
+        child = _STARTED.pop(pid, None)
+        if child is not None:
+            child.wait()
         return True
 
 

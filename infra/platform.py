@@ -26,6 +26,9 @@ from infra.warehouse import Warehouse, connect_warehouse
 from infra.warehouse_host import host_file, running_host_pid, running_host_url
 from schemas.topics import TOPICS
 
+# Hosts this process started, kept until stopped so their Popen objects are reaped, not leaked.
+_HOSTS: dict[int, subprocess.Popen[bytes]] = {}
+
 
 def start_warehouse_host(settings: HeadwaterSettings, timeout_s: float = 60.0) -> int:
     """Start the process that owns the embedded engine, or find it running."""
@@ -48,6 +51,7 @@ def start_warehouse_host(settings: HeadwaterSettings, timeout_s: float = 60.0) -
         start_new_session=True,
         env=env,
     )
+    _HOSTS[process.pid] = process
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -76,6 +80,9 @@ def stop_pid(pid: int, timeout_s: float = 20.0) -> None:
         if time.monotonic() > deadline:
             os.kill(pid, signal.SIGKILL)
         time.sleep(0.05)
+    child = _HOSTS.pop(pid, None)
+    if child is not None:
+        child.wait()
 
 
 @dataclass

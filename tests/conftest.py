@@ -21,7 +21,9 @@ from infra.migrations import apply_migrations
 from infra.settings import HeadwaterSettings
 from infra.warehouse import ChdbWarehouse
 
-TEST_PORTS = {"kafka": 29092, "controller": 29093, "warehouse_host": 28123}
+# Several test sessions can run side by side when each sets its own HEADWATER_TEST_PORT_BASE.
+_BASE = int(os.environ.get("HEADWATER_TEST_PORT_BASE", "29000"))
+TEST_PORTS = {"kafka": _BASE + 92, "controller": _BASE + 93, "warehouse_host": _BASE + 123}
 
 
 @pytest.fixture(scope="session")

@@ -16,35 +16,109 @@ from schemas.compat import backward_problems, check_all
 from schemas.models import ALL_MODELS, EventModel
 
 SAMPLES: dict[str, dict[str, Any]] = {
-    "Transaction": dict(event_id="e1", card_id="c1", event_time_ms=1, amount=9.5,
-                        merchant_category="grocery", country="FR"),
-    "Event": dict(event_id="e1", entity_id="c1", event_type="t", event_time_ms=1,
-                  numeric={"amount": 1.5}, categorical={"country": "FR"}),
-    "DeadLetter": dict(source_topic="events.raw", source_partition=0, source_offset=3,
-                       reason_code="MISSING_FIELD", reason="amount missing",
-                       original_value=b"\x00\xffraw", failed_at_ms=2),
-    "FeatureVector": dict(entity_id="c1", feature_set="fs", feature_set_version=1,
-                          event_id="e1", event_time_ms=1, computed_at_ms=2,
-                          values={"n": 1.0}),
-    "Prediction": dict(request_id="r1", entity_id="c1", model="m", version=2, route="canary",
-                       output=0.7, features={"a": 1.0}, event_time_ms=1, served_at_ms=2,
-                       latency_ms=0.5, fallback=True, fallback_reason="timeout"),
+    "Transaction": dict(
+        event_id="e1",
+        card_id="c1",
+        event_time_ms=1,
+        amount=9.5,
+        merchant_category="grocery",
+        country="FR",
+    ),
+    "Event": dict(
+        event_id="e1",
+        entity_id="c1",
+        event_type="t",
+        event_time_ms=1,
+        numeric={"amount": 1.5},
+        categorical={"country": "FR"},
+    ),
+    "DeadLetter": dict(
+        source_topic="events.raw",
+        source_partition=0,
+        source_offset=3,
+        reason_code="MISSING_FIELD",
+        reason="amount missing",
+        original_value=b"\x00\xffraw",
+        failed_at_ms=2,
+    ),
+    "FeatureVector": dict(
+        entity_id="c1",
+        feature_set="fs",
+        feature_set_version=1,
+        event_id="e1",
+        event_time_ms=1,
+        computed_at_ms=2,
+        values={"n": 1.0},
+    ),
+    "Prediction": dict(
+        request_id="r1",
+        entity_id="c1",
+        model="m",
+        version=2,
+        route="canary",
+        output=0.7,
+        features={"a": 1.0},
+        event_time_ms=1,
+        served_at_ms=2,
+        latency_ms=0.5,
+        fallback=True,
+        fallback_reason="timeout",
+    ),
     "Label": dict(request_id="r1", entity_id="c1", label=1.0, event_time_ms=1, labeled_at_ms=2),
-    "Metric": dict(model="m", version=1, route="champion", metric="accuracy", value=0.9,
-                   window="tumbling:60s", window_start_ms=0, window_end_ms=60000, count=10),
-    "DriftAlarm": dict(alarm_id="a1", model="m", version=1, feature="amount", kind="data",
-                       statistic="psi", value=0.3, threshold=0.2, window_size=1000,
-                       window_start_ms=0, window_end_ms=1, severity="critical", detected_at_ms=2),
-    "RetrainRequest": dict(request_id="q1", model="m", reason="drift", alarm_ids=["a1"],
-                           requested_at_ms=1, trials=8),
-    "Run": dict(run_id="run1", kind="trial", model="m", study="s", trial_number=3,
-                status="completed", params={"lr": 0.01, "depth": 3, "act": "relu", "bn": True},
-                metrics={"auc": 0.8}, artifacts={"weights": "ab" * 32}, event_time_ms=1),
-    "Trial": dict(study="s", trial_number=0, model="m", params={"lr": 0.1}, dataset="d",
-                  sent_at_ms=1),
-    "ModelVersion": dict(model="m", version=1, action="registered", run_id="run1",
-                         artifact_sha256="ab" * 32, metrics={"auc": 0.8},
-                         signature={"inputs": "a,b"}, event_time_ms=1),
+    "Metric": dict(
+        model="m",
+        version=1,
+        route="champion",
+        metric="accuracy",
+        value=0.9,
+        window="tumbling:60s",
+        window_start_ms=0,
+        window_end_ms=60000,
+        count=10,
+    ),
+    "DriftAlarm": dict(
+        alarm_id="a1",
+        model="m",
+        version=1,
+        feature="amount",
+        kind="data",
+        statistic="psi",
+        value=0.3,
+        threshold=0.2,
+        window_size=1000,
+        window_start_ms=0,
+        window_end_ms=1,
+        severity="critical",
+        detected_at_ms=2,
+    ),
+    "RetrainRequest": dict(
+        request_id="q1", model="m", reason="drift", alarm_ids=["a1"], requested_at_ms=1, trials=8
+    ),
+    "Run": dict(
+        run_id="run1",
+        kind="trial",
+        model="m",
+        study="s",
+        trial_number=3,
+        status="completed",
+        params={"lr": 0.01, "depth": 3, "act": "relu", "bn": True},
+        metrics={"auc": 0.8},
+        artifacts={"weights": "ab" * 32},
+        event_time_ms=1,
+    ),
+    "Trial": dict(
+        study="s", trial_number=0, model="m", params={"lr": 0.1}, dataset="d", sent_at_ms=1
+    ),
+    "ModelVersion": dict(
+        model="m",
+        version=1,
+        action="registered",
+        run_id="run1",
+        artifact_sha256="ab" * 32,
+        metrics={"auc": 0.8},
+        signature={"inputs": "a,b"},
+        event_time_ms=1,
+    ),
     "Routing": dict(model="m", weights={"1": 0.9, "2": 0.1}, shadows=[3], updated_at_ms=1),
 }
 
@@ -93,13 +167,15 @@ def test_round_trip(model: type[EventModel], framing: str) -> None:
 
 def test_confluent_framing_without_registry_is_refused() -> None:
     data = AvroCodec(SchemaCatalog.default(), MemoryRegistry()).encode(
-        "dev.headwater.Label", SAMPLES["Label"])
+        "dev.headwater.Label", SAMPLES["Label"]
+    )
     with pytest.raises(SchemaError, match="HEADWATER_SCHEMA_REGISTRY_URL"):
         AvroCodec(SchemaCatalog.default()).decode(data)
 
 
-@pytest.mark.parametrize("data", [b"", b"{}", b"\xc3\x01" + b"\x00" * 8 + b"x",
-                                  struct.pack(">bI", 0, 7)])
+@pytest.mark.parametrize(
+    "data", [b"", b"{}", b"\xc3\x01" + b"\x00" * 8 + b"x", struct.pack(">bI", 0, 7)]
+)
 def test_garbage_is_a_schema_error(data: bytes) -> None:
     with pytest.raises(SchemaError):
         AvroCodec(SchemaCatalog.default()).decode(data)
@@ -130,7 +206,8 @@ def test_compat_refuses_a_field_without_default() -> None:
     new = _label_schema()
     new["fields"].append({"name": "weight", "type": "double"})
     assert backward_problems(new, _label_schema()) == [
-        "Label.weight: field added without a default; old records don't have it"]
+        "Label.weight: field added without a default; old records don't have it"
+    ]
 
 
 def test_compat_refuses_a_narrowing_type_change() -> None:
@@ -156,5 +233,5 @@ def test_old_records_decode_with_the_new_schema() -> None:
     data = AvroCodec(catalog).encode(old.name, SAMPLES["Label"])
     reader_catalog = SchemaCatalog([old])
     reader_catalog.add(new)  # the new one is now the catalogue's schema of that name
-    name, record = AvroCodec(reader_catalog).decode(data, reader=new.name)
+    _, record = AvroCodec(reader_catalog).decode(data, reader=new.name)
     assert record["weight"] == 1.0 and record["entity_id"] == "c1"

@@ -1,0 +1,103 @@
+"""The embedded ClickHouse engine (chDB): migrations, inserts, idempotent re-inserts."""
+
+from __future__ import annotations
+
+import pytest
+
+from infra.errors import WarehouseError
+from infra.migrations import apply_migrations, load_migrations, table_for_topic
+from infra.warehouse import ChdbWarehouse
+from schemas.catalog import SchemaCatalog
+from schemas.topics import TOPICS
+
+pytestmark = pytest.mark.integration
+
+
+def test_migrations_are_applied_once(warehouse: ChdbWarehouse) -> None:
+    assert apply_migrations(warehouse) == []
+    applied = warehouse.query("SELECT version FROM headwater.schema_migrations FINAL ORDER BY 1")
+    assert [r[0] for r in applied.rows] == [m.version for m in load_migrations()]
+
+
+@pytest.mark.parametrize("topic", list(TOPICS))
+def test_every_topic_has_a_table_with_its_fields(warehouse: ChdbWarehouse, topic: str) -> None:
+    columns = {
+        r[0]
+        for r in warehouse.query(
+            f"SELECT name FROM system.columns WHERE database = 'headwater' "
+            f"AND table = '{table_for_topic(topic)}'"
+        ).rows
+    }
+    assert {"_partition", "_offset", "_ingested_at"} <= columns
+    schema = TOPICS[topic].schema
+    if schema:
+        assert set(SchemaCatalog.default().get(schema).field_names) <= columns
+
+
+def test_reinserting_the_same_records_leaves_counts_unchanged(warehouse: ChdbWarehouse) -> None:
+    columns = [
+        "request_id",
+        "entity_id",
+        "model",
+        "version",
+        "route",
+        "output",
+        "features",
+        "event_time_ms",
+        "served_at_ms",
+        "latency_ms",
+        "fallback",
+        "_partition",
+        "_offset",
+    ]
+    rows = [
+        [
+            f"req-{i}",
+            "c1",
+            "dedup-model",
+            1,
+            "champion",
+            0.5,
+            {"a": float(i)},
+            i,
+            i,
+            0.1,
+            False,
+            0,
+            i,
+        ]
+        for i in range(500)
+    ]
+    warehouse.insert("predictions", columns, rows)
+    warehouse.insert("predictions", columns, rows[:250])  # a redelivered batch
+    count = warehouse.query(
+        "SELECT count() FROM headwater.predictions FINAL WHERE model = 'dedup-model'"
+    ).scalar()
+    assert count == 500
+
+
+def test_values_survive_the_round_trip(warehouse: ChdbWarehouse) -> None:
+    row = ["events.raw", 1, 7, "BAD_JSON", "it's \\ broken\n", None, b"\x00\xff'x", 5, 0, 7]
+    columns = [
+        "source_topic",
+        "source_partition",
+        "source_offset",
+        "reason_code",
+        "reason",
+        "original_key",
+        "original_value",
+        "failed_at_ms",
+        "_partition",
+        "_offset",
+    ]
+    warehouse.insert("deadletter", columns, [row])
+    found = warehouse.query(
+        "SELECT reason, original_key, hex(original_value) FROM headwater.deadletter FINAL "
+        "WHERE source_offset = 7"
+    ).rows
+    assert found == [["it's \\ broken\n", None, "00FF2778"]]
+
+
+def test_bad_sql_names_the_engine(warehouse: ChdbWarehouse) -> None:
+    with pytest.raises(WarehouseError, match="chDB"):
+        warehouse.query("SELECT * FROM headwater.no_such_table")
