@@ -14,7 +14,11 @@ from collections.abc import Sequence
 from infra.errors import HeadwaterError
 
 # Modules that register commands, in the order they appear in ``--help``.
-COMMAND_MODULES = ("infra.cli_platform", "infra.cli_records")
+COMMAND_MODULES = (
+    "infra.cli_platform",
+    "infra.cli_records",
+    "infra.cli_models",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
