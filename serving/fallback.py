@@ -1,0 +1,125 @@
+"""The fallback chain of one model: the routed version, then the last good one, then a default.
+
+Every version sits behind its own :class:`~serving.guard.VersionGuard`. When the routed version
+fails (raises, hangs past its timeout, has its breaker open or its bulkhead full, or cannot be
+loaded), the most recent *other* version that answered is asked; if that fails too, the model's
+declared default output answers. Whatever answered instead is flagged ``fallback`` with the
+reason, so it is never mistaken for the routed version's own output.
+
+>>> import numpy as np
+>>> class Doubler:
+...     feature_names = ("x",)
+...     def predict(self, x: np.ndarray) -> np.ndarray:
+...         return x[:, 0] * 2
+>>> chain = FallbackChain("fraud", lambda version: Doubler(), default_output=0.5)
+>>> chain.predict(3, np.ones((2, 1))).outputs.tolist()
+[2.0, 2.0]
+>>> chain.close()
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from infra.errors import HeadwaterError
+from serving.guard import Array, GuardPolicy, VersionGuard
+
+DEFAULT_VERSION = 0  # the version number predictions answered by the default output carry
+
+
+class Predictor(Protocol):
+    """What serving needs of a loaded model: its input columns and a batch predict."""
+
+    @property
+    def feature_names(self) -> Sequence[str]: ...
+
+    def predict(self, features: Array) -> Array: ...
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """Who answered a batch: ``version`` is :data:`DEFAULT_VERSION` for the default output."""
+
+    outputs: Array
+    version: int
+    fallback: bool = False
+    reason: str = ""
+
+
+class FallbackChain:
+    """Guards and fallbacks of one model; ``load(version)`` gives a version's predictor (cached
+    by the caller) or raises a :class:`HeadwaterError` saying why it cannot."""
+
+    def __init__(
+        self,
+        model: str,
+        load: Callable[[int], Predictor],
+        *,
+        default_output: float,
+        policy: GuardPolicy | None = None,
+    ) -> None:
+        self.model = model
+        self.load = load
+        self.default_output = default_output
+        self.policy = policy or GuardPolicy()
+        self._guards: dict[int, VersionGuard] = {}
+        self._good: list[int] = []  # versions that answered, most recent first
+        self._lock = threading.Lock()
+
+    def guard(self, version: int) -> VersionGuard:
+        with self._lock:
+            if version not in self._guards:
+                self._guards[version] = VersionGuard(self.model, version, self.policy)
+            return self._guards[version]
+
+    def attempt(self, version: int, features: Array) -> Array:
+        """One guarded call of ``version``; raises why it failed (no fallback here)."""
+        predictor = self.load(version)
+        outputs = self.guard(version).call(predictor.predict, features)
+        return np.asarray(outputs, dtype=np.float64).reshape(len(features))
+
+    def predict(self, version: int, features: Array) -> Outcome:
+        """The routed version's outputs, or the chain's fallback flagged with the reason."""
+        try:
+            outputs = self.attempt(version, features)
+        except HeadwaterError as error:
+            return self._fall_back(version, features, str(error))
+        self._mark_good(version)
+        return Outcome(outputs, version)
+
+    def _fall_back(self, failed: int, features: Array, reason: str) -> Outcome:
+        with self._lock:
+            previous = next((v for v in self._good if v != failed), None)
+        if previous is not None:
+            try:
+                outputs = self.attempt(previous, features)
+                return Outcome(outputs, previous, True, f"{reason}; answered by v{previous}")
+            except HeadwaterError as error:
+                reason = f"{reason}; last good v{previous} failed too: {error}"
+        default = np.full(len(features), self.default_output, dtype=np.float64)
+        return Outcome(default, DEFAULT_VERSION, True, f"{reason}; default output answered")
+
+    def _mark_good(self, version: int) -> None:
+        with self._lock:
+            if self._good and self._good[0] == version:
+                return
+            self._good = [version, *(v for v in self._good if v != version)][:8]
+
+    def forget(self, version: int) -> None:
+        """Drop a version's guard (it was unloaded or archived)."""
+        with self._lock:
+            guard = self._guards.pop(version, None)
+            self._good = [v for v in self._good if v != version]
+        if guard is not None:
+            guard.close()
+
+    def close(self) -> None:
+        with self._lock:
+            guards, self._guards = list(self._guards.values()), {}
+        for guard in guards:
+            guard.close()

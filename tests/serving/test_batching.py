@@ -1,0 +1,54 @@
+"""The adaptive batch policy: bounded by size and latency, adapted to observed costs."""
+
+from __future__ import annotations
+
+from serving.batching import BatchPolicy
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_batch_limit_shrinks_when_items_are_expensive() -> None:
+    policy = BatchPolicy(max_batch_size=64, max_latency_s=0.010, clock=Clock())
+    assert policy.batch_limit == 64
+    policy.observed(1, 0.0005)
+    for _ in range(10):
+        policy.observed(32, 0.0005 + 32 * 0.0005)  # 0.5 ms per item
+    assert policy.batch_limit == 9  # (5 ms - 0.5 ms) / 0.5 ms
+
+
+def test_never_below_one_or_above_the_maximum() -> None:
+    policy = BatchPolicy(max_batch_size=4, max_latency_s=0.001, clock=Clock())
+    policy.observed(2, 1.0)
+    assert policy.batch_limit == 1
+    cheap = BatchPolicy(max_batch_size=4, max_latency_s=1.0, clock=Clock())
+    cheap.observed(4, 1e-6)
+    assert cheap.batch_limit == 4
+
+
+def test_waits_under_load_until_the_deadline() -> None:
+    clock = Clock()
+    policy = BatchPolicy(max_batch_size=64, max_latency_s=0.010, clock=clock)
+    for _ in range(50):
+        policy.arrived()
+        clock.now += 0.0002
+    oldest = clock.now
+    assert not policy.should_dispatch(3, oldest)
+    assert 0 < policy.wait_s(oldest, 3) <= 0.010
+    clock.now += 0.010
+    assert policy.should_dispatch(3, oldest)
+
+
+def test_sparse_arrivals_dispatch_at_once() -> None:
+    clock = Clock()
+    policy = BatchPolicy(max_batch_size=64, max_latency_s=0.010, clock=clock)
+    for _ in range(5):
+        policy.arrived()
+        clock.now += 1.0  # one request a second
+    assert policy.should_dispatch(1, clock.now)
+    assert not policy.should_dispatch(0, clock.now)
