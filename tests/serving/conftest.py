@@ -1,0 +1,16 @@
+"""Fixtures of the serving tests: isolated topics per test on the session's real broker."""
+
+from __future__ import annotations
+
+import pytest
+
+from infra.kafka_clients import ensure_topics
+from infra.settings import HeadwaterSettings
+
+
+@pytest.fixture
+def topics(kafka: HeadwaterSettings, unique: str) -> HeadwaterSettings:
+    """Settings whose every topic is this test's own (a fresh prefix), created."""
+    isolated = kafka.model_copy(update={"topic_prefix": f"s-{unique}-"})
+    ensure_topics(isolated)
+    return isolated
