@@ -67,6 +67,9 @@ class HeadwaterSettings(BaseSettings):
     bind_host: str = "127.0.0.1"
     http_port: int = Field(default=8088, ge=1, le=65535)
     dashboard_port: int = Field(default=8089, ge=1, le=65535)
+    dashboard_refresh_s: float = Field(default=5.0, gt=0)
+    # First port of /metrics; each long-running process on one host takes the next free one.
+    metrics_port: int = Field(default=9464, ge=0, le=65535)
     admin_token: SecretStr = SecretStr("")
 
     @field_validator("kafka_bootstrap")
