@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from fastavro.validation import ValidationError as AvroValidationError
 from fastavro.validation import validate
 from pydantic import ValidationError
 
@@ -64,7 +65,10 @@ def _check(topic: str, record: Any, bus: EventBus) -> tuple[str, dict[str, Any]]
     model = topic_spec(topic).model
     if model is None:
         schema = bus.domain.schema
-        validate(record, schema.parsed, raise_errors=True)
+        try:
+            validate(record, schema.parsed, raise_errors=True)
+        except AvroValidationError as error:
+            raise SchemaError("; ".join(str(e) for e in error.args[0])) from None
         return schema.name, record
     try:
         return model.SCHEMA, model.model_validate(record).to_avro()
