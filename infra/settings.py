@@ -61,6 +61,8 @@ class HeadwaterSettings(BaseSettings):
     warehouse_host_port: int = Field(default=18123, ge=1024, le=65535)
 
     schema_registry_url: str = ""
+    # Content-addressed artifact store: empty means HEADWATER_HOME/artifacts; or a directory path.
+    artifact_store: str = ""
 
     event_schema_file: str = ""
     features: str = "streams.demo.features"
@@ -71,6 +73,19 @@ class HeadwaterSettings(BaseSettings):
     # First port of /metrics; each long-running process on one host takes the next free one.
     metrics_port: int = Field(default=9464, ge=0, le=65535)
     admin_token: SecretStr = SecretStr("")
+
+    # Serving: the model a scorer serves, its fault tolerance (Hystrix's defaults) and batching.
+    serving_model: str = "fraud"
+    serving_default_output: float = 0.0
+    serving_timeout_s: float = Field(default=1.0, gt=0)
+    serving_max_concurrency: int = Field(default=4, ge=1)
+    serving_breaker_error_threshold: float = Field(default=0.5, gt=0, le=1)
+    serving_breaker_volume: int = Field(default=20, ge=1)
+    serving_breaker_window_s: float = Field(default=10.0, gt=0)
+    serving_breaker_sleep_s: float = Field(default=5.0, gt=0)
+    serving_batch_max: int = Field(default=64, ge=1)
+    serving_batch_latency_ms: float = Field(default=10.0, gt=0)
+    serving_model_cache: int = Field(default=4, ge=1)
 
     @field_validator("kafka_bootstrap")
     @classmethod
