@@ -12,24 +12,28 @@ reason, so it is never mistaken for the routed version's own output.
 ...     def predict(self, x: np.ndarray) -> np.ndarray:
 ...         return x[:, 0] * 2
 >>> chain = FallbackChain("fraud", lambda version: Doubler(), default_output=0.5)
->>> chain.predict(3, np.ones((2, 1))).outputs.tolist()
-[2.0, 2.0]
+>>> outcome = chain.predict(3, [{"x": 1.0}, {"x": 2.5}])
+>>> outcome.outputs.tolist(), outcome.feature_names
+([2.0, 5.0], ('x',))
 >>> chain.close()
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
 
 from infra.errors import HeadwaterError
+from serving.errors import ModelRaised
+from serving.features import feature_matrix
 from serving.guard import Array, GuardPolicy, VersionGuard
 
 DEFAULT_VERSION = 0  # the version number predictions answered by the default output carry
+Rows = Sequence[Mapping[str, float]]
 
 
 class Predictor(Protocol):
@@ -43,10 +47,12 @@ class Predictor(Protocol):
 
 @dataclass(frozen=True)
 class Outcome:
-    """Who answered a batch: ``version`` is :data:`DEFAULT_VERSION` for the default output."""
+    """Who answered a batch and which features it read: ``version`` is :data:`DEFAULT_VERSION`
+    and ``feature_names`` is None when the default output answered."""
 
     outputs: Array
     version: int
+    feature_names: tuple[str, ...] | None
     fallback: bool = False
     reason: str = ""
 
@@ -77,32 +83,42 @@ class FallbackChain:
                 self._guards[version] = VersionGuard(self.model, version, self.policy)
             return self._guards[version]
 
-    def attempt(self, version: int, features: Array) -> Array:
+    def attempt(self, version: int, rows: Rows) -> Outcome:
         """One guarded call of ``version``; raises why it failed (no fallback here)."""
         predictor = self.load(version)
-        outputs = self.guard(version).call(predictor.predict, features)
-        return np.asarray(outputs, dtype=np.float64).reshape(len(features))
+        names = tuple(predictor.feature_names)
+        matrix = feature_matrix(names, rows)
+        raw = self.guard(version).call(predictor.predict, matrix)
+        outputs = np.asarray(raw, dtype=np.float64).reshape(-1)
+        if outputs.shape[0] != len(rows) or not np.all(np.isfinite(outputs)):
+            raise ModelRaised(
+                f"{self.model} v{version} gave {outputs.shape[0]} output(s) for {len(rows)} "
+                "row(s) or a non-finite one"
+            )
+        return Outcome(outputs, version, names)
 
-    def predict(self, version: int, features: Array) -> Outcome:
+    def predict(self, version: int, rows: Rows) -> Outcome:
         """The routed version's outputs, or the chain's fallback flagged with the reason."""
         try:
-            outputs = self.attempt(version, features)
+            outcome = self.attempt(version, rows)
         except HeadwaterError as error:
-            return self._fall_back(version, features, str(error))
+            return self._fall_back(version, rows, str(error))
         self._mark_good(version)
-        return Outcome(outputs, version)
+        return outcome
 
-    def _fall_back(self, failed: int, features: Array, reason: str) -> Outcome:
+    def _fall_back(self, failed: int, rows: Rows, reason: str) -> Outcome:
         with self._lock:
             previous = next((v for v in self._good if v != failed), None)
         if previous is not None:
             try:
-                outputs = self.attempt(previous, features)
-                return Outcome(outputs, previous, True, f"{reason}; answered by v{previous}")
+                answer = self.attempt(previous, rows)
+                why = f"{reason}; answered by v{previous}"
+                return Outcome(answer.outputs, previous, answer.feature_names, True, why)
             except HeadwaterError as error:
                 reason = f"{reason}; last good v{previous} failed too: {error}"
-        default = np.full(len(features), self.default_output, dtype=np.float64)
-        return Outcome(default, DEFAULT_VERSION, True, f"{reason}; default output answered")
+        default = np.full(len(rows), self.default_output, dtype=np.float64)
+        why = f"{reason}; default output answered"
+        return Outcome(default, DEFAULT_VERSION, None, True, why)
 
     def _mark_good(self, version: int) -> None:
         with self._lock:

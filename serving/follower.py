@@ -29,14 +29,15 @@ E = TypeVar("E", bound=EventModel)
 
 
 class TopicFollower(Generic[E]):
-    """Feeds every record of ``topic`` (as ``model``) to ``on_event``, live, on a thread."""
+    """Feeds every record of ``topic`` (as ``model``) to ``on_event(event, partition, offset)``,
+    live, on a thread."""
 
     def __init__(
         self,
         settings: HeadwaterSettings,
         topic: str,
         model: type[E],
-        on_event: Callable[[E], None],
+        on_event: Callable[[E, int, int], None],
         *,
         deadletters: EventBus | None = None,
         poll_s: float = 0.2,
@@ -110,7 +111,7 @@ class TopicFollower(Generic[E]):
             self._dead_letter(message, "undecodable", str(error))
             return
         try:
-            self.on_event(event)
+            self.on_event(event, message.partition() or 0, message.offset() or 0)
         except HeadwaterError as error:
             self._dead_letter(message, "rejected", str(error))
 

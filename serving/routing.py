@@ -82,7 +82,13 @@ def follow_routing(
     wait_s: float | None = None,
 ) -> TopicFollower[Routing]:
     """Keep ``table`` current from the ``routing`` topic on a background thread."""
-    follower = TopicFollower(settings, "routing", Routing, table.apply, deadletters=deadletters)
+    follower = TopicFollower(
+        settings,
+        "routing",
+        Routing,
+        lambda event, _partition, _offset: table.apply(event),
+        deadletters=deadletters,
+    )
     return follower.start(wait_s)
 
 

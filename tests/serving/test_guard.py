@@ -72,7 +72,7 @@ def test_raising_model_is_named() -> None:
 def test_fallback_goes_to_last_good_version_then_default(gate: threading.Event) -> None:
     models = {1: Constant(1.0), 2: Constant(2.0)}
     chain = FallbackChain("m", models.__getitem__, default_output=-1.0)
-    x = np.ones((3, 1))
+    x = [{"x": 1.0}] * 3
     assert chain.predict(1, x).outputs.tolist() == [1.0] * 3
     assert chain.predict(2, x).version == 2
     models[2].failing = True
@@ -93,7 +93,7 @@ def test_unloadable_version_falls_back_with_the_loader_error() -> None:
         return Constant(float(version))
 
     chain = FallbackChain("m", load, default_output=0.0)
-    chain.predict(1, np.ones((1, 1)))
-    outcome = chain.predict(9, np.ones((1, 1)))
+    chain.predict(1, [{"x": 1.0}])
+    outcome = chain.predict(9, [{"x": 1.0}])
     assert outcome.version == 1 and "tampered" in outcome.reason
     chain.close()
