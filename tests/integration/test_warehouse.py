@@ -6,24 +6,43 @@ import pytest
 
 from infra.errors import WarehouseError
 from infra.migrations import apply_migrations, load_migrations, table_for_topic
-from infra.warehouse import ChdbWarehouse
+import os
+from collections.abc import Iterator
+
+from infra.warehouse import ChdbWarehouse, ServerWarehouse, Warehouse
 from schemas.catalog import SchemaCatalog
 from schemas.topics import TOPICS
 
 pytestmark = pytest.mark.integration
 
+# The same contract runs on the embedded engine always, and on a ClickHouse server when one is
+# given (the SQL must be the same on both).
+SERVER_URL = os.environ.get("HEADWATER_TEST_CLICKHOUSE_URL", "")
+BACKENDS = ["chdb", "server"] if SERVER_URL else ["chdb"]
 
-def test_migrations_are_applied_once(warehouse: ChdbWarehouse) -> None:
-    assert apply_migrations(warehouse) == []
-    applied = warehouse.query("SELECT version FROM headwater.schema_migrations FINAL ORDER BY 1")
+
+@pytest.fixture(params=BACKENDS)
+def engine(request: pytest.FixtureRequest, warehouse: ChdbWarehouse) -> Iterator[Warehouse]:
+    if request.param == "chdb":
+        yield warehouse
+        return
+    server = ServerWarehouse(SERVER_URL, "headwater")
+    apply_migrations(server)
+    yield server
+    server.close()
+
+
+def test_migrations_are_applied_once(engine: Warehouse) -> None:
+    assert apply_migrations(engine) == []
+    applied = engine.query("SELECT version FROM headwater.schema_migrations FINAL ORDER BY 1")
     assert [r[0] for r in applied.rows] == [m.version for m in load_migrations()]
 
 
 @pytest.mark.parametrize("topic", list(TOPICS))
-def test_every_topic_has_a_table_with_its_fields(warehouse: ChdbWarehouse, topic: str) -> None:
+def test_every_topic_has_a_table_with_its_fields(engine: Warehouse, topic: str) -> None:
     columns = {
         r[0]
-        for r in warehouse.query(
+        for r in engine.query(
             f"SELECT name FROM system.columns WHERE database = 'headwater' "
             f"AND table = '{table_for_topic(topic)}'"
         ).rows
@@ -34,7 +53,7 @@ def test_every_topic_has_a_table_with_its_fields(warehouse: ChdbWarehouse, topic
         assert set(SchemaCatalog.default().get(schema).field_names) <= columns
 
 
-def test_reinserting_the_same_records_leaves_counts_unchanged(warehouse: ChdbWarehouse) -> None:
+def test_reinserting_the_same_records_leaves_counts_unchanged(engine: Warehouse) -> None:
     columns = [
         "request_id",
         "entity_id",
@@ -68,15 +87,15 @@ def test_reinserting_the_same_records_leaves_counts_unchanged(warehouse: ChdbWar
         ]
         for i in range(500)
     ]
-    warehouse.insert("predictions", columns, rows)
-    warehouse.insert("predictions", columns, rows[:250])  # a redelivered batch
-    count = warehouse.query(
+    engine.insert("predictions", columns, rows)
+    engine.insert("predictions", columns, rows[:250])  # a redelivered batch
+    count = engine.query(
         "SELECT count() FROM headwater.predictions FINAL WHERE model = 'dedup-model'"
     ).scalar()
     assert count == 500
 
 
-def test_values_survive_the_round_trip(warehouse: ChdbWarehouse) -> None:
+def test_values_survive_the_round_trip(engine: Warehouse) -> None:
     row = ["events.raw", 1, 7, "BAD_JSON", "it's \\ broken\n", None, b"\x00\xff'x", 5, 0, 7]
     columns = [
         "source_topic",
@@ -90,14 +109,14 @@ def test_values_survive_the_round_trip(warehouse: ChdbWarehouse) -> None:
         "_partition",
         "_offset",
     ]
-    warehouse.insert("deadletter", columns, [row])
-    found = warehouse.query(
+    engine.insert("deadletter", columns, [row])
+    found = engine.query(
         "SELECT reason, original_key, hex(original_value) FROM headwater.deadletter FINAL "
         "WHERE source_offset = 7"
     ).rows
     assert found == [["it's \\ broken\n", None, "00FF2778"]]
 
 
-def test_bad_sql_names_the_engine(warehouse: ChdbWarehouse) -> None:
-    with pytest.raises(WarehouseError, match="chDB"):
-        warehouse.query("SELECT * FROM headwater.no_such_table")
+def test_bad_sql_names_the_engine(engine: Warehouse) -> None:
+    with pytest.raises(WarehouseError, match="chDB|server"):
+        engine.query("SELECT * FROM headwater.no_such_table")
