@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
+
 import pytest
 
 from infra.errors import WarehouseError
 from infra.migrations import apply_migrations, load_migrations, table_for_topic
-import os
-from collections.abc import Iterator
-
 from infra.warehouse import ChdbWarehouse, ServerWarehouse, Warehouse
 from schemas.catalog import SchemaCatalog
 from schemas.topics import TOPICS
@@ -118,5 +118,5 @@ def test_values_survive_the_round_trip(engine: Warehouse) -> None:
 
 
 def test_bad_sql_names_the_engine(engine: Warehouse) -> None:
-    with pytest.raises(WarehouseError, match="chDB|server"):
+    with pytest.raises(WarehouseError, match=r"chDB|server"):
         engine.query("SELECT * FROM headwater.no_such_table")
