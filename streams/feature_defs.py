@@ -1,0 +1,218 @@
+"""The features a feature set can declare: windowed aggregates, last values, recency, ratios.
+
+Each feature reads an entity's history — event times in order and one row of field values per
+event — as of one event's time, and returns its value(s). Nothing here knows about Kafka or
+ClickHouse: the online worker and the offline path call exactly these methods.
+
+>>> from streams.windows import Window
+>>> times, rows = [1_000, 2_000, 5_000], [(2.0,), (4.0,), (9.0,)]
+>>> view = HistoryView(times, rows, {"amount": 0}, 0.0)
+>>> Mean("amount", Window.sliding(4_000)).compute(view, 3, 5_000)
+[6.5]
+>>> Count(Window.tumbling(10_000)).compute(view, 2, 2_000), TimeSinceLast().compute(view, 3, 5_000)
+([2.0], [3.0])
+"""
+
+from __future__ import annotations
+
+import math
+from bisect import bisect_left
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from streams.errors import FeatureSetError
+from streams.windows import Window
+
+Cell = float | str | None
+Row = tuple[Cell, ...]
+
+
+@dataclass(frozen=True)
+class HistoryView:
+    """An entity's retained history: event times ascending, rows of the used fields."""
+
+    times: Sequence[int]
+    rows: Sequence[Row]
+    columns: Mapping[str, int]
+    missing: float
+
+    def numbers(self, field: str, low: int, high: int) -> list[float]:
+        j = self.columns[field]
+        return [v for row in self.rows[low:high] if isinstance((v := row[j]), float)]
+
+
+class Feature:
+    """Base of every feature: its output names, the fields it reads, how it computes."""
+
+    def names(self) -> list[str]:
+        raise FeatureSetError(f"{type(self).__name__} does not name its outputs")
+
+    def reads(self) -> tuple[str, ...]:
+        return ()
+
+    def compute(self, view: HistoryView, high: int, t: int) -> list[float]:
+        """Values as of time ``t``; ``high`` is the index after the last event with time <= t."""
+        raise FeatureSetError(f"{type(self).__name__} cannot be computed from history")
+
+
+Aggregation = Literal["count", "sum", "mean", "min", "max", "stddev", "distinct"]
+
+
+def _aggregate(how: Aggregation, values: list[float], missing: float) -> float:
+    if how == "sum":
+        return math.fsum(values)
+    if not values:
+        return missing
+    if how == "mean":
+        return math.fsum(values) / len(values)
+    if how == "min":
+        return min(values)
+    if how == "max":
+        return max(values)
+    mean = math.fsum(values) / len(values)
+    return math.sqrt(math.fsum((v - mean) ** 2 for v in values) / len(values))
+
+
+@dataclass(frozen=True)
+class Aggregate(Feature):
+    """``how`` of ``field`` over ``window``; ``where`` keeps events whose field equals a value."""
+
+    how: Aggregation
+    field: str
+    window: Window
+    name: str = ""
+    where: tuple[str, str] | None = None
+
+    def names(self) -> list[str]:
+        if self.name:
+            return [self.name]
+        subject = self.field or "events"
+        if self.where:
+            subject += f"_{self.where[0]}_{self.where[1]}"
+        return [f"{subject}_{self.how}_{self.window.label}"]
+
+    def reads(self) -> tuple[str, ...]:
+        return tuple(f for f in (self.field, self.where[0] if self.where else "") if f)
+
+    def compute(self, view: HistoryView, high: int, t: int) -> list[float]:
+        low = bisect_left(view.times, self.window.start(t), 0, high)
+        rows = view.rows[low:high]
+        if self.where:
+            j, wanted = view.columns[self.where[0]], self.where[1]
+            rows = [row for row in rows if row[j] == wanted]
+        if self.how == "count":
+            return [float(len(rows))]
+        k = view.columns[self.field]
+        if self.how == "distinct":
+            return [float(len({row[k] for row in rows if row[k] is not None}))]
+        values = [v for row in rows if isinstance((v := row[k]), float)]
+        return [_aggregate(self.how, values, view.missing)]
+
+
+def Count(window: Window, *, name: str = "", where: tuple[str, str] | None = None) -> Aggregate:
+    """Number of events in the window (optionally only those ``where`` field == value)."""
+    return Aggregate("count", "", window, name, where)
+
+
+def Sum(field: str, window: Window, *, name: str = "") -> Aggregate:
+    return Aggregate("sum", field, window, name)
+
+
+def Mean(field: str, window: Window, *, name: str = "") -> Aggregate:
+    return Aggregate("mean", field, window, name)
+
+
+def Min(field: str, window: Window, *, name: str = "") -> Aggregate:
+    return Aggregate("min", field, window, name)
+
+
+def Max(field: str, window: Window, *, name: str = "") -> Aggregate:
+    return Aggregate("max", field, window, name)
+
+
+def StdDev(field: str, window: Window, *, name: str = "") -> Aggregate:
+    """Population standard deviation (0 for a single event)."""
+    return Aggregate("stddev", field, window, name)
+
+
+def CountDistinct(field: str, window: Window, *, name: str = "") -> Aggregate:
+    """Number of distinct values of a (usually categorical) field in the window."""
+    return Aggregate("distinct", field, window, name)
+
+
+@dataclass(frozen=True)
+class LastValue(Feature):
+    """The numeric field's value in the latest event at or before ``t`` (the event itself)."""
+
+    field: str
+    name: str = ""
+
+    def names(self) -> list[str]:
+        return [self.name or self.field]
+
+    def reads(self) -> tuple[str, ...]:
+        return (self.field,)
+
+    def compute(self, view: HistoryView, high: int, t: int) -> list[float]:
+        value = view.rows[high - 1][view.columns[self.field]] if high else None
+        return [value if isinstance(value, float) else view.missing]
+
+
+@dataclass(frozen=True)
+class LastN(Feature):
+    """The last ``n`` values of a numeric field, newest first (``name_1`` is the event's own)."""
+
+    field: str
+    n: int
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        if self.n < 1:
+            raise FeatureSetError(f"LastN({self.field!r}) needs n >= 1, got {self.n}")
+
+    def names(self) -> list[str]:
+        base = self.name or f"{self.field}_last"
+        return [f"{base}_{k}" for k in range(1, self.n + 1)]
+
+    def reads(self) -> tuple[str, ...]:
+        return (self.field,)
+
+    def compute(self, view: HistoryView, high: int, t: int) -> list[float]:
+        j = view.columns[self.field]
+        out = []
+        for index in range(high - 1, high - 1 - self.n, -1):
+            value = view.rows[index][j] if index >= 0 else None
+            out.append(value if isinstance(value, float) else view.missing)
+        return out
+
+
+@dataclass(frozen=True)
+class TimeSinceLast(Feature):
+    """Seconds since the entity's previous event (at or before ``t``)."""
+
+    name: str = "seconds_since_last_event"
+
+    def names(self) -> list[str]:
+        return [self.name]
+
+    def compute(self, view: HistoryView, high: int, t: int) -> list[float]:
+        if high < 2:
+            return [view.missing]
+        return [(t - view.times[high - 2]) / 1000.0]
+
+
+@dataclass(frozen=True)
+class Ratio(Feature):
+    """``numerator / denominator`` of two other features of the set (missing if the latter is 0)."""
+
+    numerator: str
+    denominator: str
+    name: str = ""
+
+    def names(self) -> list[str]:
+        return [self.name or f"{self.numerator}_per_{self.denominator}"]
+
+    def ratio(self, values: Mapping[str, float], missing: float) -> float:
+        below = values[self.denominator]
+        return values[self.numerator] / below if below else missing
