@@ -49,6 +49,7 @@ class FeatureReference:
     quantiles: tuple[float, ...]
     quantile_cdf: tuple[float, ...]
     size: int
+    strict_cdf: bool = False  # the CDF is F(x < q) rather than F(x ≤ q)
 
     @classmethod
     def from_sample(
@@ -95,7 +96,12 @@ class _Tests:
             reference,
             histogram=base.empty_like(),
             base=base,
-            quantiles=QuantileSketch(reference.quantiles, reference.quantile_cdf, reference.size),
+            quantiles=QuantileSketch(
+                reference.quantiles,
+                reference.quantile_cdf,
+                reference.size,
+                strict=reference.strict_cdf,
+            ),
         )
 
     def statistics(self, values: list[float], alpha: float) -> list[tuple[str, float, float]]:

@@ -1,7 +1,8 @@
 """Joining late labels to the predictions they judge, within a horizon, counting what never joins.
 
-A label names its prediction by request id, or — when the application only knows the entity —
-by entity id and the event time of the prediction's features. Either side may arrive first; each
+A label names its prediction by request id (or the event id, which is the request id of
+predictions scored from the stream), or — when the application only knows the entity — by
+entity id and the event time of the prediction's features. Either side may arrive first; each
 waits up to ``horizon_ms`` (by the stream's own clock: the largest timestamp seen) for the other.
 Predictions that never get a label and labels that never find a prediction are counted, never
 silently dropped. Several predictions of one request (champion and shadow) each join the label.
@@ -99,7 +100,7 @@ class LabelJoiner:
         self._n_labels += 1
         self._tick(label.labeled_at_ms)
         entity = _entity_key(label.entity_id, label.event_time_ms)
-        rid = label.request_id or self._by_entity.get(entity, "")
+        rid = label.request_id or label.event_id or self._by_entity.get(entity, "")
         key = rid or entity
         if key in self._labels:
             self._duplicates += 1  # a second label for one request: the first one stands

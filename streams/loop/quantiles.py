@@ -19,6 +19,7 @@ True
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import Literal
 
 import numpy as np
 
@@ -28,7 +29,12 @@ class QuantileSketch:
     counts between them."""
 
     def __init__(
-        self, quantiles: Sequence[float], cdf: Sequence[float], reference_size: int
+        self,
+        quantiles: Sequence[float],
+        cdf: Sequence[float],
+        reference_size: int,
+        *,
+        strict: bool = False,
     ) -> None:
         if reference_size < 1:
             raise ValueError("a quantile sketch needs a reference of at least one value")
@@ -37,6 +43,10 @@ class QuantileSketch:
         self.quantiles = tuple(float(q) for q in quantiles)
         self.cdf = tuple(float(c) for c in cdf)
         self.reference_size = reference_size
+        # strict: the reference CDF is F(x < q) (numpy histogram bins), else F(x ≤ q); the live
+        # side counts the same way, or ties of a discrete feature would look like drift.
+        self.strict = strict
+        self._side: Literal["left", "right"] = "right" if strict else "left"
         self._edges = np.asarray(self.quantiles, dtype=np.float64)
         self._counts = np.zeros(len(self.quantiles) + 1, dtype=np.int64)
         self._reference_cdf = np.asarray(self.cdf, dtype=np.float64)
@@ -51,13 +61,13 @@ class QuantileSketch:
         return cls(inner.tolist(), cdf.tolist(), int(sample.size))
 
     def empty_like(self) -> QuantileSketch:
-        return QuantileSketch(self.quantiles, self.cdf, self.reference_size)
+        return QuantileSketch(self.quantiles, self.cdf, self.reference_size, strict=self.strict)
 
     def update(self, value: float) -> None:
-        self._counts[int(np.searchsorted(self._edges, value, side="left"))] += 1
+        self._counts[int(np.searchsorted(self._edges, value, side=self._side))] += 1
 
     def update_many(self, values: Sequence[float] | np.ndarray) -> None:
-        index = np.searchsorted(self._edges, np.asarray(values, dtype=np.float64), side="left")
+        index = np.searchsorted(self._edges, np.asarray(values, dtype=np.float64), side=self._side)
         self._counts += np.bincount(index, minlength=len(self._counts))
 
     def reset(self) -> None:

@@ -1,0 +1,62 @@
+"""Training references for drift detection, read from the model bundles the trainers store.
+
+A bundle (:mod:`trainers.model_family`) keeps, per feature, the training data's decile edges
+(minimum and maximum included) and the share of rows in each ``numpy.histogram`` bin. Its inner
+edges are the drift monitor's bins and its quantiles; the cumulative shares are the reference
+CDF just below each edge (``strict_cdf``).
+
+>>> from trainers.model_family import FeatureReference as Trained
+>>> trained = Trained((0.0, 1.0, 2.0, 3.0), (0.25, 0.25, 0.5), 1.6, 0.9, 400)
+>>> ref = from_trained("amount", trained)
+>>> ref.histogram_edges, ref.histogram_counts, ref.quantile_cdf
+((1.0, 2.0), (100, 100, 200), (0.25, 0.5))
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+from infra.errors import HeadwaterError
+from streams.loop.drift_monitor import FeatureReference
+from trainers.artifacts import ArtifactStore
+from trainers.model_family import FeatureReference as TrainedReference
+from trainers.model_family import load_bundle
+
+
+def from_trained(name: str, trained: TrainedReference) -> FeatureReference:
+    inner = tuple(trained.edges[1:-1])
+    counts = tuple(round(p * trained.count) for p in trained.proportions)
+    cdf = tuple(float(c) for c in np.cumsum(trained.proportions)[: len(inner)])
+    return FeatureReference(name, inner, counts, inner, cdf, trained.count, strict_cdf=True)
+
+
+def references_of(trained: Mapping[str, TrainedReference]) -> dict[str, FeatureReference]:
+    """Every feature with a usable training distribution (features never seen are skipped)."""
+    return {
+        name: from_trained(name, ref)
+        for name, ref in trained.items()
+        if ref.count > 0 and len(ref.proportions) == len(ref.edges) - 1
+    }
+
+
+class BundleReferences:
+    """Reference lookup by artifact: loads the bundle once per version from the store."""
+
+    def __init__(self, store: ArtifactStore) -> None:
+        self.store = store
+        self.failures: dict[str, str] = {}
+
+    def __call__(
+        self, model: str, version: int, artifact_sha256: str
+    ) -> dict[str, FeatureReference] | None:
+        if not artifact_sha256:
+            return None
+        try:
+            bundle = load_bundle(self.store.get_bytes(artifact_sha256))
+        except HeadwaterError as error:
+            # no reference means no data-drift monitor for this version; say why, don't crash
+            self.failures[f"{model}@{version}"] = str(error)
+            return None
+        return references_of(bundle.reference)
