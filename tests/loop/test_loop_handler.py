@@ -1,0 +1,140 @@
+"""The loop handler end to end without a broker: drift → retrain request → canary → promotion."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+
+from schemas.models import (
+    DriftAlarm,
+    EventModel,
+    Label,
+    Metric,
+    ModelVersion,
+    Prediction,
+    RetrainRequest,
+    Route,
+    Routing,
+)
+from streams.loop.agent_runner import Output
+from streams.loop.canary import CanaryConfig
+from streams.loop.drift_monitor import FeatureReference
+from streams.loop.loop_handler import LoopConfig, LoopHandler, References
+
+SHA = {1: "a" * 64, 2: "b" * 64}
+
+
+def _references(model: str, version: int, sha256: str) -> References | None:
+    rng = np.random.default_rng(version)
+    mean = 3.0 if version == 1 else 3.6  # version 2 was trained after the drift
+    return {"amount": FeatureReference.from_sample("amount", rng.lognormal(mean, 1, 5000))}
+
+
+class World:
+    """Serving as the routing says; version 1 loses its skill after the drift."""
+
+    def __init__(self, handler: LoopHandler) -> None:
+        self.handler = handler
+        self.rng = random.Random(9)
+        self.weights: dict[int, float] = {}
+        self.out: list[Output] = []
+        self.t = 0
+
+    def feed(self, topic: str, event: EventModel) -> None:
+        produced = self.handler.handle(topic, event)
+        produced += self.handler.on_tick(self.t)
+        self.out += produced
+        for out_topic, out_event in produced:  # what the broker would hand back
+            if out_topic == "routing":
+                assert isinstance(out_event, Routing)
+                self.weights = {int(v): w for v, w in out_event.weights.items()}
+            if out_topic in ("model-versions", "drift"):
+                self.feed(out_topic, out_event)
+
+    def register(self, version: int) -> None:
+        self.feed(
+            "model-versions",
+            ModelVersion(
+                model="fraud",
+                version=version,
+                action="registered",
+                artifact_sha256=SHA[version],
+                event_time_ms=self.t,
+            ),
+        )
+
+    def traffic(self, n: int, drifted: bool) -> None:
+        for _ in range(n):
+            self.t += 100
+            label = float(self.rng.random() < 0.3)
+            versions = sorted(self.weights)
+            point, version, acc = self.rng.random(), versions[-1], 0.0
+            for v in versions:
+                acc += self.weights[v]
+                if point < acc:
+                    version = v
+                    break
+            champion = max(versions, key=lambda v: (self.weights[v], -v))
+            route: Route = "champion" if version == champion else "canary"
+            skill = 0.1 if (drifted and version == 1) else 0.8
+            noise = self.rng.gauss(0, 0.2)
+            output = min(max(0.5 + (label - 0.5) * skill + noise, 0.0), 1.0)
+            amount = self.rng.lognormvariate(3.6 if drifted else 3.0, 1)
+            rid = f"r{self.t}"
+            self.feed(
+                "predictions",
+                Prediction(
+                    request_id=rid,
+                    entity_id="c",
+                    model="fraud",
+                    version=version,
+                    route=route,
+                    output=output,
+                    features={"amount": amount},
+                    event_time_ms=self.t,
+                    served_at_ms=self.t,
+                    latency_ms=1.0,
+                ),
+            )
+            self.feed(
+                "labels",
+                Label(
+                    request_id=rid,
+                    entity_id="c",
+                    label=label,
+                    event_time_ms=self.t,
+                    labeled_at_ms=self.t + 50,
+                ),
+            )
+
+
+def test_drift_leads_to_a_retrain_request_and_the_new_version_is_promoted() -> None:
+    config = LoopConfig(
+        drift_window=300,
+        retrain_min_alarms=3,
+        retrain_sustain_ms=600_000,
+        canary=CanaryConfig(min_outcomes_per_step=60),
+    )
+    handler = LoopHandler(_references, config)
+    world = World(handler)
+    world.register(1)
+    assert world.weights == {1: 1.0}  # the first version serves everything
+    world.traffic(3_000, drifted=False)
+    assert handler.counts.alarms == 0 and handler.counts.retrain_requests == 0
+    world.traffic(1_500, drifted=True)
+    requests = [e for _, e in world.out if isinstance(e, RetrainRequest)]
+    assert len(requests) == 1
+    alarm_ids = {e.alarm_id for _, e in world.out if isinstance(e, DriftAlarm)}
+    assert set(requests[0].alarm_ids) <= alarm_ids
+    world.register(2)
+    assert world.weights == {1: 0.9, 2: 0.1}
+    world.traffic(8_000, drifted=True)
+    actions = [(d.action, d.model_version.version) for d in handler.decisions]
+    assert actions[-1] == ("promoted", 2) and ("canary", 2) in actions
+    assert world.weights == {2: 1.0}
+    assert handler.registry.champion("fraud") == 2
+    metrics = {(e.version, e.route) for _, e in world.out if isinstance(e, Metric)}
+    assert {(1, "champion"), (2, "canary"), (2, "champion")} <= metrics
+    counts = handler.joiner.counts
+    assert counts.joined == counts.predictions - counts.pending_predictions
