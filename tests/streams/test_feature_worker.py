@@ -11,6 +11,7 @@ import pytest
 from infra.event_bus import EventBus
 from infra.settings import HeadwaterSettings
 from streams.feature_module import load_feature_module
+from streams.lookup import ChangelogReplica
 from streams.offline import offline_features
 from tests.streams.poison import TRANSACTION, poison_records, transaction
 from tests.streams.workers import decoded, end_offsets, start_worker, stop_worker, wait_until
@@ -84,3 +85,19 @@ def test_worker_validates_featurizes_and_agrees_with_offline(
         assert online[event_id]["event_time_ms"] == row["event_time_ms"]
     late_ok = online["tx-100"]["values"]
     assert late_ok["txn_count_10m"] >= 2.0  # the late event was applied within its window
+
+    # Online lookup from the table's changelog: the entity's vector at its newest event.
+    replica = ChangelogReplica(isolated, fs)
+    try:
+        assert replica.refresh() >= 3
+        newest = max(
+            (r for r in offline.values() if r["entity_id"] == "card-1"),
+            key=lambda r: r["event_time_ms"],
+        )
+        found = replica.lookup("card-1", now_ms=newest["event_time_ms"] + 5_000)
+        assert found is not None
+        assert found.values == newest["values"]
+        assert (found.event_time_ms, found.freshness_ms) == (newest["event_time_ms"], 5_000)
+        assert replica.lookup("card-never-seen") is None
+    finally:
+        replica.close()

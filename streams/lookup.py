@@ -1,0 +1,119 @@
+"""Online feature lookup: an entity's current feature vector, its event time and freshness.
+
+The online store is the feature worker's Faust table. Other processes (HTTP scoring) read it
+through :class:`ChangelogReplica`, a read replica that follows the table's changelog topic —
+the same mechanism Faust uses for standby replicas — and answers lookups from memory.
+
+>>> from streams.feature_module import load_feature_module
+>>> fs = load_feature_module("streams.demo.features").feature_set
+>>> state = fs.new_state()
+>>> _ = state.update(60_000, {"amount": 12.0}, {"channel": "pos"}, offset=0)
+>>> found = lookup_state(fs, "card-1", state, now_ms=90_000)
+>>> found.values["amount"], found.event_time_ms, found.freshness_ms
+(12.0, 60000, 30000)
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from confluent_kafka import OFFSET_BEGINNING, KafkaError, TopicPartition
+
+from infra.errors import BrokerUnavailable
+from infra.kafka_clients import cluster_metadata, make_consumer
+from infra.settings import HeadwaterSettings
+from streams.featureset import EntityState, FeatureSet
+from streams.worker import changelog_topic
+
+
+@dataclass(frozen=True)
+class OnlineFeatures:
+    """An entity's feature values as of its newest event."""
+
+    entity_id: str
+    feature_set: str
+    feature_set_version: int
+    values: dict[str, float]
+    event_time_ms: int
+    freshness_ms: int
+    events: int
+
+
+def lookup_state(
+    feature_set: FeatureSet, entity_id: str, state: EntityState, now_ms: int | None = None
+) -> OnlineFeatures:
+    """The current vector of one entity's state (values at its newest event time)."""
+    now = int(time.time() * 1000) if now_ms is None else now_ms
+    newest = state.newest_time_ms
+    return OnlineFeatures(
+        entity_id,
+        feature_set.name,
+        feature_set.version,
+        state.read(newest),
+        newest,
+        now - newest,
+        state.events,
+    )
+
+
+class ChangelogReplica:
+    """A read replica of the feature worker's table, following its changelog topic."""
+
+    def __init__(self, settings: HeadwaterSettings, feature_set: FeatureSet) -> None:
+        self.feature_set = feature_set
+        self.topic = changelog_topic(settings, feature_set)
+        self._states: dict[str, bytes | EntityState] = {}
+        self._consumer = make_consumer(settings, f"{self.topic}-replica")
+        metadata = cluster_metadata(settings).topics.get(self.topic)
+        if metadata is None:
+            raise BrokerUnavailable(
+                f"changelog topic {self.topic} does not exist yet: has the feature worker "
+                "(python -m streams.worker) run?"
+            )
+        self._partitions = [
+            TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in metadata.partitions
+        ]
+        self._consumer.assign(self._partitions)
+        self._timeout_s = settings.kafka_timeout_s
+
+    def refresh(self) -> int:
+        """Apply every changelog record written before this call; returns how many."""
+        targets = {}
+        for tp in self._partitions:
+            _, high = self._consumer.get_watermark_offsets(tp, timeout=self._timeout_s)
+            position = self._consumer.position([TopicPartition(self.topic, tp.partition)])[0]
+            if high > max(position.offset, 0):
+                targets[tp.partition] = high
+        applied = 0
+        deadline = time.monotonic() + self._timeout_s * 3
+        while targets and time.monotonic() < deadline:
+            for message in self._consumer.consume(1000, timeout=0.5):
+                error = message.error()
+                if error is not None:
+                    if error.code() != KafkaError._PARTITION_EOF:
+                        raise BrokerUnavailable(f"reading {self.topic}: {error.str()}")
+                    continue
+                key, value = message.key(), message.value()
+                if key is not None and value is not None:
+                    self._states[key.decode()] = value
+                    applied += 1
+                partition, offset = message.partition(), message.offset()
+                if partition in targets and offset is not None and offset + 1 >= targets[partition]:
+                    del targets[partition]
+        return applied
+
+    def state(self, entity_id: str) -> EntityState | None:
+        found = self._states.get(entity_id)
+        if isinstance(found, bytes):
+            found = EntityState.from_bytes(self.feature_set, found)
+            self._states[entity_id] = found
+        return found
+
+    def lookup(self, entity_id: str, now_ms: int | None = None) -> OnlineFeatures | None:
+        """The entity's current feature vector, or None for an entity never seen."""
+        state = self.state(entity_id)
+        return None if state is None else lookup_state(self.feature_set, entity_id, state, now_ms)
+
+    def close(self) -> None:
+        self._consumer.close()
