@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from typing import Protocol
+from typing import Any, Protocol
 
 from infra.settings import HeadwaterSettings
 from schemas.models import ModelAction, ModelVersion
@@ -48,9 +48,9 @@ class MemoryPublisher:
     """An in-memory :class:`Publisher` for tests and doctests."""
 
     def __init__(self) -> None:
-        self.events: list[ModelVersion] = []
+        self.events: list[Any] = []
 
-    def send(self, topic: str, event: ModelVersion) -> None:
+    def send(self, topic: str, event: Any) -> None:
         self.events.append(event)
 
     def flush(self, timeout_s: float | None = None) -> None:
