@@ -116,9 +116,12 @@ class FallbackChain:
                 return Outcome(answer.outputs, previous, answer.feature_names, True, why)
             except HeadwaterError as error:
                 reason = f"{reason}; last good v{previous} failed too: {error}"
-        default = np.full(len(rows), self.default_output, dtype=np.float64)
-        why = f"{reason}; default output answered"
-        return Outcome(default, DEFAULT_VERSION, None, True, why)
+        return self.default_outcome(len(rows), reason)
+
+    def default_outcome(self, count: int, reason: str) -> Outcome:
+        """The declared default output for ``count`` requests, flagged with ``reason``."""
+        default = np.full(count, self.default_output, dtype=np.float64)
+        return Outcome(default, DEFAULT_VERSION, None, True, f"{reason}; default output answered")
 
     def _mark_good(self, version: int) -> None:
         with self._lock:
