@@ -1,0 +1,118 @@
+"""Point-in-time training sets on the real chDB engine: labels never see future feature values."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+from infra.warehouse import ChdbWarehouse
+from trainers.errors import DatasetError
+from trainers.point_in_time import DatasetSpec, build_training_set
+
+pytestmark = pytest.mark.integration
+
+FUTURE = 999.0  # a feature value that exists only after the labelled events
+
+
+def _insert(warehouse: ChdbWarehouse, table: str, rows: list[dict[str, Any]]) -> None:
+    columns = [*rows[0], "_partition", "_offset"]
+    warehouse.insert(table, columns, [[*r.values(), 0, i] for i, r in enumerate(rows)])
+
+
+def _feature(entity: str, fs: str, t: int, value: float, computed: int = 0) -> dict[str, Any]:
+    return {
+        "entity_id": entity,
+        "feature_set": fs,
+        "feature_set_version": 1,
+        "event_id": f"{entity}-{t}",
+        "event_time_ms": t,
+        "computed_at_ms": computed or t,
+        "values": {"amount": value, "count": 1.0},
+    }
+
+
+def _label(entity: str, t: int, label: float, request: str = "", at: int = 0) -> dict[str, Any]:
+    return {
+        "request_id": request,
+        "entity_id": entity,
+        "event_id": f"{entity}-{t}",
+        "label": label,
+        "event_time_ms": t,
+        "labeled_at_ms": at or t + 10,
+    }
+
+
+def _prediction(request: str, entity: str, model: str, t: int, amount: float) -> dict[str, Any]:
+    return {
+        "request_id": request,
+        "entity_id": entity,
+        "model": model,
+        "version": 1,
+        "route": "champion",
+        "output": 0.5,
+        "features": {"amount": amount, "count": 7.0},
+        "feature_set": "fs",
+        "feature_set_version": 2,
+        "event_time_ms": t,
+        "served_at_ms": t + 1,
+        "latency_ms": 1.0,
+        "fallback": False,
+        "fallback_reason": "",
+        "source": "kafka",
+    }
+
+
+def test_labels_join_logged_features_first_then_offline_as_of_their_time(
+    warehouse: ChdbWarehouse, unique: str
+) -> None:
+    model, fs = f"pit-{unique}", f"fs-{unique}"
+    _insert(
+        warehouse,
+        "features",
+        [
+            _feature("a", fs, 100, 1.0),
+            _feature("a", fs, 200, 2.0),
+            _feature("a", fs, 5000, FUTURE),  # after every label: must never be joined
+            _feature("b", fs, 150, 3.0),
+            _feature("b", fs, 290, FUTURE, computed=9_000),  # computed after as_of
+            _feature("c", fs, 400, FUTURE),  # c's only vector is later than its label
+        ],
+    )
+    _insert(warehouse, "predictions", [_prediction("req-1", "a", model, 250, 42.0)])
+    _insert(
+        warehouse,
+        "labels",
+        [
+            _label("a", 250, 1.0, request="req-1"),  # logged features: amount 42
+            _label("a", 220, 0.0),  # offline as of 220: amount 2.0 (not 999)
+            _label("b", 300, 1.0),  # offline as of 300: amount 3.0 (290 was computed later)
+            _label("c", 310, 0.0),  # no features at or before 310: left out, counted
+            _label("b", 320, 1.0, at=9_500),  # labelled after as_of: not known yet
+        ],
+    )
+    spec = DatasetSpec(model=model, feature_set=fs, as_of_ms=8_000, valid_fraction=0.34)
+    data = build_training_set(warehouse, spec)
+
+    assert data.feature_names == ("amount", "count")
+    x = np.vstack([data.train_x, data.valid_x])
+    assert FUTURE not in x
+    assert x[:, 0].tolist() == [2.0, 42.0, 3.0]  # ordered by event time: 220, 250, 300
+    assert np.vstack([data.train_y[:, None], data.valid_y[:, None]]).ravel().tolist() == [0, 1, 1]
+    assert len(data.valid_y) == 1 and data.valid_x[0, 0] == 3.0  # the latest row validates
+    lineage = data.lineage
+    assert lineage["row_count"] == "3"
+    assert lineage["rows_logged_features"] == "1" and lineage["rows_offline_features"] == "2"
+    assert lineage["labels_without_features"] == "1"
+    assert lineage["feature_set_versions"] == "1,2"
+    assert "ASOF LEFT JOIN" in lineage["query"] and len(lineage["content_sha256"]) == 64
+    assert len(lineage["schema.dev.headwater.Label"]) == 16
+
+    again = build_training_set(warehouse, spec)
+    assert again.lineage["content_sha256"] == lineage["content_sha256"]
+
+
+def test_no_labels_is_a_clear_error(warehouse: ChdbWarehouse, unique: str) -> None:
+    with pytest.raises(DatasetError, match=f"model 'none-{unique}'"):
+        build_training_set(warehouse, DatasetSpec(model=f"none-{unique}", feature_set="x"))
