@@ -24,7 +24,9 @@ def read_predictions(settings: HeadwaterSettings, want: int, unique: str) -> lis
     found: list[Prediction] = []
     deadline = time.monotonic() + 60
     while len(found) < want and time.monotonic() < deadline:
-        records = read_topic(settings, "predictions", group=f"read-{unique}-{time.time_ns()}")
+        records = read_topic(
+            settings, "predictions", group=f"read-{unique}-{time.time_ns()}", idle_timeout_s=1.5
+        )
         found = [Prediction.from_avro(codec.decode(r.value)[1]) for r in records]
     return found
 
