@@ -142,8 +142,9 @@ class CanaryController:
             )
         return self._enter_step(0, now, "new version: first canary step")
 
-    def observe(self, outcome: Outcome) -> list[CanaryDecision]:
-        """One labelled outcome of champion or candidate."""
+    def observe(self, outcome: Outcome, now_ms: int | None = None) -> list[CanaryDecision]:
+        """One labelled outcome of champion or candidate; decisions are stamped ``now_ms``
+        (default: when the outcome became known)."""
         trial, p = self._trial, outcome.prediction
         if trial is None or p.model != self.model or p.fallback:
             return []
@@ -155,7 +156,8 @@ class CanaryController:
             trial.comparison.update_a(loss)
         else:
             return []
-        return self._evaluate(max(p.served_at_ms, outcome.label.labeled_at_ms))
+        known = max(p.event_time_ms, outcome.label.labeled_at_ms)
+        return self._evaluate(known if now_ms is None else now_ms)
 
     def observe_failure(self, version: int, reason: str, now_ms: int) -> list[CanaryDecision]:
         """A prediction of ``version`` failed (error, timeout): the candidate's third ends it."""

@@ -5,7 +5,9 @@ predictions scored from the stream), or — when the application only knows the 
 entity id and the event time of the prediction's features. Either side may arrive first; each
 waits up to ``horizon_ms`` (by the stream's own clock: the largest timestamp seen) for the other.
 Predictions that never get a label and labels that never find a prediction are counted, never
-silently dropped. Several predictions of one request (champion and shadow) each join the label.
+silently dropped. The clock is event time — a prediction's features' time, a label's labelling
+time — so it means the same on a replay and when the two topics are read at different speeds.
+Several predictions of one request (champion and shadow) each join the label.
 
 >>> from schemas.models import Label, Prediction
 >>> def prediction(rid: str, t: int, version: int = 1) -> Prediction:
@@ -82,7 +84,7 @@ class LabelJoiner:
     def add_prediction(self, prediction: Prediction) -> list[Outcome]:
         """Hold a prediction for its label; returns its outcome if the label came first."""
         self._n_predictions += 1
-        self._tick(prediction.served_at_ms)
+        self._tick(prediction.event_time_ms)
         rid = prediction.request_id
         entity = _entity_key(prediction.entity_id, prediction.event_time_ms)
         waiting = self._labels.get(rid) or self._labels.get(entity)
@@ -91,7 +93,7 @@ class LabelJoiner:
             self._joined += 1
             return [Outcome(prediction, waiting.label)]
         self._predictions.setdefault(rid, []).append(prediction)
-        self._arrived.setdefault(rid, prediction.served_at_ms)
+        self._arrived.setdefault(rid, prediction.event_time_ms)
         self._by_entity[entity] = rid
         return []
 

@@ -1,7 +1,8 @@
 """Live quality per model version and route over tumbling and sliding windows, as
 :class:`~schemas.models.Metric` events.
 
-Outcomes are placed in time by when they became known (the later of serving and labelling), the
+Outcomes are placed in event time by when they became known (the later of the prediction's
+features and the labelling), the
 only clock that moves forward when labels arrive hours late. A tumbling window of ``tumbling_ms``
 closes when an outcome past its end arrives (or :meth:`LiveQuality.flush` is called); the sliding
 window holds the last ``sliding`` outcomes and is reported every ``emit_every`` of them.
@@ -67,7 +68,7 @@ class LiveQuality:
     def update(self, outcome: Outcome) -> list[Metric]:
         p = outcome.prediction
         key = (p.model, p.version, p.route)
-        known_at = max(p.served_at_ms, outcome.label.labeled_at_ms)
+        known_at = max(p.event_time_ms, outcome.label.labeled_at_ms)
         start = known_at - known_at % self.tumbling_ms
         windows = self._windows.get(key)
         if windows is None:

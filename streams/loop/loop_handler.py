@@ -10,6 +10,7 @@ fold of ``model-versions`` (:class:`trainers.registry_state.RegistryState`).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -80,9 +81,14 @@ class LoopHandler:
         self,
         references: ReferenceSource,
         config: LoopConfig | None = None,
+        *,
+        clock: Callable[[], int] | None = None,
     ) -> None:
         self.config = config or LoopConfig()
         self.references = references
+        # Decisions and alarms are stamped with the time they are made (wall clock by default);
+        # joins and windows run on the events' own time.
+        self.clock = clock or (lambda: int(time.time() * 1000))
         self.registry = RegistryState()
         self.joiner = LabelJoiner(self.config.label_horizon_ms)
         self.quality = LiveQuality(
@@ -143,13 +149,11 @@ class LoopHandler:
             candidate = controller.candidate
             if candidate is not None:
                 why = prediction.fallback_reason or "fallback"
-                outputs += self._decisions(
-                    controller.observe_failure(candidate, why, prediction.served_at_ms)
-                )
+                outputs += self._decisions(controller.observe_failure(candidate, why, self.clock()))
         if prediction.route == "champion" and not prediction.fallback:
             watch = self._watch(prediction.model, prediction.version)
             if watch.drift is not None:
-                alarms = watch.drift.update(prediction.features, prediction.served_at_ms)
+                alarms = watch.drift.update(prediction.features, self.clock())
                 outputs += self._alarms(alarms)
         return outputs + self._outcomes(self.joiner.add_prediction(prediction))
 
@@ -164,7 +168,7 @@ class LoopHandler:
                 outputs += self._errors(outcome)
             controller = self.controllers.get(p.model)
             if controller is not None:
-                outputs += self._decisions(controller.observe(outcome))
+                outputs += self._decisions(controller.observe(outcome, self.clock()))
         return outputs
 
     def _errors(self, outcome: Outcome) -> list[Output]:
@@ -173,7 +177,7 @@ class LoopHandler:
         watch.labelled += 1
         mistake = float((p.output >= self.config.threshold) != (outcome.label.label > 0.5))
         alarms = []
-        at = max(p.served_at_ms, outcome.label.labeled_at_ms)
+        at = self.clock()
         for detector in watch.errors:
             if detector.update(mistake):
                 alarms.append(

@@ -34,8 +34,9 @@ def _references(model: str, version: int, sha256: str) -> References | None:
 class World:
     """Serving as the routing says; version 1 loses its skill after the drift."""
 
-    def __init__(self, handler: LoopHandler) -> None:
+    def __init__(self, handler: LoopHandler, clock: list[int]) -> None:
         self.handler = handler
+        self.clock = clock
         self.rng = random.Random(9)
         self.weights: dict[int, float] = {}
         self.out: list[Output] = []
@@ -67,6 +68,7 @@ class World:
     def traffic(self, n: int, drifted: bool) -> None:
         for _ in range(n):
             self.t += 100
+            self.clock[0] = self.t
             label = float(self.rng.random() < 0.3)
             versions = sorted(self.weights)
             point, version, acc = self.rng.random(), versions[-1], 0.0
@@ -116,8 +118,9 @@ def test_drift_leads_to_a_retrain_request_and_the_new_version_is_promoted() -> N
         retrain_sustain_ms=600_000,
         canary=CanaryConfig(min_outcomes_per_step=60),
     )
-    handler = LoopHandler(_references, config)
-    world = World(handler)
+    clock = [0]
+    handler = LoopHandler(_references, config, clock=lambda: clock[0])
+    world = World(handler, clock)
     world.register(1)
     assert world.weights == {1: 1.0}  # the first version serves everything
     world.traffic(3_000, drifted=False)
