@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "infra.cli_platform",
     "infra.cli_records",
     "infra.cli_models",
+    "infra.cli_dashboard",
 )
 
 

@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 from infra import platform
+from infra.operator_summary import OperatorSummary
 from infra.settings import load_settings
 
 
@@ -17,7 +18,9 @@ def register(subparsers: Any) -> None:
     down = subparsers.add_parser("down", help="stop what `up` started; no process is left")
     down.add_argument("--json", action="store_true", help="print what was stopped as JSON")
     down.set_defaults(handler=_down)
-    status = subparsers.add_parser("status", help="broker, topics, warehouse tables, processes")
+    status = subparsers.add_parser(
+        "status", help="broker, topics, tables, processes, lag, routing, alarms, loop decisions"
+    )
     status.add_argument("--json", action="store_true", help="print as JSON")
     status.set_defaults(handler=_status)
 
@@ -42,6 +45,8 @@ def _print_report(report: platform.PlatformReport, as_json: bool) -> None:
         print(f"\n{'table':<20} {'rows':>10}")
         for table in report.tables:
             print(f"{table['table']:<20} {table['rows']:>10}")
+    if report.operations:
+        print("\n" + OperatorSummary(**report.operations).render())
 
 
 def _up(args: argparse.Namespace) -> int:

@@ -17,10 +17,16 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from infra.dashboard.service import (
+    running_dashboard_pid,
+    running_dashboard_url,
+    start_dashboard_process,
+)
 from infra.errors import HeadwaterError, PortInUse, WarehouseError
 from infra.kafka_clients import cluster_metadata, ensure_topics, topic_states
 from infra.local_kafka import LocalKafka, pid_alive, port_is_free
 from infra.migrations import apply_migrations, table_for_topic
+from infra.operator_summary import operator_summary
 from infra.settings import HeadwaterSettings
 from infra.warehouse import Warehouse, connect_warehouse
 from infra.warehouse_host import host_file, running_host_pid, running_host_url
@@ -44,7 +50,7 @@ def start_warehouse_host(settings: HeadwaterSettings, timeout_s: float = 60.0) -
     log = (settings.home / "warehouse-host.log").open("ab")
     env = {**os.environ, "HEADWATER_HOME": str(settings.home)}
     process = subprocess.Popen(
-        [sys.executable, "-m", "infra.warehouse_host"],
+        [sys.executable, "-m", "infra.dashboard.host"],  # the host, serving the dashboard too
         stdout=log,
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
@@ -94,6 +100,8 @@ class PlatformReport:
     warehouse: dict[str, Any] = field(default_factory=dict)
     tables: list[dict[str, Any]] = field(default_factory=list)
     processes: dict[str, int | None] = field(default_factory=dict)
+    # Lag, routing, open alarms and the loop's last decisions (infra.operator_summary).
+    operations: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
@@ -111,11 +119,19 @@ def up(settings: HeadwaterSettings) -> PlatformReport:
             apply_migrations(warehouse)
         finally:
             warehouse.close()
+        # No warehouse host to serve the dashboard with a server: it gets a process of its own.
+        child = start_dashboard_process(settings)
+        if child is not None:
+            _HOSTS[child.pid] = child
     return status(settings)
 
 
 def down(settings: HeadwaterSettings) -> dict[str, bool]:
     stopped = {"warehouse_host": False, "kafka": False}
+    dashboard = running_dashboard_pid(settings)
+    if dashboard is not None and dashboard != running_host_pid(settings):
+        stop_pid(dashboard)  # its own process (ClickHouse server mode); else it's the host's
+        stopped["dashboard"] = True
     host = running_host_pid(settings)
     if host is not None:
         stop_pid(host)
@@ -164,6 +180,8 @@ def status(settings: HeadwaterSettings) -> PlatformReport:
         try:
             report.warehouse["reachable"] = True
             report.tables = table_counts(warehouse)
+            summary = operator_summary(settings, warehouse, running_dashboard_url(settings))
+            report.operations = asdict(summary)
         finally:
             warehouse.close()
     except HeadwaterError as error:

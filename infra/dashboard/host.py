@@ -1,0 +1,37 @@
+"""``python -m infra.dashboard.host``: the warehouse host with the dashboard inside it.
+
+The warehouse host already runs for the platform's whole life and owns the embedded engine, so
+the dashboard, ``/metrics`` and the lag sampler run there as threads: ``headwater up`` serves the
+dashboard without another process to start, track and stop.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from infra.dashboard.service import run_dashboard
+from infra.settings import HeadwaterSettings, load_settings
+from infra.warehouse import HostedWarehouse
+from infra.warehouse_host import serve
+
+
+def serve_with_dashboard(settings: HeadwaterSettings) -> None:
+    """Serve the warehouse until SIGTERM; the dashboard reads it over the host's own HTTP API,
+    like every other client, so the engine keeps one way in."""
+    url = f"http://{settings.bind_host}:{settings.warehouse_host_port}"
+    warehouse = HostedWarehouse(url, settings.clickhouse_database)
+    stop = threading.Event()
+    dashboard = threading.Thread(
+        target=run_dashboard, args=(settings, warehouse, stop), name="dashboard", daemon=True
+    )
+    dashboard.start()
+    try:
+        serve(settings)
+    finally:
+        stop.set()
+        dashboard.join(timeout=10)
+        warehouse.close()
+
+
+if __name__ == "__main__":
+    serve_with_dashboard(load_settings())
