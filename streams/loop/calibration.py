@@ -17,9 +17,11 @@ is ``n / alpha`` (per feature and statistic).
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 from statistics import NormalDist
 
 
+@lru_cache(maxsize=1024)  # windows repeat the same (p, dof): compute once
 def chi2_quantile(p: float, dof: int) -> float:
     """The ``p`` quantile of χ² with ``dof`` degrees of freedom (Wilson–Hilferty; within 1% of
     the exact value for dof ≥ 3 and the tail probabilities used here)."""

@@ -23,7 +23,8 @@ defaults).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import operator
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -104,12 +105,12 @@ class _Tests:
             ),
         )
 
-    def statistics(self, values: list[float], alpha: float) -> list[tuple[str, float, float]]:
+    def statistics(self, values: np.ndarray, alpha: float) -> list[tuple[str, float, float]]:
         """(statistic, value, threshold) of one closed window."""
         n, m = len(values), self.reference.size
         if self.categorical is not None:
             self.categorical.reset()
-            self.categorical.update_many(values)
+            self.categorical.update_many(values.tolist())
             return [("chi2", self.categorical.chi2(), self.categorical.threshold(alpha))]
         assert self.histogram is not None and self.base is not None and self.quantiles is not None
         self.histogram.reset()
@@ -142,8 +143,12 @@ class DriftMonitor:
         self.alpha = alpha
         self.kind = kind
         self._tests = {name: _Tests.of(ref) for name, ref in references.items()}
-        self._buffers: dict[str, list[float]] = {name: [] for name in references}
-        self._seen = 0
+        self._names = list(self._tests)
+        self._getter: Callable[[Mapping[str, float]], object] = (
+            operator.itemgetter(*self._names) if self._names else lambda row: ()
+        )
+        # One append per event; columns are cut out once per window (cheaper than per feature).
+        self._rows: list[Mapping[str, float]] = []
         self._start_ms: int | None = None
         self.windows_tested = 0
 
@@ -153,14 +158,10 @@ class DriftMonitor:
 
     def update(self, features: Mapping[str, float], event_time_ms: int) -> list[DriftAlarm]:
         """Add one served feature vector; returns the alarms of a window this event closed."""
-        for name, buffer in self._buffers.items():
-            value = features.get(name)
-            if value is not None:
-                buffer.append(value)
+        self._rows.append(features)
         if self._start_ms is None:
             self._start_ms = event_time_ms
-        self._seen += 1
-        if self._seen < self.window:
+        if len(self._rows) < self.window:
             return []
         return self._close(event_time_ms)
 
@@ -168,9 +169,11 @@ class DriftMonitor:
         per_test_alpha = self.alpha / max(self.tests_per_window, 1)
         start_ms = self._start_ms if self._start_ms is not None else end_ms
         alarms = []
-        for name, tests in self._tests.items():
-            values = self._buffers[name]
-            if not values:
+        matrix = self._matrix()
+        for column, (name, tests) in enumerate(self._tests.items()):
+            values = matrix[:, column]
+            values = values[~np.isnan(values)]
+            if not values.size:
                 continue
             for statistic, value, threshold in tests.statistics(values, per_test_alpha):
                 if value > threshold:
@@ -179,10 +182,18 @@ class DriftMonitor:
                             name, statistic, value, threshold, len(values), start_ms, end_ms
                         )
                     )
-            values.clear()
-        self._seen, self._start_ms = 0, None
+        self._rows, self._start_ms = [], None
         self.windows_tested += 1
         return alarms
+
+    def _matrix(self) -> np.ndarray:
+        """The window as one row per event, one column per monitored feature (NaN: absent)."""
+        try:  # the common case, every feature logged: one C-level lookup per row
+            rows = [self._getter(row) for row in self._rows]
+            return np.array(rows, dtype=np.float64).reshape(len(rows), len(self._names))
+        except KeyError:
+            nan = float("nan")
+            return np.array([[row.get(n, nan) for n in self._names] for row in self._rows])
 
     def _alarm(
         self,
