@@ -109,8 +109,6 @@ def build_app(settings: HeadwaterSettings) -> tuple[Any, WorkerCounters]:
     module = load_feature_module(settings.features)
     pipeline = FeaturePipeline(domain, codec, module, settings.topic_prefix)
     fs = module.feature_set
-    import faust
-
     app = _faust_app(settings)
     raw = app.topic(
         settings.topic("events.raw"),
@@ -122,9 +120,8 @@ def build_app(settings: HeadwaterSettings) -> tuple[Any, WorkerCounters]:
     table = app.Table(
         table_name(fs),
         default=None,
-        schema=faust.Schema(
-            key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
-        ),
+        key_type=bytes,  # bytes types make Faust use the raw serializer, here and in recovery
+        value_type=bytes,
         partitions=settings.topic_partitions,
     )
     counters = WorkerCounters()
