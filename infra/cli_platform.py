@@ -14,6 +14,11 @@ from infra.settings import load_settings
 def register(subparsers: Any) -> None:
     up = subparsers.add_parser("up", help="start Kafka, create topics, start the warehouse")
     up.add_argument("--json", action="store_true", help="print the platform's state as JSON")
+    up.add_argument(
+        "--no-dashboard",
+        action="store_true",
+        help="with a ClickHouse server, don't start the dashboard process (compose runs its own)",
+    )
     up.set_defaults(handler=_up)
     down = subparsers.add_parser("down", help="stop what `up` started; no process is left")
     down.add_argument("--json", action="store_true", help="print what was stopped as JSON")
@@ -50,7 +55,7 @@ def _print_report(report: platform.PlatformReport, as_json: bool) -> None:
 
 
 def _up(args: argparse.Namespace) -> int:
-    report = platform.up(load_settings())
+    report = platform.up(load_settings(), dashboard=not args.no_dashboard)
     _print_report(report, args.json)
     return 0 if report.kafka.get("reachable") and report.warehouse.get("reachable") else 1
 

@@ -107,7 +107,7 @@ class PlatformReport:
         return json.dumps(asdict(self), indent=2)
 
 
-def up(settings: HeadwaterSettings) -> PlatformReport:
+def up(settings: HeadwaterSettings, dashboard: bool = True) -> PlatformReport:
     if settings.kafka_mode == "local":
         LocalKafka(settings).start()
     ensure_topics(settings)
@@ -119,6 +119,7 @@ def up(settings: HeadwaterSettings) -> PlatformReport:
             apply_migrations(warehouse)
         finally:
             warehouse.close()
+    if dashboard and settings.warehouse_mode == "server":
         # No warehouse host to serve the dashboard with a server: it gets a process of its own.
         child = start_dashboard_process(settings)
         if child is not None:
