@@ -129,6 +129,11 @@ class FallbackChain:
                 return
             self._good = [version, *(v for v in self._good if v != version)][:8]
 
+    def breaker_states(self) -> dict[int, str]:
+        """Each guarded version's breaker state (for ``GET /models``)."""
+        with self._lock:
+            return {v: g.breaker.state for v, g in sorted(self._guards.items())}
+
     def forget(self, version: int) -> None:
         """Drop a version's guard (it was unloaded or archived)."""
         with self._lock:

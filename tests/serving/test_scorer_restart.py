@@ -90,12 +90,9 @@ def test_kill_and_restart_leaves_exactly_one_row_per_input(
             sink_once(sink, topics, warehouse)
             rows, distinct = warehouse.query(query).rows[0]
         assert (rows, distinct) == (len(vectors), len(vectors))
-        ids = {
-            r[0]
-            for r in warehouse.query(
-                f"SELECT request_id FROM {warehouse.database}.predictions FINAL WHERE model = '{model}'"
-            ).rows
-        }
+        table = f"{warehouse.database}.predictions"
+        found = warehouse.query(f"SELECT request_id FROM {table} FINAL WHERE model = '{model}'")
+        ids = {r[0] for r in found.rows}
         assert ids == {v.event_id for v in vectors}
     finally:
         if scorer.poll() is None:

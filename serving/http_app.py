@@ -1,0 +1,217 @@
+"""HTTP scoring: ``POST /predict``, ``GET /healthz``, ``GET /models``, ``PUT /admin/routing``.
+
+A request names an entity and either carries its feature vector or lets the server look the
+entity's current features up in the online store (the ``lookup`` callable: the streams' table
+replica in production). Concurrent requests are micro-batched into one model call
+(:mod:`serving.http_batcher`), routed and guarded exactly like the Kafka scorer, and every
+answer is also logged to ``predictions`` with ``source="http"`` (shadow predictions too, never
+returned). Bodies are validated: malformed input gets a 4xx with the reason, never a 500.
+Routing changes need ``Authorization: Bearer <HEADWATER_ADMIN_TOKEN>``.
+
+Run one with ``python -m serving.http_app`` (binds ``HEADWATER_BIND_HOST``:``HEADWATER_HTTP_PORT``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from typing import Annotated, Any, Protocol
+
+from fastapi import FastAPI, Header, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from infra.errors import HeadwaterError
+from schemas.models import Route
+from serving.batching import BatchPolicy
+from serving.errors import RoutingError
+from serving.http_batcher import AsyncBatcher
+from serving.router import parse_version
+from serving.routing import publish_routing, routing_event
+from serving.runtime import ServingRuntime
+from serving.scorer import Rejected, Scored, ScoreRequest
+
+
+class FoundFeatures(Protocol):
+    """What a lookup returns (streams' ``OnlineFeatures`` is one)."""
+
+    @property
+    def values(self) -> Mapping[str, float]: ...
+    @property
+    def event_time_ms(self) -> int: ...
+    @property
+    def feature_set(self) -> str: ...
+    @property
+    def feature_set_version(self) -> int: ...
+
+
+OnlineLookup = Callable[[str], FoundFeatures | None]
+_Strict = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)
+
+
+class PredictBody(BaseModel):
+    model_config = _Strict
+    entity_id: str = Field(min_length=1, max_length=256)
+    request_id: str | None = Field(default=None, min_length=1, max_length=256)
+    features: dict[str, float] | None = None
+
+
+class PredictAnswer(BaseModel):
+    model_config = _Strict
+    request_id: str
+    entity_id: str
+    model: str
+    version: int
+    route: Route
+    output: float
+    fallback: bool
+    fallback_reason: str
+    latency_ms: float
+    features_from: str
+
+
+class RoutingBody(BaseModel):
+    model_config = _Strict
+    weights: dict[str, float] = Field(min_length=1)
+    shadows: list[int] = Field(default_factory=list)
+    reason: str = ""
+
+
+def create_app(runtime: ServingRuntime, *, lookup: OnlineLookup | None = None) -> FastAPI:
+    """The HTTP app of one scoring process (``runtime`` is shared with nothing else)."""
+    scorer = runtime.scorer("http")
+    settings = runtime.settings
+
+    def log_batch(requests: Sequence[ScoreRequest], scored: Scored) -> None:
+        for prediction in scored.predictions:
+            runtime.bus.send("predictions", prediction)
+        answered = {p.request_id for p in scored.predictions}
+        for prediction in scorer.shadow([r for r in requests if r.request_id in answered]):
+            runtime.bus.send("predictions", prediction)
+
+    policy = BatchPolicy(
+        max_batch_size=settings.serving_batch_max,
+        max_latency_s=settings.serving_batch_latency_ms / 1000,
+    )
+    batcher = AsyncBatcher(scorer.answer, policy=policy, after=log_batch)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        batcher.start()
+        yield
+        await batcher.stop()
+        await asyncio.to_thread(runtime.bus.flush)
+
+    app = FastAPI(title="Headwater scoring", lifespan=lifespan)
+    app.add_exception_handler(RequestValidationError, _invalid_body)
+
+    @app.post("/predict")
+    async def predict(body: PredictBody) -> PredictAnswer:
+        received = time.monotonic()
+        request = await _request_of(body, lookup, received)
+        try:
+            answer = await batcher.submit(request)
+        except HeadwaterError as error:
+            raise HTTPException(503, f"scoring failed: {error}") from None
+        if isinstance(answer, Rejected):
+            raise HTTPException(422, answer.reason)
+        return PredictAnswer(
+            request_id=answer.request_id,
+            entity_id=answer.entity_id,
+            model=answer.model,
+            version=answer.version,
+            route=answer.route,
+            output=answer.output,
+            fallback=answer.fallback,
+            fallback_reason=answer.fallback_reason,
+            latency_ms=answer.latency_ms,
+            features_from="body" if body.features is not None else "online",
+        )
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, Any]:
+        routed = runtime.routing.router(runtime.model) is not None
+        if not routed:
+            raise HTTPException(503, f"model {runtime.model!r} has no routing yet")
+        return {"status": "ok", "model": runtime.model}
+
+    @app.get("/models")
+    async def models() -> dict[str, Any]:
+        routing = runtime.routing.event(runtime.model)
+        return {
+            "model": runtime.model,
+            "routing": routing.to_avro() if routing else None,
+            "registered": runtime.index.versions(runtime.model),
+            "loaded": [{"version": m.version, "sha256": m.sha256} for m in runtime.loader.cached()],
+            "breakers": runtime.chain.breaker_states(),
+        }
+
+    @app.put("/admin/routing")
+    async def set_routing(
+        body: RoutingBody, authorization: Annotated[str, Header()] = ""
+    ) -> dict[str, Any]:
+        _check_admin(settings.admin_token.get_secret_value(), authorization)
+        try:
+            weights = {parse_version(k): w for k, w in body.weights.items()}
+            event = routing_event(
+                runtime.model, weights, body.shadows, reason=body.reason, actor="http-admin"
+            )
+        except RoutingError as error:
+            raise HTTPException(422, str(error)) from None
+        await asyncio.to_thread(publish_routing, runtime.bus, event)
+        return event.to_avro()
+
+    return app
+
+
+async def _invalid_body(_: Request, error: Exception) -> JSONResponse:
+    """422 naming each bad field, without echoing the input (a NaN in it would not render)."""
+    problems = error.errors() if isinstance(error, RequestValidationError) else []
+    detail = [
+        {"loc": [str(part) for part in p.get("loc", ())], "msg": str(p.get("msg", ""))}
+        for p in problems
+    ]
+    reason = "; ".join(f"{'.'.join(d['loc'])}: {d['msg']}" for d in detail)
+    return JSONResponse({"detail": detail, "reason": reason}, status_code=422)
+
+
+def _check_admin(token: str, authorization: str) -> None:
+    if not token:
+        raise HTTPException(403, "admin routes are disabled: set HEADWATER_ADMIN_TOKEN")
+    scheme, _, given = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(given.encode(), token.encode()):
+        raise HTTPException(401, "admin routes need 'Authorization: Bearer <admin token>'")
+
+
+async def _request_of(
+    body: PredictBody, lookup: OnlineLookup | None, received: float
+) -> ScoreRequest:
+    request_id = body.request_id or uuid.uuid4().hex
+    if body.features is not None:
+        return ScoreRequest(
+            request_id, body.entity_id, body.features, int(time.time() * 1000), received
+        )
+    if lookup is None:
+        raise HTTPException(
+            422, "no 'features' in the body and this server has no online feature lookup"
+        )
+    try:
+        found = await asyncio.to_thread(lookup, body.entity_id)
+    except HeadwaterError as error:
+        raise HTTPException(503, f"online feature lookup failed: {error}") from None
+    if found is None:
+        raise HTTPException(404, f"no online features for entity {body.entity_id!r}")
+    return ScoreRequest(
+        request_id,
+        body.entity_id,
+        dict(found.values),
+        found.event_time_ms,
+        received,
+        found.feature_set,
+        found.feature_set_version,
+    )

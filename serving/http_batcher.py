@@ -1,0 +1,117 @@
+"""Micro-batching concurrent HTTP requests into one model call.
+
+Request handlers :meth:`AsyncBatcher.submit` a :class:`~serving.scorer.ScoreRequest` and await
+its answer. One loop gathers queued requests while the adaptive
+:class:`~serving.batching.BatchPolicy` says to wait, then scores the whole batch on a worker
+thread (the event loop never runs a model), resolves every caller's future, and only then runs
+``after`` (logging predictions, scoring shadows) so that work never delays an answer.
+
+>>> import asyncio
+>>> from serving.scorer import Scored
+>>> def echo(requests):
+...     return Scored([], [])
+>>> async def demo():
+...     batcher = AsyncBatcher(echo)
+...     batcher.start()
+...     r = ScoreRequest("r1", "e1", {}, event_time_ms=0, received_at=0.0)
+...     result = await batcher.submit(r)
+...     await batcher.stop()
+...     return result
+>>> asyncio.run(demo())
+Rejected(request=ScoreRequest(request_id='r1', ...), reason='no answer for request r1')
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable, Sequence
+
+from schemas.models import Prediction
+from serving.batching import BatchPolicy
+from serving.scorer import Rejected, Scored, ScoreRequest
+
+Answer = Prediction | Rejected
+AfterBatch = Callable[[Sequence[ScoreRequest], Scored], None]
+
+
+class AsyncBatcher:
+    """Batches submitted requests for ``score``; ``after`` runs once answers are out."""
+
+    def __init__(
+        self,
+        score: Callable[[Sequence[ScoreRequest]], Scored],
+        *,
+        policy: BatchPolicy | None = None,
+        after: AfterBatch | None = None,
+    ) -> None:
+        self.score = score
+        self.policy = policy or BatchPolicy()
+        self.after = after
+        self._queue: list[tuple[ScoreRequest, asyncio.Future[Answer]]] = []
+        self._wake: asyncio.Event | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._wake = asyncio.Event()
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        for _, future in self._queue:
+            if not future.done():
+                future.cancel()
+
+    async def submit(self, request: ScoreRequest) -> Answer:
+        if self._wake is None:
+            raise RuntimeError("AsyncBatcher.submit before start()")
+        future: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
+        self._queue.append((request, future))
+        self.policy.arrived()
+        self._wake.set()
+        return await future
+
+    async def _run(self) -> None:
+        assert self._wake is not None
+        while True:
+            if not self._queue:
+                self._wake.clear()
+                await self._wake.wait()
+            oldest_at = self._queue[0][0].received_at
+            while not self.policy.should_dispatch(len(self._queue), oldest_at):
+                self._wake.clear()
+                try:
+                    await asyncio.wait_for(
+                        self._wake.wait(), self.policy.wait_s(oldest_at, len(self._queue))
+                    )
+                except TimeoutError:
+                    break
+            limit = self.policy.batch_limit
+            batch, self._queue = self._queue[:limit], self._queue[limit:]
+            await self._dispatch(batch)
+
+    async def _dispatch(self, batch: list[tuple[ScoreRequest, asyncio.Future[Answer]]]) -> None:
+        requests = [request for request, _ in batch]
+        started = time.monotonic()
+        try:
+            scored = await asyncio.to_thread(self.score, requests)
+        except Exception as error:  # a bug must fail these requests, not the batching loop
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(error)
+            return
+        self.policy.observed(len(requests), time.monotonic() - started)
+        answers: dict[str, Answer] = {p.request_id: p for p in scored.predictions}
+        answers.update({r.request.request_id: r for r in scored.rejected})
+        for request, future in batch:
+            if not future.done():
+                answer = answers.get(request.request_id)
+                future.set_result(
+                    answer or Rejected(request, f"no answer for request {request.request_id}")
+                )
+        if self.after is not None:
+            await asyncio.to_thread(self.after, requests, scored)
