@@ -126,8 +126,8 @@ class RunTracker:
         self.events.append(event)
         self.publisher.send(TOPIC, event)
 
-    def start(self) -> None:
-        self._emit("started", full=True)
+    def start(self, message: str = "") -> None:
+        self._emit("started", message=message, full=True)
         self.publisher.flush()
 
     def on_epoch(self, epoch: int, metrics: dict[str, float]) -> bool:

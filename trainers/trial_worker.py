@@ -1,0 +1,244 @@
+"""A trial worker: one member of the consumer group that runs a study's trials.
+
+Trials are records on ``trials``; every worker of the group gets a share of its partitions, so
+N workers on N machines run N trials at once. A worker commits a trial's offset only after
+reporting its result on ``runs``: a worker killed mid-trial leaves the trial uncommitted and the
+group hands it to another worker, which resumes from the trial's last checkpoint (when it shares
+``HEADWATER_HOME``) or starts it again. Undecodable records go to ``deadletter``.
+
+Parameters named ``search.*`` steer the worker, not the network: ``search.objective`` (the
+metric the median stopping rule watches) and ``search.prune`` (whether to apply it).
+
+``python -m trainers.trial_worker`` runs one worker until stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from confluent_kafka import KafkaError, Message
+
+from infra.errors import HeadwaterError, SchemaError
+from infra.event_bus import EventBus
+from infra.kafka_clients import make_consumer
+from infra.settings import HeadwaterSettings, load_settings
+from schemas.models import DeadLetter, ParamValue, Run, Trial
+from trainers.artifacts import ArtifactStore
+from trainers.dataset import TrainingSet
+from trainers.median_rule import MedianStoppingRule
+from trainers.model_family import ModelBundle
+from trainers.study_progress import StudyProgress
+from trainers.topic_log import read_events
+from trainers.tracking import RunTracker, code_revision
+from trainers.training import TrainConfig, Trainer
+
+SEARCH_PREFIX = "search."
+
+
+def worker_group(settings: HeadwaterSettings) -> str:
+    """The consumer group of the trial workers of these settings."""
+    return f"{settings.topic_prefix}headwater-trial-workers"
+
+
+def trial_run_id(study: str, number: int) -> str:
+    return f"{study}-t{number}"
+
+
+def inference_ms_per_1k(bundle: ModelBundle, x: np.ndarray) -> float:
+    """Milliseconds to score 1,000 rows (best of three), a latency objective."""
+    rows = x if len(x) else np.zeros((1, len(bundle.feature_names)))
+    best = float("inf")
+    for _ in range(3):
+        began = time.perf_counter()
+        bundle.predict(rows)
+        best = min(best, time.perf_counter() - began)
+    return best * 1000.0 * 1000.0 / len(rows)
+
+
+class _PruningListener:
+    def __init__(self, tracker: RunTracker, rule: MedianStoppingRule | None, objective: str):
+        self.tracker = tracker
+        self.rule = rule
+        self.objective = objective
+        self.pruned_at = 0
+
+    def on_epoch(self, epoch: int, metrics: dict[str, float]) -> bool:
+        self.tracker.on_epoch(epoch, metrics)
+        self.tracker.publisher.flush()
+        value = metrics.get(self.objective, float("nan"))
+        if self.rule is not None and self.rule.should_stop(epoch, value):
+            self.pruned_at = epoch
+            return False
+        return True
+
+
+@dataclass
+class TrialWorker:
+    """Runs trials from the group's partitions until :meth:`stop` is called."""
+
+    settings: HeadwaterSettings
+    max_trials: int | None = None
+    idle_exit_s: float | None = None
+    trials_run: int = 0
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _datasets: dict[str, TrainingSet] = field(default_factory=dict)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def run(self) -> int:
+        """Consume and run trials; returns how many ran."""
+        settings = self.settings
+        bus = EventBus(settings)
+        consumer = make_consumer(
+            settings,
+            worker_group(settings),
+            **{"max.poll.interval.ms": 1_800_000, "session.timeout.ms": 10_000},
+        )
+        consumer.subscribe([settings.topic("trials")])
+        last_work = time.monotonic()
+        try:
+            while not self._stop.is_set():
+                if self.max_trials is not None and self.trials_run >= self.max_trials:
+                    break
+                message = consumer.poll(0.5)
+                if message is None:
+                    idle = time.monotonic() - last_work
+                    if self.idle_exit_s is not None and idle > self.idle_exit_s:
+                        break
+                    continue
+                error = message.error()
+                if error is not None:
+                    if error.code() != KafkaError._PARTITION_EOF:
+                        print(f"trial worker: {error.str()}", file=sys.stderr)
+                    continue
+                self._handle(message, bus)
+                consumer.commit(message=message, asynchronous=False)
+                last_work = time.monotonic()
+        finally:
+            consumer.close()
+        return self.trials_run
+
+    def _handle(self, message: Message, bus: EventBus) -> None:
+        raw = message.value() or b""
+        try:
+            _, fields = bus.codec.decode(raw, Trial.SCHEMA)
+            trial = Trial.from_avro(fields)
+        except (SchemaError, ValueError) as error:
+            letter = DeadLetter(
+                source_topic=self.settings.topic("trials"),
+                source_partition=message.partition() or 0,
+                source_offset=message.offset() or 0,
+                reason_code="undecodable_trial",
+                reason=str(error)[:2000],
+                original_key=message.key(),
+                original_value=raw,
+                failed_at_ms=int(time.time() * 1000),
+            )
+            bus.send("deadletter", letter)
+            bus.flush()
+            return
+        self.run_trial(trial, bus)
+        self.trials_run += 1
+
+    def run_trial(self, trial: Trial, bus: EventBus) -> None:
+        """Train one trial and report it on ``runs`` (completed, pruned or failed)."""
+        steering = {k: v for k, v in trial.params.items() if k.startswith(SEARCH_PREFIX)}
+        params = {k: v for k, v in trial.params.items() if not k.startswith(SEARCH_PREFIX)}
+        objective = str(steering.get("search.objective", "valid_loss"))
+        progress = self._progress(trial, objective)
+        if progress.finished(trial.trial_number):
+            return  # another worker already reported it (a redelivery after a rebalance)
+        tracker = RunTracker(
+            bus,
+            trial_run_id(trial.study, trial.trial_number),
+            trial.model,
+            kind="trial",
+            study=trial.study,
+            trial_number=trial.trial_number,
+            params=trial.params,
+            lineage={"dataset_sha256": trial.dataset, "attempt": str(trial.attempt)},
+            revision=code_revision(),
+        )
+        tracker.start(f"worker pid={os.getpid()} host={socket.gethostname()}")
+        try:
+            self._train(trial, params, steering, objective, progress, tracker)
+        except HeadwaterError as error:
+            tracker.fail(f"{type(error).__name__}: {error}")
+        except (RuntimeError, ValueError) as error:  # torch errors (e.g. out of memory)
+            tracker.fail(f"{type(error).__name__}: {error}")
+
+    def _train(
+        self,
+        trial: Trial,
+        params: dict[str, ParamValue],
+        steering: dict[str, ParamValue],
+        objective: str,
+        progress: StudyProgress,
+        tracker: RunTracker,
+    ) -> None:
+        store = ArtifactStore.from_settings(self.settings)
+        data = self._dataset(store, trial.dataset)
+        config = TrainConfig.from_params(params)
+        rule = None
+        if bool(steering.get("search.prune", True)):
+            rule = MedianStoppingRule(min_trials=2, warmup_steps=1)
+            for number, curve in progress.completed_curves(trial.trial_number).items():
+                for step, value in curve.items():
+                    rule.update(number, step, value)
+        listener = _PruningListener(tracker, rule, objective)
+        checkpoint = self.settings.home / "checkpoints" / trial.study / f"t{trial.trial_number}.pt"
+        result = Trainer(config, data, checkpoint=checkpoint, listener=listener).fit()
+        metrics = dict(result.metrics)
+        if listener.pruned_at:
+            tracker.pruned(metrics, f"median stopping rule at step {listener.pruned_at}")
+            return
+        metrics["inference_ms_per_1k"] = inference_ms_per_1k(result.bundle, data.valid_x)
+        result.bundle.metadata.update(
+            run_id=tracker.run_id, model=trial.model, dataset_sha256=trial.dataset
+        )
+        bundle_sha = store.put_bytes(result.bundle.to_bytes())
+        tracker.complete(metrics, {"bundle": bundle_sha, "dataset": trial.dataset})
+        checkpoint.unlink(missing_ok=True)
+
+    def _dataset(self, store: ArtifactStore, sha256: str) -> TrainingSet:
+        if sha256 not in self._datasets:
+            self._datasets[sha256] = TrainingSet.from_bytes(store.get_bytes(sha256))
+        return self._datasets[sha256]
+
+    def _progress(self, trial: Trial, objective: str) -> StudyProgress:
+        progress = StudyProgress(trial.study, objective)
+        events, _ = read_events(self.settings, "runs", Run)
+        for _, event in events:
+            progress.update(event)
+        return progress
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m trainers.trial_worker")
+    parser.add_argument("--max-trials", type=int, default=None)
+    parser.add_argument("--idle-exit", type=float, default=None, help="exit after N idle seconds")
+    args = parser.parse_args(argv)
+    worker = TrialWorker(load_settings(), args.max_trials, args.idle_exit)
+    signal.signal(signal.SIGTERM, lambda *_: worker.stop())
+    try:
+        worker.run()
+    except HeadwaterError as error:
+        print(f"trial worker: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
