@@ -31,6 +31,11 @@ from infra.settings import HeadwaterSettings
 from infra.warehouse import Warehouse, connect_warehouse
 from infra.warehouse_host import host_file, running_host_pid, running_host_url
 from schemas.topics import TOPICS
+from streams.processes import (
+    start_stream_processes,
+    stop_stream_processes,
+    stream_process_pids,
+)
 
 # Hosts this process started, kept until stopped so their Popen objects are reaped, not leaked.
 _HOSTS: dict[int, subprocess.Popen[bytes]] = {}
@@ -119,6 +124,7 @@ def up(settings: HeadwaterSettings, dashboard: bool = True) -> PlatformReport:
             apply_migrations(warehouse)
         finally:
             warehouse.close()
+    start_stream_processes(settings)  # feature worker and sink (streams.processes)
     if dashboard and settings.warehouse_mode == "server":
         # No warehouse host to serve the dashboard with a server: it gets a process of its own.
         child = start_dashboard_process(settings)
@@ -129,6 +135,7 @@ def up(settings: HeadwaterSettings, dashboard: bool = True) -> PlatformReport:
 
 def down(settings: HeadwaterSettings) -> dict[str, bool]:
     stopped = {"warehouse_host": False, "kafka": False}
+    stopped.update(stop_stream_processes(settings))  # before the broker and warehouse they use
     dashboard = running_dashboard_pid(settings)
     if dashboard is not None and dashboard != running_host_pid(settings):
         stop_pid(dashboard)  # its own process (ClickHouse server mode); else it's the host's
@@ -190,5 +197,6 @@ def status(settings: HeadwaterSettings) -> PlatformReport:
     report.processes = {
         "kafka": LocalKafka(settings).running_pid() if settings.kafka_mode == "local" else None,
         "warehouse_host": running_host_pid(settings),
+        **stream_process_pids(settings),
     }
     return report

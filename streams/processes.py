@@ -1,0 +1,113 @@
+"""The long-running stream processes ``headwater up`` starts: the feature worker and the sink.
+
+Each runs detached (its own session, log under ``HEADWATER_HOME``), records its pid in
+``<home>/<name>.pid``, and is stopped by ``headwater down`` (SIGTERM, then SIGKILL).
+
+>>> sorted(STREAM_PROCESSES)
+['feature_worker', 'sink']
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from pydantic import SecretStr
+
+from infra.local_kafka import pid_alive
+from infra.settings import ENV_PREFIX, HeadwaterSettings
+
+STREAM_PROCESSES = {"feature_worker": "streams.worker", "sink": "streams.sink"}
+
+# Children this process started, kept so they are reaped when stopped, not left as zombies.
+_CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
+
+
+def settings_environment(settings: HeadwaterSettings) -> dict[str, str]:
+    """The environment that makes a child process load exactly these settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
+    for name in HeadwaterSettings.model_fields:
+        value = getattr(settings, name)
+        text = value.get_secret_value() if isinstance(value, SecretStr) else str(value)
+        env[f"{ENV_PREFIX}{name.upper()}"] = text
+    return env
+
+
+def pid_file(settings: HeadwaterSettings, name: str) -> Path:
+    return settings.home / f"{name}.pid"
+
+
+def running_pid(settings: HeadwaterSettings, name: str) -> int | None:
+    path = pid_file(settings, name)
+    try:
+        pid = int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
+    if not pid_alive(pid):
+        return None
+    try:  # a stale pid file may name a pid reused by an unrelated process
+        command = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return pid  # no /proc (macOS): trust the pid file
+    return pid if STREAM_PROCESSES[name].encode() in command else None
+
+
+def start_stream_processes(settings: HeadwaterSettings) -> dict[str, int]:
+    """Start every stream process that is not running yet; their pids by name."""
+    settings.home.mkdir(parents=True, exist_ok=True)
+    env = settings_environment(settings)
+    root = Path(__file__).resolve().parents[1]
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), env.get("PYTHONPATH", "")]))
+    pids = {}
+    for name, module in STREAM_PROCESSES.items():
+        pid = running_pid(settings, name)
+        if pid is None:
+            with (settings.home / f"{name}.log").open("ab") as log:
+                child = subprocess.Popen(
+                    [sys.executable, "-m", module],
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    start_new_session=True,
+                    env=env,
+                )
+            _CHILDREN[child.pid] = child
+            pid_file(settings, name).write_text(str(child.pid))
+            pid = child.pid
+        pids[name] = pid
+    return pids
+
+
+def _stop(pid: int, timeout_s: float) -> None:
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout_s
+    child = _CHILDREN.pop(pid, None)
+    while pid_alive(pid) and (child is None or child.poll() is None):
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+        time.sleep(0.05)
+    if child is not None:
+        child.wait()
+
+
+def stop_stream_processes(settings: HeadwaterSettings, timeout_s: float = 30.0) -> dict[str, bool]:
+    """Stop the running stream processes; which ones were stopped."""
+    stopped = {}
+    for name in STREAM_PROCESSES:
+        pid = running_pid(settings, name)
+        if pid is not None:
+            _stop(pid, timeout_s)
+        pid_file(settings, name).unlink(missing_ok=True)
+        stopped[name] = pid is not None
+    return stopped
+
+
+def stream_process_pids(settings: HeadwaterSettings) -> dict[str, int | None]:
+    return {name: running_pid(settings, name) for name in STREAM_PROCESSES}
