@@ -15,9 +15,9 @@ def register(subparsers: Any) -> None:
     up = subparsers.add_parser("up", help="start Kafka, create topics, start the warehouse")
     up.add_argument("--json", action="store_true", help="print the platform's state as JSON")
     up.add_argument(
-        "--no-dashboard",
+        "--bootstrap-only",
         action="store_true",
-        help="with a ClickHouse server, don't start the dashboard process (compose runs its own)",
+        help="topics and migrations only; start no process (compose runs each as a service)",
     )
     up.set_defaults(handler=_up)
     down = subparsers.add_parser("down", help="stop what `up` started; no process is left")
@@ -55,7 +55,7 @@ def _print_report(report: platform.PlatformReport, as_json: bool) -> None:
 
 
 def _up(args: argparse.Namespace) -> int:
-    report = platform.up(load_settings(), dashboard=not args.no_dashboard)
+    report = platform.up(load_settings(), processes=not args.bootstrap_only)
     _print_report(report, args.json)
     return 0 if report.kafka.get("reachable") and report.warehouse.get("reachable") else 1
 

@@ -112,7 +112,9 @@ class PlatformReport:
         return json.dumps(asdict(self), indent=2)
 
 
-def up(settings: HeadwaterSettings, dashboard: bool = True) -> PlatformReport:
+def up(settings: HeadwaterSettings, processes: bool = True) -> PlatformReport:
+    """Topics and migrations; with ``processes``, also the platform's local processes (compose
+    runs each of those as a service of its own and calls this with ``processes=False``)."""
     if settings.kafka_mode == "local":
         LocalKafka(settings).start()
     ensure_topics(settings)
@@ -124,8 +126,10 @@ def up(settings: HeadwaterSettings, dashboard: bool = True) -> PlatformReport:
             apply_migrations(warehouse)
         finally:
             warehouse.close()
+    if not processes:
+        return status(settings)
     start_stream_processes(settings)  # feature worker and sink (streams.processes)
-    if dashboard and settings.warehouse_mode == "server":
+    if settings.warehouse_mode == "server":
         # No warehouse host to serve the dashboard with a server: it gets a process of its own.
         child = start_dashboard_process(settings)
         if child is not None:
