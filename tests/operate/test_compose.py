@@ -37,7 +37,8 @@ def test_compose_file_matches_the_compose_specification() -> None:
 
 
 def test_the_platform_runs_its_processes_from_the_dockerfile() -> None:
-    assert {"init", "streams", "sink", "scorer", "dashboard"} <= set(PLATFORM)
+    processes = {"init", "streams", "sink", "scorer", "http-scorer", "trial-worker", "dashboard"}
+    assert processes <= set(PLATFORM)
     assert any("build" in SERVICES[name] for name in PLATFORM)
     for source in re.findall(r"^COPY (\S+)", (ROOT / "Dockerfile").read_text(), re.M):
         assert (ROOT / source).exists(), f"Dockerfile copies {source}, which does not exist"
