@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "infra.cli_records",
     "infra.cli_models",
     "infra.cli_dashboard",
+    "infra.cli_demo",
 )
 
 

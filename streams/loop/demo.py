@@ -1,0 +1,406 @@
+"""``headwater demo``: the whole loop on the demo domain, live on the platform.
+
+It starts the platform, the feature worker, the warehouse sink and the Kafka scorer (the
+platform's own processes), and in this process the loop's agents: the loop handler (label
+join, live metrics, drift and error detectors, retraining policy, canary controller), the skew
+handler, the retrainer and an observer. Then it streams the demo's card transactions with a
+distribution shift and a concept drift injected part-way, and reports each step as it happens:
+bootstrap model, drift detected, retrain with a search, canary steps, promotion or rollback.
+
+Every run has its own topic prefix and its own stretch of event time, so runs never mix in the
+topics or the warehouse, and the same ``--events``/``--seed`` replay the same stream.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from infra import platform
+from infra.errors import HeadwaterError
+from infra.event_bus import EventBus
+from infra.kafka_clients import ensure_topics
+from infra.settings import HeadwaterSettings
+from infra.warehouse import Warehouse, connect_warehouse
+from schemas.models import Label, RetrainRequest, Transaction
+from streams.demo.generator import START_MS, DemoConfig, DemoStream
+from streams.feature_module import load_feature_module
+from streams.loop.agent_runner import AgentRunner
+from streams.loop.canary import CanaryConfig
+from streams.loop.demo_observer import DemoObserver
+from streams.loop.demo_processes import Workers
+from streams.loop.loop_handler import LoopConfig, LoopHandler
+from streams.loop.references import BundleReferences
+from streams.loop.retrainer import Retrainer
+from streams.loop.skew_handler import SkewHandler
+from trainers.artifacts import ArtifactStore
+
+DAY_MS = 86_400_000
+DRIFT_WINDOW = 300
+
+
+class DemoError(HeadwaterError):
+    """The demo could not run its loop to a decision (names the step that failed)."""
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    events: int = 20_000
+    seed: int = 7
+    bad_candidate: bool = False
+    rate: float = 300.0  # events per second once the bootstrap model serves
+    bootstrap_fraction: float = 0.25
+    drift_fraction: float = 0.4
+    fraud_rate: float = 0.05
+    trials: int = 4
+    decision_timeout_s: float = 180.0
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@dataclass
+class _Clock:
+    started: float = field(default_factory=time.monotonic)
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+
+class DemoRun:
+    """One run of the demo; :meth:`run` returns the summary."""
+
+    def __init__(
+        self,
+        settings: HeadwaterSettings,
+        options: DemoOptions,
+        progress: Callable[[str], None] = print,
+    ) -> None:
+        self.options = options
+        tag = int(time.time())
+        self.settings = settings.model_copy(
+            update={"topic_prefix": f"{settings.topic_prefix}demo-{tag}-"}
+        )
+        # Whole days keep hour-of-day (a feature) identical for the same seed.
+        self.start_ms = START_MS + (tag % 36_500) * DAY_MS
+        self.model = settings.serving_model
+        self.drift_at = int(options.events * options.drift_fraction)
+        self.bootstrap = int(options.events * options.bootstrap_fraction)
+        self._progress = progress
+        self._clock = _Clock()
+        self.produced = 0
+        self.labels_produced = 0
+        self.drift_started_ms: int | None = None
+        self.event_times: list[int] = []
+        self.workers = Workers(self.settings.home / "demo-logs" / f"demo-{tag}")
+        self.runners: list[AgentRunner] = []
+        self._said = set()
+
+    def say(self, message: str) -> None:
+        self._progress(f"[{self._clock.elapsed():6.1f}s] {message}")
+
+    # -- the run --------------------------------------------------------------------------
+    def run(self) -> dict[str, Any]:
+        platform.up(self.settings)
+        ensure_topics(self.settings)
+        self.say(
+            f"platform up: kafka {self.settings.bootstrap_servers}, warehouse "
+            f"{self.settings.warehouse_mode}, topics {self.settings.topic_prefix}*"
+        )
+        warehouse = connect_warehouse(self.settings)
+        try:
+            observer = self._start(warehouse)
+            stream = iter(DemoStream(self._demo_config()).records(self.options.events))
+            self._produce(stream, self.bootstrap, paced=False)
+            self._bootstrap_model(warehouse, observer)
+            self.say(
+                f"streaming {self.options.events - self.bootstrap} more events at "
+                f"{self.options.rate:g}/s; the drift begins at event {self.drift_at}"
+            )
+            rest = self._records(stream)
+            self._produce(rest, self.options.events - self.bootstrap, paced=True, observer=observer)
+            self._produce(rest, 0, paced=False)  # the labels still due
+            self._await_decision(observer)
+            lost = self._drain(observer)
+            return self._summary(observer, lost)
+        finally:
+            self._stop()
+            warehouse.close()
+
+    def _demo_config(self) -> DemoConfig:
+        o = self.options
+        return DemoConfig(
+            seed=o.seed,
+            cards=300,
+            start_ms=self.start_ms,
+            fraud_rate=o.fraud_rate,
+            shift_at=self.drift_at,
+            drift_at=self.drift_at,
+        )
+
+    def _start(self, warehouse: Warehouse) -> DemoObserver:
+        s = self.settings
+        pids = {
+            name: self.workers.start(name, module, s)
+            for name, module in (
+                ("features", "streams.worker"),
+                ("sink", "streams.sink"),
+                ("scorer", "serving.kafka_scorer"),
+            )
+        }
+        config = LoopConfig(
+            drift_window=DRIFT_WINDOW,
+            tumbling_ms=60_000,
+            metrics_every=200,
+            retrain_min_alarms=2,
+            retrain_sustain_ms=120_000,
+            retrain_trials=self.options.trials,
+            canary=CanaryConfig(min_outcomes_per_step=50),
+        )
+        loop = LoopHandler(BundleReferences(ArtifactStore.from_settings(s)), config)
+        feature_set = load_feature_module(s.features).feature_set
+        observer = DemoObserver(self.model, self.drift_at, lambda: self.produced, _now_ms)
+        retrainer = Retrainer(
+            s,
+            warehouse,
+            model=self.model,
+            feature_set=feature_set.name,
+            data_start_ms=lambda request: self._retrain_start(observer),
+            seed=self.options.seed,
+            sabotage=self.options.bad_candidate,
+        )
+        prefix = s.topic_prefix
+        for handler, name in (
+            (loop, "loop"),
+            (SkewHandler(feature_set), "skew"),
+            (observer, "observer"),
+            (retrainer, "retrainer"),
+        ):
+            self.runners.append(AgentRunner(s, handler, f"{prefix}{name}").start())
+        self.loop, self.retrainer = loop, retrainer
+        self.say(
+            "workers: "
+            + ", ".join(f"{n} pid {p}" for n, p in pids.items())
+            + "; loop agents: loop, skew, retrainer, observer"
+        )
+        return observer
+
+    # -- producing ----------------------------------------------------------------------------
+    def _produce(
+        self,
+        stream: Iterator[Transaction | Label],
+        count: int,
+        *,
+        paced: bool,
+        observer: DemoObserver | None = None,
+    ) -> None:
+        """Send ``count`` transactions (with the labels that fall due meanwhile); paced at
+        ``rate`` per second, reporting the loop's steps as they appear."""
+        bus, sent, started = EventBus(self.settings), 0, time.monotonic()
+        last_check = 0.0
+        for record in stream:
+            if isinstance(record, Label):
+                bus.send("labels", record)
+                self.labels_produced += 1
+                continue
+            if sent == count:
+                # the next transaction belongs to the next phase: keep it for then
+                self._held = record
+                break
+            self._send_transaction(bus, record)
+            sent += 1
+            if paced:
+                ahead = started + sent / self.options.rate - time.monotonic()
+                if ahead > 0:
+                    time.sleep(ahead)
+            if observer is not None and time.monotonic() - last_check > 0.5:
+                last_check = time.monotonic()
+                self._check(observer)
+        bus.flush()
+        self.say(f"{self.produced} events produced, {self.labels_produced} labels")
+
+    def _send_transaction(self, bus: EventBus, record: Transaction) -> None:
+        if self.produced == self.drift_at:
+            self.drift_started_ms = _now_ms()
+            self.say(f"event {self.drift_at}: distribution shift and concept drift begin")
+        bus.send_raw(record.to_avro())
+        self.event_times.append(record.event_time_ms)
+        self.produced += 1
+
+    def _records(self, stream: Iterator[Transaction | Label]) -> Iterator[Transaction | Label]:
+        held, self._held = self._held, None
+        if held is not None:
+            yield held
+        yield from stream
+
+    _held: Transaction | None = None
+
+    def _check(self, observer: DemoObserver) -> None:
+        dead = self.workers.dead()
+        if dead:
+            name, tail = next(iter(dead.items()))
+            raise DemoError(f"the {name} worker exited; its log ends:\n{tail}")
+        for runner in self.runners:
+            if runner.error is not None:
+                raise DemoError(f"agent {runner.group} failed: {runner.error}")
+        self._report(observer)
+
+    def _report(self, observer: DemoObserver) -> None:
+        t = observer.timeline
+        said = self._said
+        if t.first_alarm is not None and "alarm" not in said:
+            said.add("alarm")
+            a = t.first_alarm
+            self.say(
+                f"drift detected by event {t.first_alarm_events}: {a.kind} "
+                f"{a.feature or 'errors'} {a.statistic} {a.value:.4g} > {a.threshold:.4g}"
+            )
+        if t.retrain_request is not None and "retrain" not in said:
+            said.add("retrain")
+            self.say(
+                f"retrain requested ({t.retrain_request.trials} trials): {t.retrain_request.reason}"
+            )
+        if t.candidate is not None and "candidate" not in said:
+            said.add("candidate")
+            self.say(
+                f"candidate {self.model} v{t.candidate.version} registered by run "
+                f"{t.candidate.run_id}"
+            )
+        for i, weight in enumerate(t.canary_steps):
+            if f"step{i}" not in said:
+                said.add(f"step{i}")
+                self.say(
+                    f"canary {self.model} v{t.candidate.version if t.candidate else '?'} "
+                    f"at {weight:.0%}"
+                )
+        if t.decision is not None and "decision" not in said:
+            said.add("decision")
+            self.say(f"decision: {t.decision.action} — {t.decision.reason}")
+
+    _said: set[str]
+
+    def _retrain_start(self, observer: DemoObserver) -> int:
+        """Train on the events since shortly before the drift was noticed: two detection
+        windows before the first alarm, so the new model learns the world as it is now."""
+        detected = observer.timeline.first_alarm_events or self.produced
+        index = max(self.bootstrap, detected - 2 * DRIFT_WINDOW)
+        return self.event_times[min(index, len(self.event_times) - 1)]
+
+    # -- bootstrap, decision, drain, summary ----------------------------------------------
+    def _bootstrap_model(self, warehouse: Warehouse, observer: DemoObserver) -> None:
+        db = warehouse.database
+        wanted = int(self.labels_produced * 0.9)
+
+        def labelled() -> int:
+            sql = f"SELECT count() FROM {db}.labels FINAL WHERE event_time_ms >= {self.start_ms}"
+            return int(warehouse.query(sql).scalar())
+
+        self._wait(lambda: labelled() >= wanted, 180, "bootstrap labels in the warehouse", observer)
+        self.say(f"{labelled()} labels in the warehouse; training {self.model} v1")
+        bootstrap = Retrainer(
+            self.settings,
+            warehouse,
+            model=self.model,
+            feature_set=self.retrainer.feature_set,
+            data_start_ms=lambda request: self.start_ms,
+            seed=self.options.seed,
+        )
+        request = RetrainRequest(
+            request_id=f"bootstrap-{self.settings.topic_prefix}",
+            model=self.model,
+            reason="bootstrap: the first model",
+            requested_at_ms=_now_ms(),
+            trials=1,
+        )
+        outcome = bootstrap.retrain(request)
+        self.say(
+            f"{self.model} v{outcome.version} registered by run {outcome.run_id} "
+            f"(valid AUC {outcome.metrics.get('valid_auc', float('nan')):.3f})"
+        )
+        self._wait(
+            lambda: observer.champion == outcome.version,
+            60,
+            f"the canary controller to promote {self.model} v{outcome.version}",
+            observer,
+        )
+        self.say(f"{self.model} v{outcome.version} promoted (first version) and serving")
+
+    def _wait(
+        self, check: Callable[[], bool], timeout_s: float, what: str, observer: DemoObserver
+    ) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not check():
+            self._check(observer)
+            if time.monotonic() > deadline:
+                raise DemoError(
+                    f"timed out after {timeout_s:.0f} s waiting for {what}; "
+                    f"logs in {self.workers.logs}"
+                )
+            time.sleep(0.3)
+
+    def _await_decision(self, observer: DemoObserver) -> None:
+        """The stream is over: give the trailing labels a moment to settle a running canary
+        (without traffic it cannot move further)."""
+        deadline = time.monotonic() + min(self.options.decision_timeout_s, 30.0)
+        while observer.timeline.decision is None and time.monotonic() < deadline:
+            self._check(observer)
+            time.sleep(0.5)
+        self._report(observer)
+
+    def _drain(self, observer: DemoObserver) -> int:
+        def done() -> bool:
+            answered = len(observer.answered) + observer.deadletters
+            return answered >= self.produced and observer.labels >= self.labels_produced
+
+        try:
+            self._wait(done, 90, "every event's prediction and every label", observer)
+        except DemoError as error:
+            self.say(str(error))
+        missing = max(0, self.produced - len(observer.answered) - observer.deadletters)
+        return missing + max(0, self.labels_produced - observer.labels)
+
+    def _summary(self, observer: DemoObserver, lost: int) -> dict[str, Any]:
+        t = observer.timeline
+        began = self.drift_started_ms
+
+        def since_drift(ms: int | None) -> float | None:
+            return None if ms is None or began is None else round((ms - began) / 1000, 3)
+
+        decision = t.decision.action if t.decision else None
+        summary: dict[str, Any] = {
+            "events": self.produced,
+            "predictions": observer.predictions,
+            "labels": self.labels_produced,
+            "drift_injected_at_event": self.drift_at,
+            "drift_detected_at_event": t.first_alarm_events,
+            "drift_alarm": t.first_alarm.alarm_id if t.first_alarm else None,
+            "retrain_request_id": t.retrain_request.request_id if t.retrain_request else None,
+            "retrain_run_id": t.candidate.run_id if t.candidate else None,
+            "candidate_version": t.candidate.version if t.candidate else None,
+            "canary_steps": t.canary_steps,
+            "decision": decision,
+            "decision_reason": t.decision.reason if t.decision else None,
+            "quality": observer.quality(),
+            "seconds_to_detect": since_drift(t.first_alarm_ms),
+            "seconds_to_decision": since_drift(t.decision_ms),
+            "lost_records": lost,
+            "deadletters": observer.deadletters,
+            "label_join": asdict(self.loop.joiner.counts),
+            "topic_prefix": self.settings.topic_prefix,
+            "logs": str(self.workers.logs),
+        }
+        return summary
+
+    def _stop(self) -> None:
+        errors = []
+        for runner in self.runners:
+            try:
+                runner.stop()
+            except HeadwaterError as error:
+                errors.append(str(error))
+        self.workers.stop()
+        if errors:
+            self.say("agents reported: " + "; ".join(errors))
