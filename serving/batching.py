@@ -54,10 +54,12 @@ class BatchPolicy:
 
     @property
     def batch_limit(self) -> int:
-        """The largest batch expected to run within half of the latency budget."""
+        """The largest batch whose per-item work fits in half of the latency budget. The fixed
+        cost is left out on purpose: it is paid once per batch whatever its size, so shrinking
+        batches because of it would only pay it more often and let a backlog grow."""
         if self._per_item_s <= 0:
             return self.max_batch_size
-        fits = int((self.max_latency_s / 2 - self._fixed_s) / self._per_item_s)
+        fits = int(self.max_latency_s / 2 / self._per_item_s)
         return max(1, min(self.max_batch_size, fits))
 
     def expected_cost(self, size: int) -> float:

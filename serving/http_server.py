@@ -85,7 +85,13 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     try:
         app = create_app(runtime, lookup=online_lookup(settings))
-        uvicorn.run(app, host=settings.bind_host, port=settings.http_port, log_level="info")
+        uvicorn.run(
+            app,
+            host=settings.bind_host,
+            port=settings.http_port,
+            log_level="warning",
+            access_log=False,  # every request is already logged, as a prediction event
+        )
     finally:
         runtime.stop()
     return 0

@@ -82,7 +82,8 @@ class ScorerCounts:
 
 
 class Scorer:
-    """Routes and scores requests of ``model`` with the live routing in ``routing``."""
+    """Routes and scores requests of ``model`` with the live routing in ``routing``
+    (``pinned_version`` bypasses routing: every request goes to that version)."""
 
     def __init__(
         self,
@@ -91,9 +92,11 @@ class Scorer:
         chain: FallbackChain,
         *,
         source: Source = "kafka",
+        pinned_version: int | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.model = model
+        self.pinned_version = pinned_version
         self.routing = routing
         self.chain = chain
         self.source = source
@@ -102,14 +105,16 @@ class Scorer:
 
     def answer(self, requests: Sequence[ScoreRequest]) -> Scored:
         """The answering prediction of every request the routed version can read."""
-        router = self.routing.router(self.model)
-        if router is None:
+        groups: dict[RouteDecision, list[ScoreRequest]] = {}
+        if self.pinned_version is not None:  # routing bypassed: one version answers all
+            groups[RouteDecision(self.pinned_version, "champion", ())] = list(requests)
+        elif (router := self.routing.router(self.model)) is None:
             reason = f"model {self.model!r} has no routing (publish one: headwater models route)"
             outcome = self.chain.default_outcome(len(requests), reason)
             return Scored(self._predictions(requests, outcome, "champion"))
-        groups: dict[RouteDecision, list[ScoreRequest]] = {}
-        for request in requests:
-            groups.setdefault(router.assign(request.routing_key), []).append(request)
+        else:
+            for request in requests:
+                groups.setdefault(router.assign(request.routing_key), []).append(request)
         by_id: dict[str, Prediction] = {}
         rejected: list[Rejected] = []
         for decision, members in groups.items():

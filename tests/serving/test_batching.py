@@ -19,13 +19,17 @@ def test_batch_limit_shrinks_when_items_are_expensive() -> None:
     policy.observed(1, 0.0005)
     for _ in range(10):
         policy.observed(32, 0.0005 + 32 * 0.0005)  # 0.5 ms per item
-    assert policy.batch_limit == 9  # (5 ms - 0.5 ms) / 0.5 ms
+    assert policy.batch_limit == 10  # 5 ms of per-item work at 0.5 ms each
 
 
 def test_never_below_one_or_above_the_maximum() -> None:
     policy = BatchPolicy(max_batch_size=4, max_latency_s=0.001, clock=Clock())
     policy.observed(2, 1.0)
     assert policy.batch_limit == 1
+    slow_start = BatchPolicy(max_batch_size=64, max_latency_s=0.010, clock=Clock())
+    slow_start.observed(1, 0.020)  # a fixed cost over budget does not shrink batches
+    slow_start.observed(40, 0.021)
+    assert slow_start.batch_limit == 64
     cheap = BatchPolicy(max_batch_size=4, max_latency_s=1.0, clock=Clock())
     cheap.observed(4, 1e-6)
     assert cheap.batch_limit == 4

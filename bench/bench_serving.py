@@ -1,0 +1,420 @@
+"""Serving's benchmark: Kafka event→prediction latency at a fixed offered load, HTTP against a
+plain FastAPI endpoint serving the same torch model, and the router's overhead.
+
+``python -m bench.bench_serving [--rate 2000] [--seconds 5] [--http-requests 2000]`` starts a
+local Apache Kafka of its own (ports from ``HEADWATER_BENCH_PORT_BASE``, default 39000) under a
+temporary home, trains and registers a small MLP, and prints a JSON object of figures and the
+ratios against the baselines measured in the same run:
+
+* Kafka: open-loop load (events scheduled at a fixed rate whatever the scorer does; latency
+  counted from the scheduled send time, so a stall is not hidden) through the scorer process
+  (``python -m serving.kafka_scorer``); p50/p99 event→prediction latency and the throughput.
+* HTTP: the same closed-loop load (``--concurrency`` clients) against Headwater's server
+  (``python -m serving.http_server``: batching, routing, guards, logging to Kafka) and against a
+  plain FastAPI endpoint that runs the same bundle per request (``--plain-server``).
+* Router: p99 of one sticky assignment, and of one request scored with the router vs without.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import torch
+from pydantic import BaseModel
+
+from infra.event_bus import EventBus, make_codec
+from infra.kafka_clients import ensure_topics, make_consumer
+from infra.local_kafka import LocalKafka
+from infra.settings import HeadwaterSettings
+from schemas.models import FeatureVector, Prediction
+from serving.fallback import FallbackChain
+from serving.router import WeightedRouter
+from serving.routing import RoutingTable, publish_routing, routing_event
+from serving.scorer import Scorer, ScoreRequest
+from trainers.artifacts import ArtifactStore
+from trainers.model_family import MLPConfig, ModelBundle, Normalizer, build_network, loss_for
+from trainers.registry import ModelRegistry
+
+FEATURES = ("amount", "velocity", "distance", "hour", "merchant_risk", "country_risk")
+MODEL = "bench-fraud"
+
+
+def percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values), q)) if values else float("nan")
+
+
+def train_bundle(seed: int = 0) -> ModelBundle:
+    """A 2×32 MLP trained briefly on a synthetic rule: a real torch model, not a stand-in."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(2048, len(FEATURES)))
+    y = ((x[:, 0] + x[:, 1] - x[:, 4]) > 0.5).astype(np.float32)
+    torch.manual_seed(seed)
+    config = MLPConfig(width=32, depth=2)
+    network = build_network(config, len(FEATURES))
+    normalizer = Normalizer.fit(x)
+    inputs, targets = torch.from_numpy(normalizer.apply(x)), torch.from_numpy(y)
+    optimizer = torch.optim.Adam(network.parameters(), lr=0.01)
+    loss = loss_for(config.task)
+    for _ in range(100):
+        optimizer.zero_grad()
+        loss(network(inputs), targets).backward()
+        optimizer.step()
+    return ModelBundle.create(network, config, FEATURES, x, normalizer)
+
+
+def vector(i: int, rng: np.random.Generator) -> dict[str, float]:
+    return {
+        name: float(v) for name, v in zip(FEATURES, rng.normal(size=len(FEATURES)), strict=True)
+    }
+
+
+@contextmanager
+def platform(port_base: int) -> Iterator[HeadwaterSettings]:
+    """A local broker of the benchmark's own, with fresh topics, torn down afterwards."""
+    home = Path(tempfile.mkdtemp(prefix="hw-bench-serving-"))
+    settings = HeadwaterSettings(
+        home=home,
+        kafka_local_port=port_base + 92,
+        kafka_local_controller_port=port_base + 93,
+        warehouse_host_port=port_base + 123,
+        http_port=port_base + 80,
+        topic_prefix=f"bench-{uuid.uuid4().hex[:8]}-",
+        serving_model=MODEL,
+    )
+    broker = LocalKafka(settings)
+    started = broker.running_pid() is None
+    broker.start()
+    try:
+        ensure_topics(settings)
+        yield settings
+    finally:
+        if started:
+            broker.stop()
+
+
+def child_env(settings: HeadwaterSettings, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HEADWATER_")}
+    env.update(
+        HEADWATER_HOME=str(settings.home),
+        HEADWATER_KAFKA_LOCAL_PORT=str(settings.kafka_local_port),
+        HEADWATER_KAFKA_LOCAL_CONTROLLER_PORT=str(settings.kafka_local_controller_port),
+        HEADWATER_TOPIC_PREFIX=settings.topic_prefix,
+        HEADWATER_SERVING_MODEL=MODEL,
+        **extra,
+    )
+    return env
+
+
+def register_model(settings: HeadwaterSettings) -> str:
+    """Register the trained bundle as version 1 and route all traffic to it; its sha256."""
+    store = ArtifactStore.from_settings(settings)
+    bus = EventBus(settings)
+    sha256 = store.put_bytes(train_bundle().to_bytes())
+    ModelRegistry(store, bus).register(MODEL, sha256, run_id="bench", actor="bench")
+    publish_routing(bus, routing_event(MODEL, {1: 1.0}, reason="bench"))
+    return sha256
+
+
+class PredictionClock:
+    """Notes when each answer's prediction record arrives (a consumer on its own thread)."""
+
+    def __init__(self, settings: HeadwaterSettings) -> None:
+        self.arrived: dict[str, float] = {}
+        self._stop = threading.Event()
+        self._consumer = make_consumer(
+            settings, f"bench-{uuid.uuid4().hex[:8]}", **{"fetch.wait.max.ms": 1}
+        )
+        self._consumer.subscribe([settings.topic("predictions")])
+        self._codec = make_codec(settings)
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for message in self._consumer.consume(500, timeout=0.05):
+                if message.error() is None:
+                    now = time.perf_counter()
+                    record = self._codec.decode(message.value() or b"", Prediction.SCHEMA)[1]
+                    self.arrived.setdefault(record["request_id"], now)
+
+    def wait_for(self, ids: list[str], timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and not all(i in self.arrived for i in ids[-50:]):
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+        self._consumer.close()
+
+
+def offer(settings: HeadwaterSettings, tag: str, rate: float, count: int) -> dict[str, float]:
+    """Send ``count`` feature vectors on an open-loop schedule; their scheduled times."""
+    bus = EventBus(settings, **{"linger.ms": 1})
+    rng = np.random.default_rng(1)
+    scheduled: dict[str, float] = {}
+    start = time.perf_counter() + 0.05
+    for i in range(count):
+        due = start + i / rate
+        while (wait := due - time.perf_counter()) > 0.0005:
+            time.sleep(wait / 2)
+        event_id = f"{tag}-{i}"
+        scheduled[event_id] = due
+        now_ms = int(time.time() * 1000)
+        bus.send(
+            "features",
+            FeatureVector(
+                entity_id=f"card-{i % 5000}",
+                feature_set="bench",
+                feature_set_version=1,
+                event_id=event_id,
+                event_time_ms=now_ms,
+                computed_at_ms=now_ms,
+                values=vector(i, rng),
+            ),
+        )
+    bus.flush()
+    return scheduled
+
+
+def kafka_figures(settings: HeadwaterSettings, rate: float, seconds: float) -> dict[str, float]:
+    clock = PredictionClock(settings)
+    scorer = subprocess.Popen(
+        [sys.executable, "-m", "serving.kafka_scorer"],
+        env=child_env(settings),
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        warm = offer(settings, "warm", 200.0, 400)  # group joined, model warm, caches hot
+        clock.wait_for(list(warm), 120)
+        scheduled = offer(settings, "load", rate, int(rate * seconds))
+        clock.wait_for(list(scheduled), 60)
+    finally:
+        scorer.terminate()
+        scorer.wait(30)
+        clock.stop()
+    done = {i: clock.arrived[i] - t for i, t in scheduled.items() if i in clock.arrived}
+    latencies = [v * 1000 for v in done.values()]
+    first = min(scheduled.values())
+    last = max((clock.arrived[i] for i in done), default=first)
+    return {
+        "offered_per_s": rate,
+        "events": len(scheduled),
+        "predicted": len(done),
+        "throughput_per_s": len(done) / max(last - first, 1e-9),
+        "p50_ms": percentile(latencies, 50),
+        "p99_ms": percentile(latencies, 99),
+    }
+
+
+async def _load(url: str, requests: int, concurrency: int) -> dict[str, float]:
+    rng = np.random.default_rng(2)
+    bodies = [
+        {"entity_id": f"card-{i % 5000}", "features": vector(i, rng)} for i in range(requests)
+    ]
+    latencies: list[float] = []
+    errors = 0
+    queue = iter(bodies)
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=url, timeout=30, limits=limits) as client:
+
+        async def worker() -> None:
+            nonlocal errors
+            for body in queue:
+                sent = time.perf_counter()
+                answer = await client.post("/predict", json=body)
+                latencies.append((time.perf_counter() - sent) * 1000)
+                errors += answer.status_code != 200
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        elapsed = time.perf_counter() - started
+    return {
+        "requests": requests,
+        "errors": errors,
+        "throughput_per_s": requests / elapsed,
+        "p50_ms": percentile(latencies, 50),
+        "p99_ms": percentile(latencies, 99),
+    }
+
+
+def _wait_http(url: str, process: subprocess.Popen[bytes], path: str) -> None:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            if httpx.get(url + path, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"server at {url} did not become healthy")
+
+
+def http_figures(
+    settings: HeadwaterSettings, sha256: str, requests: int, concurrency: int
+) -> dict[str, dict[str, float]]:
+    artifact = ArtifactStore.from_settings(settings).path_of(sha256)
+    plain_port = settings.http_port + 1
+    servers = {
+        "headwater": (
+            [sys.executable, "-m", "serving.http_server"],
+            settings.http_port,
+            "/healthz",
+        ),
+        "plain": (
+            [
+                sys.executable,
+                "-m",
+                "bench.bench_serving",
+                "--plain-server",
+                str(plain_port),
+                "--artifact",
+                str(artifact),
+            ],
+            plain_port,
+            "/docs",
+        ),
+    }
+    figures = {}
+    for name, (command, port, health) in servers.items():
+        env = child_env(settings, HEADWATER_HTTP_PORT=str(settings.http_port))
+        process = subprocess.Popen(command, env=env, stderr=subprocess.DEVNULL)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            _wait_http(url, process, health)
+            asyncio.run(_load(url, 200, concurrency))  # warm-up
+            figures[name] = asyncio.run(_load(url, requests, concurrency))
+        finally:
+            process.terminate()
+            process.wait(30)
+    return figures
+
+
+def router_figures(bundle: ModelBundle, calls: int = 10_000) -> dict[str, float]:
+    """p99 of one assignment; p99 of one request scored with the router and with routing
+    bypassed (a pinned version), everything else equal."""
+    router = WeightedRouter({3: 0.9, 4: 0.1}, shadows=(5,))
+    assign = []
+    for i in range(calls):
+        began = time.perf_counter_ns()
+        router.assign(f"card-{i}")
+        assign.append((time.perf_counter_ns() - began) / 1e6)
+    table = RoutingTable()
+    table.apply(routing_event(MODEL, {1: 1.0}))
+    chain = FallbackChain(MODEL, lambda version: bundle, default_output=0.0)
+    scorer = Scorer(MODEL, table, chain)
+    pinned = Scorer(MODEL, table, chain, pinned_version=1)
+    rng = np.random.default_rng(3)
+    rows = [vector(i, rng) for i in range(2000)]
+    on: list[float] = []
+    off: list[float] = []
+    for i, row in enumerate(rows):  # interleaved, so drift in the machine hits both alike
+        request = ScoreRequest(f"r{i}", f"card-{i}", row, event_time_ms=0, received_at=0.0)
+        started = time.perf_counter()
+        scorer.answer([request])
+        on.append((time.perf_counter() - started) * 1000)
+        started = time.perf_counter()
+        pinned.answer([request])
+        off.append((time.perf_counter() - started) * 1000)
+    chain.close()
+    return {
+        "assign_p50_ms": percentile(assign, 50),
+        "assign_p99_ms": percentile(assign, 99),
+        "scored_router_on_p99_ms": percentile(on, 99),
+        "scored_router_off_p99_ms": percentile(off, 99),
+        "overhead_p99_ms": percentile(on, 99) - percentile(off, 99),
+    }
+
+
+def run(
+    *,
+    rate: float = 2000.0,
+    seconds: float = 5.0,
+    http_requests: int = 2000,
+    concurrency: int = 32,
+    port_base: int | None = None,
+) -> dict[str, Any]:
+    """Every figure and ratio of the benchmark, measured in this run."""
+    base = port_base or int(os.environ.get("HEADWATER_BENCH_PORT_BASE", "39000"))
+    with platform(base) as settings:
+        sha256 = register_model(settings)
+        kafka = kafka_figures(settings, rate, seconds)
+        http = http_figures(settings, sha256, http_requests, concurrency)
+    router = router_figures(train_bundle())
+    return {
+        "kafka": kafka,
+        "http": http,
+        "router": router,
+        "ratios": {
+            "kafka_p99_vs_25ms_target": kafka["p99_ms"] / 25.0,
+            "kafka_throughput_vs_offered": kafka["throughput_per_s"] / rate,
+            "http_throughput_vs_plain": http["headwater"]["throughput_per_s"]
+            / http["plain"]["throughput_per_s"],
+            "http_p99_vs_plain": http["headwater"]["p99_ms"] / http["plain"]["p99_ms"],
+            "router_overhead_p99_vs_0.2ms_target": router["overhead_p99_ms"] / 0.2,
+        },
+    }
+
+
+class PlainBody(BaseModel):
+    entity_id: str
+    features: dict[str, float]
+
+
+def plain_server(port: int, artifact: Path) -> None:
+    """The baseline: a plain FastAPI endpoint running the same bundle once per request."""
+    import uvicorn
+    from fastapi import FastAPI
+
+    from trainers.model_family import load_bundle
+
+    bundle = load_bundle(artifact.read_bytes())
+    app = FastAPI()
+
+    @app.post("/predict")
+    def predict(body: PlainBody) -> dict[str, float]:
+        row = np.array([[body.features[name] for name in bundle.feature_names]])
+        return {"output": float(bundle.predict(row)[0])}
+
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--rate", type=float, default=2000.0, help="offered events/s")
+    parser.add_argument("--seconds", type=float, default=5.0, help="length of the Kafka load")
+    parser.add_argument("--http-requests", type=int, default=2000)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--plain-server", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--artifact", type=Path, default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.plain_server:
+        plain_server(args.plain_server, args.artifact)
+        return 0
+    figures = run(
+        rate=args.rate,
+        seconds=args.seconds,
+        http_requests=args.http_requests,
+        concurrency=args.concurrency,
+    )
+    print(json.dumps(figures, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
