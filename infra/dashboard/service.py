@@ -29,6 +29,7 @@ from infra.metrics import METRICS, serve_metrics
 from infra.settings import HeadwaterSettings
 from infra.warehouse import Warehouse, connect_warehouse
 from infra.warehouse_host import running_host_url
+from infra.warehouse_metrics import WarehouseCollector
 
 log = logging.getLogger("headwater.dashboard")
 
@@ -101,7 +102,9 @@ def run_dashboard(settings: HeadwaterSettings, warehouse: Warehouse, stop: threa
         log.warning("no dashboard: %s", error)
         server = None
     metrics = None
+    collector = WarehouseCollector(warehouse)
     if settings.metrics_port:
+        METRICS.registry.register(collector)
         try:
             metrics = serve_metrics(settings, "dashboard")
         except PortInUse as error:
@@ -117,6 +120,8 @@ def run_dashboard(settings: HeadwaterSettings, warehouse: Warehouse, stop: threa
             server.close()
         if metrics is not None:
             metrics.close()
+        if settings.metrics_port:
+            METRICS.registry.unregister(collector)
 
 
 def start_dashboard_process(

@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import json
 import os
+import time
+import uuid
 
 import httpx
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from infra.metrics import PlatformMetrics, metrics_dir, serve_metrics
 from infra.settings import HeadwaterSettings
+from infra.warehouse import ChdbWarehouse
+from infra.warehouse_metrics import WarehouseCollector
 from schemas.models import DriftAlarm, Prediction, RetrainRequest, Routing
+from tests.operate.story import loop_story, write_story
 
 _PORT = int(os.environ.get("HEADWATER_TEST_PORT_BASE", "29000")) + 64
 
@@ -84,3 +90,28 @@ def test_a_second_process_on_the_same_host_takes_the_next_port(
             second.close()
     finally:
         first.close()
+
+
+@pytest.mark.integration
+def test_platform_metrics_from_the_warehouse_views(
+    settings: HeadwaterSettings, warehouse: ChdbWarehouse
+) -> None:
+    model = f"prom-{uuid.uuid4().hex[:8]}"
+    start = int(time.time() * 1000) - 60_000
+    write_story(warehouse, loop_story(start, model), start, model)
+    metrics = PlatformMetrics()
+    metrics.registry.register(WarehouseCollector(warehouse))
+    server = serve_metrics(settings, "warehouse", metrics, port=_PORT + 2)
+    try:
+        samples = _samples(httpx.get(server.url, timeout=10).text)
+    finally:
+        server.close()
+
+    weight = frozenset({("model", model), ("version", "2")})
+    assert samples[("headwater_warehouse_routing_weight", weight)] == 1.0
+    retrains = frozenset({("model", model)})
+    assert samples[("headwater_warehouse_retrain_requests_total", retrains)] == 1
+    alarms = frozenset({("model", model), ("severity", "warning")})
+    assert samples[("headwater_warehouse_open_alarms", alarms)] == 1
+    promoted = frozenset({("model", model), ("action", "promoted")})
+    assert samples[("headwater_warehouse_model_version_actions_total", promoted)] == 2
