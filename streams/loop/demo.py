@@ -84,8 +84,9 @@ class DemoRun:
         self.settings = settings.model_copy(
             update={"topic_prefix": f"{settings.topic_prefix}demo-{tag}-"}
         )
-        # Whole days keep hour-of-day (a feature) identical for the same seed.
-        self.start_ms = START_MS + (tag % 36_500) * DAY_MS
+        # A stretch of the past of its own (the warehouse keeps every run; training reads labels
+        # known by now), shifted by whole days so hour-of-day is identical for the same seed.
+        self.start_ms = START_MS - (tag % 3_650 + 1) * DAY_MS
         self.model = settings.serving_model
         self.drift_at = int(options.events * options.drift_fraction)
         self.bootstrap = int(options.events * options.bootstrap_fraction)
@@ -294,12 +295,21 @@ class DemoRun:
         db = warehouse.database
         wanted = int(self.labels_produced * 0.9)
 
-        def labelled() -> int:
-            sql = f"SELECT count() FROM {db}.labels FINAL WHERE event_time_ms >= {self.start_ms}"
+        def rows(table: str) -> int:
+            sql = (
+                f"SELECT count() FROM {db}.{table} FINAL WHERE event_time_ms >= {self.start_ms} "
+                f"AND event_time_ms < {self.start_ms + DAY_MS}"
+            )
             return int(warehouse.query(sql).scalar())
 
-        self._wait(lambda: labelled() >= wanted, 180, "bootstrap labels in the warehouse", observer)
-        self.say(f"{labelled()} labels in the warehouse; training {self.model} v1")
+        def ready() -> bool:
+            return rows("labels") >= wanted and rows("features") >= int(self.bootstrap * 0.9)
+
+        self._wait(ready, 180, "bootstrap labels and features in the warehouse", observer)
+        self.say(
+            f"{rows('labels')} labels and {rows('features')} feature vectors in the "
+            f"warehouse; training {self.model} v1"
+        )
         bootstrap = Retrainer(
             self.settings,
             warehouse,

@@ -12,6 +12,8 @@ from streams.loop.drift_monitor import CategoricalReference, DriftMonitor, Featu
 from streams.loop.error_detectors import AdwinDetector, PageHinkleyDetector
 from streams.loop.histogram import HistogramSketch, jensen_shannon, psi
 from streams.loop.quantiles import QuantileSketch
+from streams.loop.references import from_trained
+from trainers.model_family import FeatureReference as TrainedReference
 
 WINDOW = 500
 
@@ -114,3 +116,13 @@ def test_error_detectors_quiet_on_stationary_errors_and_fast_on_a_jump() -> None
             (i for i, e in enumerate(_bernoulli(rng, 0.35, 3_000)) if detector.update(e)), None
         )
         assert delay is not None and delay < 1_000, detector.statistic
+
+
+def test_a_constant_training_feature_is_skipped_not_a_crash() -> None:
+    constant = TrainedReference.of(np.ones(1000))  # the trainers' bundle: one bin
+    monitor = DriftMonitor("fraud", 1, {"flag": from_trained("flag", constant)}, window=100)
+    assert [a for t in range(300) for a in monitor.update({"flag": 1.0}, t)] == []
+    sample = FeatureReference.from_sample("flag", [1.0] * 1000)  # two bins around the value
+    monitor = DriftMonitor("fraud", 1, {"flag": sample}, window=100)
+    assert [a for t in range(100) for a in monitor.update({"flag": 1.0}, t)] == []
+    assert [a for t in range(100) for a in monitor.update({"flag": 0.0}, t)] != []
