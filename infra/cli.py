@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "infra.cli_models",
     "infra.cli_dashboard",
     "infra.cli_demo",
+    "infra.cli_train",
 )
 
 

@@ -9,7 +9,7 @@ import importlib
 from typing import Any
 
 # Modules that add ``models`` subcommands (the registry's, routing's).
-MODELS_COMMAND_MODULES: tuple[str, ...] = ("serving.route_cli",)
+MODELS_COMMAND_MODULES: tuple[str, ...] = ("trainers.registry_cli", "serving.route_cli")
 
 
 def register(subparsers: Any) -> None:

@@ -112,9 +112,16 @@ class Normalizer:
 
     @classmethod
     def fit(cls, x: np.ndarray) -> Normalizer:
-        mean = np.nan_to_num(np.nanmean(x, axis=0)) if len(x) else np.zeros(x.shape[1])
-        std = np.nan_to_num(np.nanstd(x, axis=0)) if len(x) else np.ones(x.shape[1])
-        return cls(mean.astype(np.float64), np.where(std > 1e-12, std, 1.0).astype(np.float64))
+        """Mean and standard deviation of the finite values of each column (0 and 1 for a
+        column without any)."""
+        values = np.asarray(x, dtype=np.float64)
+        finite = np.isfinite(values)
+        counts = finite.sum(axis=0)
+        seen = np.maximum(counts, 1)
+        mean = np.where(finite, values, 0.0).sum(axis=0) / seen
+        variance = np.where(finite, (values - mean) ** 2, 0.0).sum(axis=0) / seen
+        std = np.sqrt(variance)
+        return cls(mean, np.where(std > 1e-12, std, 1.0))
 
     def apply(self, x: np.ndarray) -> np.ndarray:
         scaled = (np.asarray(x, dtype=np.float64) - self.mean) / self.std

@@ -1,0 +1,97 @@
+"""Training end to end in-process: warehouse → dataset → run → artifacts → registry → runs."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+
+from infra.event_bus import EventBus
+from infra.kafka_clients import ensure_topics
+from infra.settings import HeadwaterSettings
+from infra.warehouse import ChdbWarehouse
+from schemas.models import RetrainRequest
+from tests.trainers.warehouse_data import insert_history
+from trainers.artifacts import ArtifactStore
+from trainers.model_family import load_bundle
+from trainers.pipeline import TrainRequest, train_model
+from trainers.registry import replay_state
+from trainers.retrain import RetrainWorker
+from trainers.run_queries import list_runs, show_run
+
+pytestmark = pytest.mark.integration
+
+
+def _isolated(kafka: HeadwaterSettings, unique: str, tmp_path: Path) -> HeadwaterSettings:
+    settings = kafka.model_copy(
+        update={"topic_prefix": f"pipe-{unique}-", "artifact_store": str(tmp_path / "store")}
+    )
+    ensure_topics(settings)
+    return settings
+
+
+def test_a_single_run_is_tracked_stored_and_registered(
+    kafka: HeadwaterSettings, warehouse: ChdbWarehouse, unique: str, tmp_path: Path
+) -> None:
+    settings = _isolated(kafka, unique, tmp_path)
+    model, fs = f"fraud-{unique}", f"fs-{unique}"
+    insert_history(warehouse, model, fs)
+    request = TrainRequest(model=model, feature_set=fs, epochs=4, params={"lr": 0.01})
+    outcome = train_model(settings, request, warehouse)
+
+    assert outcome.version == 1 and outcome.metrics["valid_auc"] > 0.7
+    store = ArtifactStore.from_settings(settings)
+    bundle = load_bundle(store.get_bytes(outcome.artifacts["bundle"]))
+    assert bundle.feature_names == ("amount", "mean_1h", "n_1h")
+    assert bundle.metadata["run_id"] == outcome.run_id
+    for name in ("dataset", "reference", "preprocessing"):
+        store.verify(outcome.artifacts[name])
+    assert outcome.lineage["row_count"] == "400"
+    assert outcome.lineage["rows_logged_features"] == "134"
+
+    state = replay_state(settings)
+    version = state.version(model, 1)
+    assert version.artifact_sha256 == outcome.artifacts["bundle"]
+    assert version.run_id == outcome.run_id
+    assert version.signature["inputs"] == "amount,mean_1h,n_1h"
+
+    runs = list_runs(warehouse, model)
+    assert [(r["run_id"], r["status"], r["step"]) for r in runs] == [
+        (outcome.run_id, "completed", 4)
+    ]
+    shown = show_run(warehouse, outcome.run_id)
+    assert [s["step"] for s in shown["steps"]] == [1, 2, 3, 4]
+    assert shown["params"]["lr"] == "0.01"
+    assert shown["lineage"]["dataset_sha256"] == outcome.artifacts["dataset"]
+    assert shown["artifacts"]["bundle"] == outcome.artifacts["bundle"]
+
+
+def test_the_retrain_worker_coalesces_requests_per_model(
+    kafka: HeadwaterSettings, warehouse: ChdbWarehouse, unique: str, tmp_path: Path
+) -> None:
+    settings = _isolated(kafka, unique, tmp_path)
+    model, fs = f"drifty-{unique}", f"fs-{unique}"
+    insert_history(warehouse, model, fs, n=200)
+    bus = EventBus(settings)
+    for n in range(3):
+        request = RetrainRequest(
+            request_id=f"rr-{n}", model=model, reason=f"drift {n}", requested_at_ms=n
+        )
+        bus.send("retrain-requests", request)
+    bus.send_bytes("retrain-requests", b"garbage", model.encode())
+    bus.flush()
+    worker = RetrainWorker(settings, warehouse=warehouse, epochs=2, feature_set=fs)
+    thread = threading.Thread(target=worker.run, kwargs={"max_requests": 4, "idle_exit_s": 60})
+    thread.start()
+    thread.join(timeout=200)
+    assert not thread.is_alive()
+
+    # The first request starts a retrain; the two arriving meanwhile make one more.
+    assert [r.retrain.request_ids for r in worker.results] == [["rr-0"], ["rr-1", "rr-2"]]
+    assert worker.retrains.coalesced == 1
+    assert all(r.error == "" for r in worker.results)
+    state = replay_state(settings)
+    assert [v.stage for v in state.versions(model)] == ["promoted", "canary"]
+    assert state.champion(model) == 1
+    assert state.version(model, 2).actor == "retrain-worker"

@@ -1,0 +1,76 @@
+"""Labelled history in the warehouse tables, as the streams sink would leave it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from infra.warehouse import Warehouse
+
+FEATURES = ("amount", "mean_1h", "n_1h")
+
+
+def _insert(warehouse: Warehouse, table: str, rows: list[dict[str, Any]]) -> None:
+    columns = [*rows[0], "_partition", "_offset"]
+    warehouse.insert(table, columns, [[*r.values(), 0, i] for i, r in enumerate(rows)])
+
+
+def insert_history(
+    warehouse: Warehouse, model: str, feature_set: str, n: int = 400, seed: int = 0
+) -> None:
+    """``n`` labelled events of one entity each: every third with a logged prediction, the
+    rest with offline features only. The label depends on the features (learnable)."""
+    rng = np.random.default_rng(seed)
+    features, labels, predictions = [], [], []
+    for i in range(n):
+        t = 1_000_000 + i * 1_000
+        amount, mean, count = rng.lognormal(3, 1), rng.lognormal(3, 0.5), float(rng.poisson(3))
+        values = {"amount": amount, "mean_1h": mean, "n_1h": count}
+        label = float(amount / mean + 0.3 * count + rng.normal(0, 0.3) > 2.2)
+        entity, request = f"card-{i}", f"req-{model}-{i}"
+        features.append(
+            {
+                "entity_id": entity,
+                "feature_set": feature_set,
+                "feature_set_version": 1,
+                "event_id": f"e-{i}",
+                "event_time_ms": t,
+                "computed_at_ms": t + 5,
+                "values": values,
+            }
+        )
+        logged = i % 3 == 0
+        labels.append(
+            {
+                "request_id": request if logged else "",
+                "entity_id": entity,
+                "event_id": f"e-{i}",
+                "label": label,
+                "event_time_ms": t,
+                "labeled_at_ms": t + 50,
+            }
+        )
+        if logged:
+            predictions.append(
+                {
+                    "request_id": request,
+                    "entity_id": entity,
+                    "model": model,
+                    "version": 1,
+                    "route": "champion",
+                    "output": 0.5,
+                    "features": values,
+                    "feature_set": feature_set,
+                    "feature_set_version": 1,
+                    "event_time_ms": t,
+                    "served_at_ms": t + 2,
+                    "latency_ms": 1.0,
+                    "fallback": False,
+                    "fallback_reason": "",
+                    "source": "kafka",
+                }
+            )
+    _insert(warehouse, "features", features)
+    _insert(warehouse, "labels", labels)
+    _insert(warehouse, "predictions", predictions)

@@ -1,0 +1,187 @@
+"""The retrain worker: ``retrain-requests`` in, a new registered version (and its canary) out.
+
+Requests come from drift alarms or people. One retrain runs per model at a time; requests for
+a model arriving meanwhile are coalesced into the next one (:mod:`trainers.retrain_queue`).
+Offsets are committed only up to the first request whose retrain has not finished, so a
+killed worker redoes unfinished retrains. A finished retrain registers the new version and
+puts it in ``canary`` (the canary controller reacts to that event) — or promotes it when the
+model has no champion yet. Undecodable requests go to ``deadletter``.
+"""
+
+from __future__ import annotations
+
+import queue
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+
+from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
+
+from infra.errors import HeadwaterError, SchemaError
+from infra.event_bus import EventBus
+from infra.kafka_clients import make_consumer
+from infra.settings import HeadwaterSettings
+from infra.warehouse import Warehouse, connect_warehouse
+from schemas.models import DeadLetter, RetrainRequest
+from trainers.pipeline import TrainOutcome, TrainRequest, train_model
+from trainers.registry import ModelRegistry
+from trainers.retrain_queue import Retrain, RetrainQueue
+
+ACTOR = "retrain-worker"
+
+
+@dataclass(frozen=True)
+class RetrainResult:
+    retrain: Retrain
+    outcome: TrainOutcome | None
+    error: str = ""
+
+
+@dataclass
+class RetrainWorker:
+    """Consumes ``retrain-requests`` until told to stop or out of work."""
+
+    settings: HeadwaterSettings
+    warehouse: Warehouse | None = None
+    trial_workers: int = 2
+    epochs: int = 8
+    feature_set: str = ""
+    results: list[RetrainResult] = field(default_factory=list)
+    retrains: RetrainQueue = field(default_factory=RetrainQueue)
+    _done: queue.Queue[str] = field(default_factory=queue.Queue)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _last_finish: float = 0.0
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def run(self, max_requests: int | None = None, idle_exit_s: float | None = None) -> int:
+        """Handle requests; returns how many retrains ran."""
+        settings = self.settings
+        own_warehouse = self.warehouse is None
+        warehouse = self.warehouse or connect_warehouse(settings)
+        bus = EventBus(settings)
+        registry = ModelRegistry.open(settings)
+        consumer = make_consumer(
+            settings,
+            f"{settings.topic_prefix}headwater-retrain",
+            **{"max.poll.interval.ms": 3_600_000},
+        )
+        consumer.subscribe([settings.topic("retrain-requests")])
+        seen, idle_since = 0, time.monotonic()
+        try:
+            while not self._stop.is_set():
+                self._reap(consumer, warehouse, registry)
+                busy = bool(self.retrains.running)
+                if max_requests is not None and seen >= max_requests and not busy:
+                    break
+                idle = time.monotonic() - max(idle_since, self._last_finish)
+                if idle_exit_s is not None and not busy and idle > idle_exit_s:
+                    break
+                message = consumer.poll(0.2)
+                if message is None or self._is_noise(message):
+                    continue
+                idle_since = time.monotonic()
+                seen += 1
+                self._accept(message, bus, warehouse, registry)
+                self._commit(consumer)
+        finally:
+            consumer.close()
+            if own_warehouse:
+                warehouse.close()
+        return len(self.results)
+
+    def _is_noise(self, message: Message) -> bool:
+        error = message.error()
+        if error is None:
+            return False
+        if error.code() != KafkaError._PARTITION_EOF:
+            print(f"retrain worker: {error.str()}", file=sys.stderr)
+        return True
+
+    def _accept(
+        self, message: Message, bus: EventBus, warehouse: Warehouse, registry: ModelRegistry
+    ) -> None:
+        partition, offset = message.partition() or 0, message.offset() or 0
+        raw = message.value() or b""
+        try:
+            _, fields = bus.codec.decode(raw, RetrainRequest.SCHEMA)
+            request = RetrainRequest.from_avro(fields)
+        except (SchemaError, ValueError) as error:
+            bus.send(
+                "deadletter",
+                DeadLetter(
+                    source_topic=self.settings.topic("retrain-requests"),
+                    source_partition=partition,
+                    source_offset=offset,
+                    reason_code="undecodable_retrain_request",
+                    reason=str(error)[:2000],
+                    original_key=message.key(),
+                    original_value=raw,
+                    failed_at_ms=int(time.time() * 1000),
+                ),
+            )
+            bus.flush()
+            self.retrains.skip(partition, offset)
+            return
+        start = self.retrains.submit(request, partition, offset)
+        if start is not None:
+            self._start(start, warehouse, registry)
+
+    def _start(self, retrain: Retrain, warehouse: Warehouse, registry: ModelRegistry) -> None:
+        thread = threading.Thread(
+            target=self._retrain, args=(retrain, warehouse, registry), daemon=True
+        )
+        thread.start()
+
+    def _retrain(self, retrain: Retrain, warehouse: Warehouse, registry: ModelRegistry) -> None:
+        request = TrainRequest(
+            model=retrain.model,
+            feature_set=self.feature_set,
+            trials=retrain.trials,
+            workers=self.trial_workers,
+            epochs=self.epochs,
+            reason=retrain.reason,
+            actor=ACTOR,
+        )
+        try:
+            outcome = train_model(self.settings, request, warehouse, registry=registry)
+            self._hand_to_canary(registry, outcome, retrain)
+            self.results.append(RetrainResult(retrain, outcome))
+        except HeadwaterError as error:
+            print(f"retrain of {retrain.model} failed: {error}", file=sys.stderr)
+            self.results.append(RetrainResult(retrain, None, str(error)))
+        finally:
+            self._done.put(retrain.model)
+
+    def _hand_to_canary(
+        self, registry: ModelRegistry, outcome: TrainOutcome, retrain: Retrain
+    ) -> None:
+        if registry.state.champion(outcome.model) is None:
+            registry.promote(
+                outcome.model, outcome.version, reason="first version of the model", actor=ACTOR
+            )
+        else:
+            registry.canary(outcome.model, outcome.version, reason=retrain.reason, actor=ACTOR)
+
+    def _reap(self, consumer: Consumer, warehouse: Warehouse, registry: ModelRegistry) -> None:
+        finished = False
+        while True:
+            try:
+                model = self._done.get_nowait()
+            except queue.Empty:
+                break
+            finished = True
+            self._last_finish = time.monotonic()
+            following = self.retrains.finish(model)
+            if following is not None:
+                self._start(following, warehouse, registry)
+        if finished:
+            self._commit(consumer)
+
+    def _commit(self, consumer: Consumer) -> None:
+        name = self.settings.topic("retrain-requests")
+        offsets = [TopicPartition(name, p, o) for p, o in self.retrains.committable().items()]
+        if offsets:
+            consumer.commit(offsets=offsets, asynchronous=False)
