@@ -18,9 +18,10 @@ from dataclasses import astuple, dataclass, fields
 
 from confluent_kafka import KafkaException
 from confluent_kafka import TopicPartition as KafkaTopicPartition
+from confluent_kafka.admin import AdminClient
 
 from infra.errors import BrokerUnavailable
-from infra.kafka_clients import admin_client, topic_states
+from infra.kafka_clients import topic_states
 from infra.settings import HeadwaterSettings
 from infra.warehouse import Warehouse
 from schemas.topics import TOPICS
@@ -46,10 +47,17 @@ class LagSample:
         return max(self.end_offset - start, 0)
 
 
-def _committed(settings: HeadwaterSettings, group: str) -> list[KafkaTopicPartition]:
+def _admin(settings: HeadwaterSettings) -> AdminClient:
+    # Warnings and errors only: sampling runs every few seconds, librdkafka's info lines would
+    # flood the log of the process that samples.
+    return AdminClient({**settings.librdkafka_config(), "log_level": 4})
+
+
+def _committed(
+    admin: AdminClient, settings: HeadwaterSettings, group: str
+) -> list[KafkaTopicPartition]:
     from confluent_kafka import ConsumerGroupTopicPartitions
 
-    admin = admin_client(settings)
     futures = admin.list_consumer_group_offsets(
         [ConsumerGroupTopicPartitions(group)], request_timeout=settings.kafka_timeout_s
     )
@@ -59,7 +67,7 @@ def _committed(settings: HeadwaterSettings, group: str) -> list[KafkaTopicPartit
 
 def consumer_groups(settings: HeadwaterSettings) -> list[str]:
     """The consumer groups the cluster knows, the platform's tooling groups left out."""
-    admin = admin_client(settings)
+    admin = _admin(settings)
     try:
         listed = admin.list_consumer_groups(request_timeout=settings.kafka_timeout_s).result(
             timeout=settings.kafka_timeout_s
@@ -82,9 +90,10 @@ def sample_lag(settings: HeadwaterSettings, groups: Iterable[str] | None = None)
     }
     now = int(time.time() * 1000)
     samples = []
+    admin = _admin(settings)
     for group in consumer_groups(settings) if groups is None else groups:
         try:
-            committed = _committed(settings, group)
+            committed = _committed(admin, settings, group)
         except KafkaException as error:
             raise BrokerUnavailable(
                 f"reading offsets of consumer group {group!r} at {settings.bootstrap_servers} "

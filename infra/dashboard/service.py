@@ -88,7 +88,8 @@ def _sample_until(settings: HeadwaterSettings, warehouse: Warehouse, stop: threa
             sample_once(settings, warehouse)
         except Exception as error:
             # Kafka or the warehouse is away for a moment: the page shows what is there.
-            log.warning("lag sampling failed: %s", error)
+            if not stop.is_set():
+                log.warning("lag sampling failed: %s", error)
 
 
 def run_dashboard(settings: HeadwaterSettings, warehouse: Warehouse, stop: threading.Event) -> None:

@@ -89,7 +89,9 @@ def test_up_serves_dashboard_metrics_and_status_operations(
     panels = _wait_for(f"{dashboard}api/panels", group)
     lag = next(p for p in json.loads(panels) if p["key"] == "lag")
     assert any(s["label"].startswith(group) and s["points"][-1][1] == 3 for s in lag["series"])
-    metrics_url = f"http://127.0.0.1:{ops_env['HEADWATER_METRICS_PORT']}/metrics"
+    # The metrics port is the first free one from HEADWATER_METRICS_PORT: read where it went.
+    record = next((kafka.home / "metrics").glob("dashboard-*.json"))
+    metrics_url = json.loads(record.read_text())["url"]
     metrics = _wait_for(metrics_url, group)
     assert f'headwater_consumer_lag{{group="{group}"' in metrics
 
