@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from infra.warehouse import Warehouse
+from infra.migrations import apply_migrations
+from infra.warehouse import ChdbWarehouse, Warehouse
 
 FEATURES = ("amount", "mean_1h", "n_1h")
 
@@ -17,7 +20,12 @@ def _insert(warehouse: Warehouse, table: str, rows: list[dict[str, Any]]) -> Non
 
 
 def insert_history(
-    warehouse: Warehouse, model: str, feature_set: str, n: int = 400, seed: int = 0
+    warehouse: Warehouse,
+    model: str,
+    feature_set: str,
+    n: int = 400,
+    seed: int = 0,
+    names: tuple[str, ...] = FEATURES,
 ) -> None:
     """``n`` labelled events of one entity each: every third with a logged prediction, the
     rest with offline features only. The label depends on the features (learnable)."""
@@ -26,7 +34,7 @@ def insert_history(
     for i in range(n):
         t = 1_000_000 + i * 1_000
         amount, mean, count = rng.lognormal(3, 1), rng.lognormal(3, 0.5), float(rng.poisson(3))
-        values = {"amount": amount, "mean_1h": mean, "n_1h": count}
+        values = dict(zip(names, (amount, mean, count), strict=True))
         label = float(amount / mean + 0.3 * count + rng.normal(0, 0.3) > 2.2)
         entity, request = f"card-{i}", f"req-{model}-{i}"
         features.append(
@@ -74,3 +82,23 @@ def insert_history(
     _insert(warehouse, "features", features)
     _insert(warehouse, "labels", labels)
     _insert(warehouse, "predictions", predictions)
+
+
+DEMO_FEATURES = ("amount", "amount_mean_24h", "txn_count_1h")  # names the demo feature set declares
+
+
+def main(argv: list[str]) -> int:
+    """``python -m tests.trainers.warehouse_data HOME MODEL FEATURE_SET``: seed the embedded
+    warehouse of a ``headwater`` home (run while no other process owns it)."""
+    home, model, feature_set = argv
+    warehouse = ChdbWarehouse(Path(home) / "warehouse", "headwater")
+    try:
+        apply_migrations(warehouse)
+        insert_history(warehouse, model, feature_set, names=DEMO_FEATURES)
+    finally:
+        warehouse.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
