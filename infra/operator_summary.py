@@ -8,12 +8,15 @@ group_id                       topic                          lag
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from infra.consumer_lag import sample_lag
 from infra.errors import HeadwaterError
+from infra.local_kafka import pid_alive
+from infra.metrics import metrics_dir
 from infra.settings import HeadwaterSettings
 from infra.warehouse import Warehouse
 
@@ -29,6 +32,7 @@ class OperatorSummary:
     alarms: list[dict[str, Any]] = field(default_factory=list)
     loop: list[dict[str, Any]] = field(default_factory=list)
     dashboard: str | None = None
+    metrics: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
 
     def render(self) -> str:
@@ -36,6 +40,7 @@ class OperatorSummary:
         out = [_table(title, getattr(self, name), columns) for title, name, columns in _SECTIONS]
         if self.dashboard:
             out.append(f"dashboard  {self.dashboard}")
+        out.extend(f"metrics    {url}" for url in self.metrics)
         out.extend(f"note: {error}" for error in self.errors)
         return "\n\n".join(out)
 
@@ -107,11 +112,24 @@ def _from_views(summary: OperatorSummary, warehouse: Warehouse) -> None:
     summary.loop = [{**row, "at": _clock(row["at_ms"])} for row in loop]
 
 
+def metrics_endpoints(settings: HeadwaterSettings) -> list[str]:
+    """The ``/metrics`` URLs that live processes of this state directory recorded."""
+    urls = []
+    for record in sorted(metrics_dir(settings).glob("*.json")):
+        try:
+            info = json.loads(record.read_text())
+        except (OSError, ValueError):
+            continue
+        if pid_alive(int(info.get("pid", 0))):
+            urls.append(f"{info['url']} ({info.get('role', '?')})")
+    return urls
+
+
 def operator_summary(
     settings: HeadwaterSettings, warehouse: Warehouse | None, dashboard: str | None = None
 ) -> OperatorSummary:
     """Collect what can be read; an unreachable part becomes a note, not a failure."""
-    summary = OperatorSummary(dashboard=dashboard)
+    summary = OperatorSummary(dashboard=dashboard, metrics=metrics_endpoints(settings))
     try:
         summary.lag = _lag(settings)
     except HeadwaterError as error:
