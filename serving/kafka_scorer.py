@@ -2,12 +2,15 @@
 
 It consumes micro-batches (size and wait bounded by the adaptive
 :class:`~serving.batching.BatchPolicy`), scores them through the live routing and the fallback
-chain, produces every prediction (and shadow prediction), waits for the broker to acknowledge
-them, and only then commits the batch's offsets. A crash before the commit replays the batch:
-the same request ids (the feature vector's event id, or topic/partition/offset when it has
-none) are produced again, and the warehouse's ReplacingMergeTree keeps one row per request id —
-no prediction is lost and none is doubled. Undecodable records and vectors the model cannot
-read go to ``deadletter`` with the reason and their bytes.
+chain, and produces every prediction (and shadow prediction). It goes on consuming while the
+broker acknowledges them; a batch's offsets are committed only once all its records (and every
+earlier batch's) were acknowledged (:class:`~serving.delivery.DeliveryLedger`).
+
+A crash before the commit replays the batch: the same request ids (the feature vector's event
+id, or topic/partition/offset when it has none) are produced again, and the warehouse's
+ReplacingMergeTree keeps one row per request id, so no prediction is lost and none is doubled.
+Undecodable records and vectors the model cannot read go to ``deadletter`` with the reason and
+their bytes.
 
 Run one with ``python -m serving.kafka_scorer`` (``HEADWATER_SERVING_MODEL`` names the model).
 """
@@ -21,17 +24,21 @@ import threading
 import time
 from dataclasses import dataclass
 
-from confluent_kafka import Consumer, KafkaError, Message
+from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 from pydantic import ValidationError
 
 from infra.errors import BrokerUnavailable, HeadwaterError
 from infra.event_bus import make_codec
-from infra.kafka_clients import make_consumer
+from infra.kafka_clients import make_consumer, make_producer
 from infra.settings import load_settings
-from schemas.models import DeadLetter, FeatureVector
+from schemas.models import DeadLetter, EventModel, FeatureVector
+from schemas.topics import topic_spec
 from serving.batching import BatchPolicy
+from serving.delivery import BatchTicket, DeliveryFailed, DeliveryLedger
 from serving.runtime import ServingRuntime, start_runtime
 from serving.scorer import Scorer, ScoreRequest
+
+MAX_UNACKNOWLEDGED_BATCHES = 16
 
 
 @dataclass
@@ -60,22 +67,53 @@ class KafkaScorer:
             self.settings, self.group, **{"fetch.wait.max.ms": 5}
         )
         self._consumer.subscribe([self.settings.topic("features")])
+        self._producer = make_producer(self.settings, **{"linger.ms": 1})
+        self._ledger = DeliveryLedger()
+        self._ticket: BatchTicket | None = None
 
     def run(self, stop: threading.Event) -> None:
-        """Score until ``stop`` is set; then leave the group cleanly."""
+        """Score until ``stop`` is set; then commit what was acknowledged and leave the group."""
         try:
             while not stop.is_set():
                 self.step()
+            self.drain()
         finally:
             self._consumer.close()
 
     def step(self) -> int:
-        """Consume, score and produce one micro-batch, then commit it; returns its size."""
+        """Consume, score and produce one micro-batch; commit every batch acknowledged so far.
+        Returns the batch's size."""
         wait = max(0.001, self.policy.max_latency_s - self.policy.expected_cost(1))
         messages = self._consumer.consume(self.policy.batch_limit, timeout=wait)
-        if not messages:
-            return 0
-        started = time.monotonic()
+        if messages:
+            started = time.monotonic()
+            self._process(messages, started)
+            self.policy.observed(len(messages), time.monotonic() - started)
+            self.counts.consumed += len(messages)
+            self.counts.batches += 1
+        self._producer.poll(0)  # run the delivery callbacks that arrived meanwhile
+        while len(self._ledger) > MAX_UNACKNOWLEDGED_BATCHES:
+            self._producer.poll(0.005)  # back-pressure: the broker is behind
+            self._commit_acknowledged()
+        self._commit_acknowledged()
+        return len(messages)
+
+    def drain(self) -> None:
+        """Wait for every outstanding send, then commit."""
+        left = self._producer.flush(self.settings.kafka_timeout_s * 3)
+        self._commit_acknowledged()
+        if left:
+            raise BrokerUnavailable(
+                f"{left} prediction record(s) not acknowledged by {self.settings.bootstrap_servers}"
+            )
+
+    def _process(self, messages: list[Message], started: float) -> None:
+        offsets: dict[tuple[str, int], int] = {}
+        for message in messages:
+            if message.error() is None:
+                key = (message.topic() or "", message.partition() or 0)
+                offsets[key] = max(offsets.get(key, 0), (message.offset() or 0) + 1)
+        self._ticket = self._ledger.open(offsets)
         sources: dict[str, Message] = {}
         requests: list[ScoreRequest] = []
         for message in messages:
@@ -85,20 +123,51 @@ class KafkaScorer:
                 requests.append(request)
         if requests:
             self._score(requests, sources)
-        self.runtime.bus.flush()  # every prediction and dead letter acknowledged ...
-        self._consumer.commit(asynchronous=True)  # ... before the offsets move on
-        self.policy.observed(len(messages), time.monotonic() - started)
-        self.counts.consumed += len(messages)
-        self.counts.batches += 1
-        return len(messages)
+
+    def _commit_acknowledged(self) -> None:
+        try:
+            released = self._ledger.releasable()
+        except DeliveryFailed as error:
+            raise BrokerUnavailable(
+                f"producing predictions failed ({error}); restart to replay from the last "
+                "committed offsets"
+            ) from None
+        if released:
+            merged: dict[tuple[str, int], int] = {}
+            for offsets in released:
+                merged.update(offsets)
+            self._consumer.commit(
+                offsets=[TopicPartition(t, p, o) for (t, p), o in merged.items()],
+                asynchronous=True,
+            )
+
+    def _send(self, topic: str, event: EventModel) -> None:
+        ticket = self._ticket
+        assert ticket is not None
+        record = event.to_avro()
+        value = self._codec.encode(event.SCHEMA, record)
+        key = topic_spec(topic).key_of(record).encode()
+        ticket.expect()
+
+        def on_delivery(error: KafkaError | None, _: Message) -> None:
+            ticket.delivered(None if error is None else error.str())
+
+        while True:
+            try:
+                self._producer.produce(
+                    self.settings.topic(topic), value, key, on_delivery=on_delivery
+                )
+                return
+            except BufferError:
+                self._producer.poll(0.05)  # the local queue is full: let deliveries drain
 
     def _score(self, requests: list[ScoreRequest], sources: dict[str, Message]) -> None:
         scored = self.scorer.answer(requests)
         for prediction in scored.predictions:
-            self.runtime.bus.send("predictions", prediction)
+            self._send("predictions", prediction)
         answered = {p.request_id for p in scored.predictions}
         for prediction in self.scorer.shadow([r for r in requests if r.request_id in answered]):
-            self.runtime.bus.send("predictions", prediction)
+            self._send("predictions", prediction)
         self.counts.predicted += len(scored.predictions)
         for rejection in scored.rejected:
             message = sources[rejection.request.request_id]
@@ -129,7 +198,7 @@ class KafkaScorer:
 
     def _dead_letter(self, message: Message, code: str, reason: str) -> None:
         self.counts.dead_lettered += 1
-        self.runtime.bus.send(
+        self._send(
             "deadletter",
             DeadLetter(
                 source_topic=message.topic() or self.settings.topic("features"),
