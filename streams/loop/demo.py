@@ -55,6 +55,7 @@ class DemoOptions:
     drift_fraction: float = 0.4
     fraud_rate: float = 0.05
     trials: int = 4
+    retrain_rows: int = 1200  # labelled rows of the new world before the retrain trains
     decision_timeout_s: float = 180.0
 
 
@@ -172,6 +173,8 @@ class DemoRun:
             data_start_ms=lambda request: self._retrain_start(observer),
             seed=self.options.seed,
             sabotage=self.options.bad_candidate,
+            min_rows=self.options.retrain_rows,
+            wait_for_rows_s=60.0,
         )
         prefix = s.topic_prefix
         for handler, name in (
@@ -221,7 +224,8 @@ class DemoRun:
                 last_check = time.monotonic()
                 self._check(observer)
         bus.flush()
-        self.say(f"{self.produced} events produced, {self.labels_produced} labels")
+        if count:
+            self.say(f"{self.produced} events produced, {self.labels_produced} labels")
 
     def _send_transaction(self, bus: EventBus, record: Transaction) -> None:
         if self.produced == self.drift_at:
@@ -284,10 +288,10 @@ class DemoRun:
     _said: set[str]
 
     def _retrain_start(self, observer: DemoObserver) -> int:
-        """Train on the events since shortly before the drift was noticed: two detection
-        windows before the first alarm, so the new model learns the world as it is now."""
+        """Train on the events since the first alarm's window began, so the new model learns
+        the world as it is now."""
         detected = observer.timeline.first_alarm_events or self.produced
-        index = max(self.bootstrap, detected - 2 * DRIFT_WINDOW)
+        index = max(self.bootstrap, detected - DRIFT_WINDOW)
         return self.event_times[min(index, len(self.event_times) - 1)]
 
     # -- bootstrap, decision, drain, summary ----------------------------------------------
@@ -398,6 +402,7 @@ class DemoRun:
             "seconds_to_decision": since_drift(t.decision_ms),
             "lost_records": lost,
             "deadletters": observer.deadletters,
+            "observed_records": dict(observer.seen),
             "label_join": asdict(self.loop.joiner.counts),
             "topic_prefix": self.settings.topic_prefix,
             "logs": str(self.workers.logs),

@@ -8,6 +8,7 @@ quality is measured on the events the platform really scored, joined to their re
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -82,9 +83,11 @@ class DemoObserver:
         self.labels = 0
         self.deadletters = 0
         self.champion: int | None = None
+        self.seen: Counter[str] = Counter()
         self._outcomes: dict[str, list[tuple[float, float]]] = {p: [] for p in PHASES}
 
     def handle(self, topic: str, event: EventModel) -> list[Output]:
+        self.seen[topic] += 1
         if isinstance(event, Prediction) and event.model == self.model:
             self.predictions += 1
             if event.route != "shadow":
@@ -96,7 +99,8 @@ class DemoObserver:
         elif isinstance(event, DriftAlarm) and event.model == self.model:
             self._alarm(event)
         elif isinstance(event, RetrainRequest) and self.timeline.retrain_request is None:
-            if self.timeline.first_alarm is not None:
+            # topics are read side by side: the request may be seen before its alarm
+            if event.model == self.model and self.produced() > self.drift_at:
                 self.timeline.retrain_request = event
                 self.timeline.retrain_request_ms = self.clock()
         elif isinstance(event, ModelVersion) and event.model == self.model:
@@ -124,9 +128,9 @@ class DemoObserver:
         if event.action == "promoted" and timeline.candidate is None:
             self.champion = event.version  # the bootstrap version
             return
-        if event.action == "registered" and timeline.retrain_request is not None:
-            if timeline.candidate is None:
-                timeline.candidate = event
+        if event.action == "registered":
+            if timeline.candidate is None and self.produced() > self.drift_at:
+                timeline.candidate = event  # the retrain's answer to the drift
             return
         candidate = timeline.candidate
         if candidate is None or event.version != candidate.version or timeline.decision:

@@ -9,6 +9,7 @@ model, honestly worse, that the canary must catch.
 
 from __future__ import annotations
 
+import time
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from schemas.models import EventModel, RetrainRequest
 from streams.loop.agent_runner import Output
 from trainers.artifacts import ArtifactStore
 from trainers.dataset import TrainingSet
+from trainers.errors import DatasetError
 from trainers.model_family import MLPConfig
 from trainers.point_in_time import DatasetSpec, build_training_set
 from trainers.registry import ModelRegistry, replay_state
@@ -69,6 +71,8 @@ class Retrainer:
         epochs: int = 8,
         seed: int = 0,
         sabotage: bool = False,
+        min_rows: int = 2,
+        wait_for_rows_s: float = 0.0,
     ) -> None:
         self.settings = settings
         self.warehouse = warehouse
@@ -78,6 +82,8 @@ class Retrainer:
         self.epochs = epochs
         self.seed = seed
         self.sabotage = sabotage
+        self.min_rows = min_rows
+        self.wait_for_rows_s = wait_for_rows_s
         self.bus = EventBus(settings)
         self.store = ArtifactStore.from_settings(settings)
         self.outcomes: list[RetrainOutcome] = []
@@ -91,9 +97,23 @@ class Retrainer:
     def on_tick(self, now_ms: int) -> list[Output]:
         return []
 
+    def _training_set(self, request: RetrainRequest) -> TrainingSet:
+        """The labelled rows since the data start; a drift is noticed before many labels of
+        the new world exist, so wait (up to ``wait_for_rows_s``) for ``min_rows`` of them."""
+        deadline = time.monotonic() + self.wait_for_rows_s
+        while True:
+            spec = DatasetSpec(self.model, self.feature_set, start_ms=self.data_start_ms(request))
+            try:
+                data = build_training_set(self.warehouse, spec)
+                if data.rows >= self.min_rows or time.monotonic() >= deadline:
+                    return data
+            except DatasetError:
+                if time.monotonic() >= deadline:
+                    raise
+            time.sleep(1.0)
+
     def retrain(self, request: RetrainRequest) -> RetrainOutcome:
-        spec = DatasetSpec(self.model, self.feature_set, start_ms=self.data_start_ms(request))
-        data = build_training_set(self.warehouse, spec)
+        data = self._training_set(request)
         if self.sabotage:
             data = sabotaged(data)
         study = f"{self.model}-{request.request_id}"
