@@ -37,7 +37,8 @@ def test_a_single_run_is_tracked_stored_and_registered(
     settings = _isolated(kafka, unique, tmp_path)
     model, fs = f"fraud-{unique}", f"fs-{unique}"
     insert_history(warehouse, model, fs)
-    request = TrainRequest(model=model, feature_set=fs, epochs=4, params={"lr": 0.01})
+    # Two torchrun processes (gloo): the distributed path, tracked like any run.
+    request = TrainRequest(model=model, feature_set=fs, epochs=4, nproc=2, params={"lr": 0.01})
     outcome = train_model(settings, request, warehouse)
 
     assert outcome.version == 1 and outcome.metrics["valid_auc"] > 0.7
