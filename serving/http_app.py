@@ -8,7 +8,17 @@ answer is also logged to ``predictions`` with ``source="http"`` (shadow predicti
 returned). Bodies are validated: malformed input gets a 4xx with the reason, never a 500.
 Routing changes need ``Authorization: Bearer <HEADWATER_ADMIN_TOKEN>``.
 
-Run one with ``python -m serving.http_app`` (binds ``HEADWATER_BIND_HOST``:``HEADWATER_HTTP_PORT``).
+Run one with ``python -m serving.http_server`` (binds ``HEADWATER_BIND_HOST``, default
+127.0.0.1, and ``HEADWATER_HTTP_PORT``).
+
+>>> from pydantic import ValidationError
+>>> PredictBody(entity_id="card-1", features={"amount": 3.5}).features
+{'amount': 3.5}
+>>> try:
+...     PredictBody(entity_id="card-1", features={"amount": float("nan")})
+... except ValidationError as error:
+...     print(error.errors()[0]["loc"])
+('features', 'amount')
 """
 
 from __future__ import annotations
