@@ -56,6 +56,18 @@ class DemoOptions:
     fraud_rate: float = 0.05
     trials: int = 4
     retrain_rows: int = 1200  # labelled rows of the new world before the retrain trains
+    warmup_fraction: float = 0.1  # cards' first events, before their histories fill in
+    # The stream spans a few hours of event time: the model reads the features whose windows
+    # fill within it (day-long windows and the hour of day would drift on their own).
+    features: tuple[str, ...] = (
+        "amount",
+        "amount_last_1",
+        "amount_last_2",
+        "amount_last_3",
+        "distance_km",
+        "txn_count_10m",
+        "seconds_since_last_event",
+    )
     decision_timeout_s: float = 180.0
 
 
@@ -175,6 +187,7 @@ class DemoRun:
             sabotage=self.options.bad_candidate,
             min_rows=self.options.retrain_rows,
             wait_for_rows_s=60.0,
+            feature_names=self.options.features,
         )
         prefix = s.topic_prefix
         for handler, name in (
@@ -314,13 +327,15 @@ class DemoRun:
             f"{rows('labels')} labels and {rows('features')} feature vectors in the "
             f"warehouse; training {self.model} v1"
         )
+        warmed_up = self.event_times[int(self.options.events * self.options.warmup_fraction)]
         bootstrap = Retrainer(
             self.settings,
             warehouse,
             model=self.model,
             feature_set=self.retrainer.feature_set,
-            data_start_ms=lambda request: self.start_ms,
+            data_start_ms=lambda request: warmed_up,
             seed=self.options.seed,
+            feature_names=self.options.features,
         )
         request = RetrainRequest(
             request_id=f"bootstrap-{self.settings.topic_prefix}",

@@ -68,11 +68,13 @@ class Retrainer:
         model: str,
         feature_set: str,
         data_start_ms: Callable[[RetrainRequest], int],
-        epochs: int = 8,
+        epochs: int = 40,
+        batch_size: int = 64,
         seed: int = 0,
         sabotage: bool = False,
         min_rows: int = 2,
         wait_for_rows_s: float = 0.0,
+        feature_names: tuple[str, ...] = (),
     ) -> None:
         self.settings = settings
         self.warehouse = warehouse
@@ -80,10 +82,12 @@ class Retrainer:
         self.feature_set = feature_set
         self.data_start_ms = data_start_ms
         self.epochs = epochs
+        self.batch_size = batch_size
         self.seed = seed
         self.sabotage = sabotage
         self.min_rows = min_rows
         self.wait_for_rows_s = wait_for_rows_s
+        self.feature_names = feature_names  # empty: every feature the warehouse has
         self.bus = EventBus(settings)
         self.store = ArtifactStore.from_settings(settings)
         self.outcomes: list[RetrainOutcome] = []
@@ -102,7 +106,12 @@ class Retrainer:
         the new world exist, so wait (up to ``wait_for_rows_s``) for ``min_rows`` of them."""
         deadline = time.monotonic() + self.wait_for_rows_s
         while True:
-            spec = DatasetSpec(self.model, self.feature_set, start_ms=self.data_start_ms(request))
+            spec = DatasetSpec(
+                self.model,
+                self.feature_set,
+                start_ms=self.data_start_ms(request),
+                feature_names=self.feature_names,
+            )
             try:
                 data = build_training_set(self.warehouse, spec)
                 if data.rows >= self.min_rows or time.monotonic() >= deadline:
@@ -129,8 +138,8 @@ class Retrainer:
             trial = search.ask()
             config = TrainConfig(
                 epochs=self.epochs,
-                batch_size=256,
-                lr=trial.suggest_float("lr", 1e-3, 3e-2, log=True),
+                batch_size=self.batch_size,
+                lr=trial.suggest_float("lr", 3e-3, 5e-2, log=True),
                 seed=self.seed + number,
                 device="cpu",
                 network=MLPConfig(
