@@ -67,6 +67,13 @@ class FeatureSet:
         return [n for f in self.features for n in f.names()]
 
     @cached_property
+    def plan(self) -> tuple[list[tuple[Feature, tuple[str, ...]]], list[tuple[Ratio, str]]]:
+        """Base features with their output names, then ratios with theirs (computed last)."""
+        base = [(f, tuple(f.names())) for f in self.features if not isinstance(f, Ratio)]
+        ratios = [(f, f.names()[0]) for f in self.features if isinstance(f, Ratio)]
+        return base, ratios
+
+    @cached_property
     def columns(self) -> dict[str, int]:
         """The fields the features read, each with its position in a history row."""
         used = sorted({name for f in self.features for name in f.reads()})
@@ -146,15 +153,15 @@ class EntityState:
         view = HistoryView(self._times, self._rows, fs.columns, fs.missing)
         high = bisect_right(self._times, t)
         values: dict[str, float] = {}
-        ratios = []
-        for feature in fs.features:
-            if isinstance(feature, Ratio):
-                ratios.append(feature)
-                continue
-            for name, value in zip(feature.names(), feature.compute(view, high, t), strict=True):
-                values[name] = value
-        for ratio in ratios:
-            values[ratio.names()[0]] = ratio.ratio(values, fs.missing)
+        base, ratios = fs.plan
+        for feature, names in base:
+            computed = feature.compute(view, high, t)
+            if len(names) == 1:
+                values[names[0]] = computed[0]
+            else:
+                values.update(zip(names, computed, strict=True))
+        for ratio, name in ratios:
+            values[name] = ratio.ratio(values, fs.missing)
         return values
 
     def _prune(self) -> None:

@@ -31,6 +31,7 @@ from schemas.codec import AvroCodec
 from schemas.domain import Domain
 from schemas.models import DeadLetter, Event, FeatureVector
 from streams.anomalies import Anomaly, ReasonCode
+from streams.fast_avro import FastAvro
 from streams.feature_module import FeatureModule
 from streams.featureset import EntityState, FeatureSet
 from streams.validation import EventRecord, EventValidator, dead_letter
@@ -114,13 +115,14 @@ class FeaturePipeline:
     ) -> None:
         module.check_domain(domain)
         self.codec = codec
+        self.fast = FastAvro(codec)
         self.feature_set = module.feature_set
         self.validator = EventValidator(domain, codec, module.constraints)
         self.raw_topic = f"{topic_prefix}events.raw"
 
     def process(self, batch: Sequence[RawRecord], store: StateStore, now_ms: int) -> BatchOutput:
         out = BatchOutput()
-        fs, encode = self.feature_set, self.codec.encode
+        fs, encode = self.feature_set, self.fast.encode
         for raw in batch:
             checked = self.validator.validate(raw.value, raw.partition, raw.offset)
             if isinstance(checked, list):
@@ -163,6 +165,6 @@ class FeaturePipeline:
         letter = dead_letter(
             self.raw_topic, raw.partition, raw.offset, raw.key, raw.value, anomalies, now_ms
         )
-        value = self.codec.encode(DeadLetter.SCHEMA, letter.to_avro())
+        value = self.fast.encode(DeadLetter.SCHEMA, letter.to_avro())
         out.records.append(OutRecord("deadletter", raw.partition, self.raw_topic.encode(), value))
         out.rejected += 1

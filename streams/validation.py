@@ -30,6 +30,7 @@ from schemas.codec import SINGLE_OBJECT_MAGIC, AvroCodec
 from schemas.domain import Domain
 from schemas.models import DeadLetter
 from streams.anomalies import Anomaly, Constraints, FieldConstraint, ReasonCode
+from streams.fast_avro import FastAvro
 
 _INT_RANGE = {"int": (-(2**31), 2**31 - 1), "long": (-(2**63), 2**63 - 1)}
 
@@ -141,6 +142,7 @@ class EventValidator:
         self._names = frozenset(domain.schema.field_names)
         self._numeric = domain.numeric_fields
         self._categorical = domain.categorical_fields
+        self._fast = FastAvro(codec)
 
     def decode(self, value: bytes | None) -> dict[str, Any] | Anomaly:
         """The record in ``value``: Avro (either framing) or UTF-8 JSON."""
@@ -170,7 +172,7 @@ class EventValidator:
                     f"a {writer.name} record where {self.domain.name} was expected",
                 )
         try:
-            _, record = self.codec.decode(value, reader=self.domain.name)
+            record = self._fast.decode(value, self.domain.name)
         except SchemaError as error:
             text = str(error)
             if "unknown schema" in text or "no schema id" in text or "REGISTRY_URL" in text:

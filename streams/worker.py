@@ -14,16 +14,15 @@ offset) are skipped, so results equal an uninterrupted run.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
-from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any
 
 from infra.event_bus import make_codec
 from infra.settings import HeadwaterSettings, load_settings
 from schemas.domain import load_domain
+from streams.batch_producer import BatchProducer
 from streams.feature_module import load_feature_module
 from streams.featureset import EntityState, FeatureSet
 from streams.kafka_codecs import enable_lz4
@@ -128,11 +127,7 @@ def build_app(settings: HeadwaterSettings) -> tuple[Any, WorkerCounters]:
     names = {t: settings.topic(t) for t in ("events", "features", "deadletter")}
     changelog = changelog_topic(settings, fs)
 
-    async def produce(records: list[tuple[str, bytes, bytes, int]]) -> None:
-        pending: list[Awaitable[Any]] = []
-        for topic, key, value, partition in records:
-            pending.append(await app.producer.send(topic, key, value, partition, None, None))
-        await asyncio.gather(*pending)
+    producer = BatchProducer(settings)
 
     @app.agent(raw, name="features")  # type: ignore[untyped-decorator]
     async def features_agent(stream: Any) -> None:
@@ -143,12 +138,13 @@ def build_app(settings: HeadwaterSettings) -> tuple[Any, WorkerCounters]:
                 for e in events
             ]
             out = pipeline.process(batch, store, int(time.time() * 1000))
-            await produce([(names[r.topic], r.key, r.value, r.partition) for r in out.records])
-            states = [
+            producer.send((names[r.topic], r.key, r.value, r.partition) for r in out.records)
+            await producer.confirm()  # outputs first: a state never runs ahead of its outputs
+            producer.send(
                 (changelog, entity.encode(), _state_bytes(store, entity), partition)
                 for entity, partition in out.changed.items()
-            ]
-            await produce(states)
+            )
+            await producer.confirm()
             counters.consumed += len(batch)
             counters.valid += out.valid
             counters.rejected += out.rejected

@@ -1,0 +1,321 @@
+"""The feature pipeline's throughput against its baselines, measured in the same run.
+
+``python -m bench.bench_features [--events N]`` pre-loads N demo transactions (Avro) into
+``events.raw`` on a local Apache Kafka of its own (ports from ``HEADWATER_BENCH_PORT_BASE``,
+default 39000; or the broker of the ``settings`` given to :func:`run`) and measures:
+
+* **raw**: a confluent-kafka loop — consume, decode and validate, encode a typed event,
+  produce — in this process: the ceiling.
+* **naive_faust**: a Faust agent doing the feature work one event at a time (two table
+  updates and a send per event: ``bench.naive_faust_agent``).
+* **headwater**: the feature worker (``streams.worker``): batched validation, the demo's 17
+  features, ``events`` + ``features`` records and changelog writes per batch.
+
+For each: events/s and CPU-seconds per million events (the worker processes' own CPU, read
+from ``/proc`` while they process the backlog; Faust start-up excluded). Then a paced load
+through the running Headwater worker gives the p50/p99 event→features latency (the features
+record's broker timestamp minus the raw record's). Timings vary with the machine; the ratios
+are what to compare.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import KafkaError
+
+from infra.event_bus import make_codec
+from infra.kafka_clients import ensure_topics, make_consumer, make_producer, topic_states
+from infra.local_kafka import LocalKafka
+from infra.settings import HeadwaterSettings
+from schemas.domain import load_domain
+from schemas.models import Event, Transaction
+from streams.demo.generator import DemoConfig, TransactionGenerator
+from streams.feature_module import load_feature_module
+from streams.processes import settings_environment
+from streams.validation import EventValidator
+
+REPO = Path(__file__).resolve().parents[1]
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))] if ordered else -1.0
+
+
+def _transactions(n: int, seed: int = 17) -> list[Transaction]:
+    generator = iter(TransactionGenerator(DemoConfig(seed=seed, cards=2_000)))
+    return [next(generator).transaction for _ in range(n)]
+
+
+def _isolated(settings: HeadwaterSettings, mode: str) -> HeadwaterSettings:
+    isolated = settings.model_copy(
+        update={
+            "topic_prefix": f"bf-{mode}-{uuid.uuid4().hex[:6]}-",
+            "features": "streams.demo.features",
+            "event_schema_file": "",
+        }
+    )
+    ensure_topics(isolated)
+    return isolated
+
+
+def preload(settings: HeadwaterSettings, transactions: list[Transaction]) -> dict[str, int]:
+    """Send the events, each stamped with its send time; the send times by event id."""
+    codec = make_codec(settings)
+    producer = make_producer(settings, **{"linger.ms": 20})
+    topic = settings.topic("events.raw")
+    sent = {}
+    for tx in transactions:
+        now = int(time.time() * 1000)
+        value = codec.encode(Transaction.SCHEMA, tx.to_avro())
+        while True:
+            try:
+                producer.produce(topic, value, tx.card_id.encode(), timestamp=now)
+                break
+            except BufferError:
+                producer.poll(0.05)
+        producer.poll(0)
+        sent[tx.event_id] = now
+    producer.flush(60)
+    return sent
+
+
+def _end(settings: HeadwaterSettings, topic: str) -> int:
+    states = topic_states(settings, [settings.topic(topic)])
+    return states[0].records if states else 0
+
+
+def measure_raw(settings: HeadwaterSettings, n: int) -> dict[str, float]:
+    """Consume, decode and validate, encode an ``Event``, produce: confluent-kafka alone."""
+    codec = make_codec(settings)
+    validator = EventValidator(
+        load_domain(codec.catalog), codec, load_feature_module(settings.features).constraints
+    )
+    consumer = make_consumer(settings, settings.topic("bench-raw"), **{"fetch.min.bytes": 1})
+    consumer.subscribe([settings.topic("events.raw")])
+    producer = make_producer(settings, **{"linger.ms": 5})
+    out = settings.topic("events")
+    done = 0
+    started = cpu0 = 0.0
+    while done < n:
+        for message in consumer.consume(1000, timeout=1.0):
+            error = message.error()
+            if error is not None:
+                if error.code() == KafkaError._PARTITION_EOF:
+                    continue
+                raise RuntimeError(error.str())
+            if not done:
+                started, cpu0 = time.perf_counter(), _self_cpu()
+            checked = validator.validate(
+                message.value(), message.partition() or 0, message.offset() or 0
+            )
+            if not isinstance(checked, list):
+                value = codec.encode(Event.SCHEMA, checked)
+                while True:
+                    try:
+                        producer.produce(out, value, message.key())
+                        break
+                    except BufferError:
+                        producer.poll(0.01)
+            done += 1
+        producer.poll(0)
+    producer.flush(60)
+    consumer.commit(asynchronous=False)
+    seconds, cpu = time.perf_counter() - started, _self_cpu() - cpu0
+    consumer.close()
+    return _figures(n, seconds, cpu)
+
+
+def _self_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _figures(n: int, seconds: float, cpu: float) -> dict[str, float]:
+    return {
+        "events": n,
+        "seconds": seconds,
+        "events_per_s": n / seconds,
+        "cpu_s_per_million": cpu / n * 1e6,
+    }
+
+
+@contextmanager
+def worker(settings: HeadwaterSettings, module: str) -> Iterator[subprocess.Popen[bytes]]:
+    env = settings_environment(settings)
+    env["PYTHONPATH"] = str(REPO)
+    log = settings.home / f"bench-{module}.log"
+    with log.open("ab") as out:
+        child = subprocess.Popen(
+            [sys.executable, "-m", module], env=env, cwd=REPO, stdout=out, stderr=out
+        )
+    try:
+        yield child
+    finally:
+        child.terminate()
+        try:
+            child.wait(30)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+
+
+def measure_worker(
+    settings: HeadwaterSettings, module: str, n: int, timeout_s: float = 300.0
+) -> dict[str, float]:
+    """A Faust worker over the pre-loaded backlog: from its first output to its last."""
+    with worker(settings, module) as child:
+        deadline = time.monotonic() + timeout_s
+        first = 0
+        while not (first := _end(settings, "features")):
+            _check_alive(child, deadline, module)
+            time.sleep(0.02)
+        started, cpu0 = time.perf_counter(), _cpu_seconds(child.pid)
+        while (done := _end(settings, "features")) < n:
+            _check_alive(child, deadline, module)
+            time.sleep(0.05)
+        seconds, cpu = time.perf_counter() - started, _cpu_seconds(child.pid) - cpu0
+    return _figures(done - first, seconds, cpu)
+
+
+def _check_alive(child: subprocess.Popen[bytes], deadline: float, module: str) -> None:
+    if child.poll() is not None:
+        raise RuntimeError(f"{module} exited with {child.returncode}; see its bench log")
+    if time.monotonic() > deadline:
+        raise RuntimeError(f"{module} did not finish in time")
+
+
+def measure_latency(settings: HeadwaterSettings, rate: float, seconds: float) -> dict[str, float]:
+    """Paced events through a running Headwater worker: event→features latency."""
+    with worker(settings, "streams.worker"):
+        warmup = _transactions(50, seed=99)
+        preload(settings, warmup)
+        deadline = time.monotonic() + 120
+        while _end(settings, "features") < len(warmup) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        load = _transactions(int(rate * seconds), seed=5)
+        sent: dict[str, int] = {}
+        chunk = max(1, int(rate / 20))
+        begin = time.perf_counter()
+        for i in range(0, len(load), chunk):
+            sent.update(preload(settings, load[i : i + chunk]))
+            pause = begin + (i + chunk) / rate - time.perf_counter()
+            if pause > 0:
+                time.sleep(pause)
+        while _end(settings, "features") < len(warmup) + len(load):
+            if time.monotonic() > deadline + seconds * 4:
+                break
+            time.sleep(0.1)
+    latencies = _feature_latencies(settings, sent)
+    return {
+        "offered_per_s": rate,
+        "events": len(latencies),
+        "p50_ms": _percentile(latencies, 50),
+        "p99_ms": _percentile(latencies, 99),
+    }
+
+
+def _feature_latencies(settings: HeadwaterSettings, sent: dict[str, int]) -> list[float]:
+    codec = make_codec(settings)
+    consumer = make_consumer(settings, f"bench-latency-{uuid.uuid4().hex[:6]}")
+    consumer.subscribe([settings.topic("features")])
+    latencies: list[float] = []
+    try:
+        while True:
+            batch = consumer.consume(1000, timeout=3.0)
+            if not batch:
+                return latencies
+            for message in batch:
+                if message.error() is not None:
+                    continue
+                _, vector = codec.decode(message.value() or b"")
+                if vector["event_id"] in sent:
+                    latencies.append(float(message.timestamp()[1] - sent[vector["event_id"]]))
+    finally:
+        consumer.close()
+
+
+@contextmanager
+def own_broker() -> Iterator[HeadwaterSettings]:
+    base = int(os.environ.get("HEADWATER_BENCH_PORT_BASE", "39000"))
+    with tempfile.TemporaryDirectory(prefix="hw-bench-features-") as home:
+        settings = HeadwaterSettings(
+            home=Path(home),
+            kafka_local_port=base + 92,
+            kafka_local_controller_port=base + 93,
+            warehouse_host_port=base + 123,
+        )
+        broker = LocalKafka(settings)
+        broker.start()
+        try:
+            yield settings
+        finally:
+            broker.stop()
+
+
+def run(
+    n_events: int = 20_000,
+    settings: HeadwaterSettings | None = None,
+    events: int | None = None,
+    latency_rate: float = 2_000.0,
+    latency_seconds: float = 5.0,
+) -> dict[str, Any]:
+    """Every figure and ratio, measured in this run (``events`` is the bench runner's size)."""
+    n = events or n_events
+    if settings is None:
+        with own_broker() as local:
+            return run(n, local, latency_rate=latency_rate, latency_seconds=latency_seconds)
+    transactions = _transactions(n)
+    figures: dict[str, Any] = {}
+    for mode in ("raw", "naive_faust", "headwater"):
+        isolated = _isolated(settings, mode)
+        preload(isolated, transactions)
+        if mode == "raw":
+            figures[mode] = measure_raw(isolated, n)
+        else:
+            module = "bench.naive_faust_agent" if mode == "naive_faust" else "streams.worker"
+            figures[mode] = measure_worker(isolated, module, n)
+    figures["latency"] = measure_latency(_isolated(settings, "lat"), latency_rate, latency_seconds)
+    raw, naive, ours = figures["raw"], figures["naive_faust"], figures["headwater"]
+    figures["ratios"] = {
+        "headwater_vs_naive_faust": ours["events_per_s"] / naive["events_per_s"],
+        "headwater_vs_raw": ours["events_per_s"] / raw["events_per_s"],
+        "cpu_per_event_naive_vs_headwater": naive["cpu_s_per_million"] / ours["cpu_s_per_million"],
+        "latency_p99_vs_1s_target": figures["latency"]["p99_ms"] / 1000.0,
+    }
+    figures["targets"] = {"vs_naive": 10.0, "vs_raw": 0.5, "p99_ms": 1000.0}
+    return figures
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--events", type=int, default=20_000)
+    parser.add_argument("--latency-rate", type=float, default=2_000.0)
+    parser.add_argument("--latency-seconds", type=float, default=5.0)
+    args = parser.parse_args(argv)
+    figures = run(args.events, latency_rate=args.latency_rate, latency_seconds=args.latency_seconds)
+    print(json.dumps(figures, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
