@@ -4,7 +4,9 @@ Request handlers :meth:`AsyncBatcher.submit` a :class:`~serving.scorer.ScoreRequ
 its answer. One loop gathers queued requests while the adaptive
 :class:`~serving.batching.BatchPolicy` says to wait, then scores the whole batch on a worker
 thread (the event loop never runs a model), resolves every caller's future, and only then runs
-``after`` (logging predictions, scoring shadows) so that work never delays an answer.
+``after`` (logging predictions, scoring shadows) so that work never delays an answer. Up to
+``max_in_flight`` batches score at once, so one batch stuck on a hanging model (until its
+timeout) does not hold up the next.
 
 >>> import asyncio
 >>> from serving.scorer import Scored
@@ -45,16 +47,21 @@ class AsyncBatcher:
         *,
         policy: BatchPolicy | None = None,
         after: AfterBatch | None = None,
+        max_in_flight: int = 4,
     ) -> None:
         self.score = score
         self.policy = policy or BatchPolicy()
         self.after = after
+        self.max_in_flight = max_in_flight
+        self._slots: asyncio.Semaphore | None = None
+        self._running: set[asyncio.Task[None]] = set()
         self._queue: list[tuple[ScoreRequest, asyncio.Future[Answer]]] = []
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         self._wake = asyncio.Event()
+        self._slots = asyncio.Semaphore(self.max_in_flight)
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def stop(self) -> None:
@@ -62,6 +69,8 @@ class AsyncBatcher:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        if self._running:
+            await asyncio.gather(*self._running, return_exceptions=True)
         for _, future in self._queue:
             if not future.done():
                 future.cancel()
@@ -76,7 +85,7 @@ class AsyncBatcher:
         return await future
 
     async def _run(self) -> None:
-        assert self._wake is not None
+        assert self._wake is not None and self._slots is not None
         while True:
             if not self._queue:
                 self._wake.clear()
@@ -90,11 +99,21 @@ class AsyncBatcher:
                     )
                 except TimeoutError:
                     break
+            await self._slots.acquire()  # at most max_in_flight batches scoring at once
             limit = self.policy.batch_limit
             batch, self._queue = self._queue[:limit], self._queue[limit:]
-            await self._dispatch(batch)
+            task = asyncio.get_running_loop().create_task(self._dispatch(batch))
+            self._running.add(task)  # keep a reference until it is done
+            task.add_done_callback(self._running.discard)
 
     async def _dispatch(self, batch: list[tuple[ScoreRequest, asyncio.Future[Answer]]]) -> None:
+        assert self._slots is not None
+        try:
+            await self._score_batch(batch)
+        finally:
+            self._slots.release()
+
+    async def _score_batch(self, batch: list[tuple[ScoreRequest, asyncio.Future[Answer]]]) -> None:
         requests = [request for request, _ in batch]
         started = time.monotonic()
         try:
