@@ -65,8 +65,11 @@ def _committed(
     return list(result.topic_partitions or [])
 
 
-def consumer_groups(settings: HeadwaterSettings) -> list[str]:
-    """The consumer groups the cluster knows, the platform's tooling groups left out."""
+def consumer_groups(settings: HeadwaterSettings) -> dict[str, bool]:
+    """The consumer groups the cluster knows, each with whether it has live members; the
+    platform's tooling groups are left out."""
+    from confluent_kafka import ConsumerGroupState
+
     admin = _admin(settings)
     try:
         listed = admin.list_consumer_groups(request_timeout=settings.kafka_timeout_s).result(
@@ -76,34 +79,56 @@ def consumer_groups(settings: HeadwaterSettings) -> list[str]:
         raise BrokerUnavailable(
             f"listing consumer groups at {settings.bootstrap_servers} failed: {error}"
         ) from None
-    return sorted(g.group_id for g in listed.valid if g.group_id not in _TOOL_GROUPS)
+    idle = (ConsumerGroupState.EMPTY, ConsumerGroupState.DEAD)
+    return {g.group_id: g.state not in idle for g in listed.valid if g.group_id not in _TOOL_GROUPS}
+
+
+def platform_topic(settings: HeadwaterSettings, name: str) -> bool:
+    """Whether ``name`` is one of this platform's topics: the configured prefix, then a
+    DESIGN.md topic, possibly under a run's own prefix (``headwater demo`` uses ``demo-<tag>-``).
+
+    >>> from infra.settings import HeadwaterSettings
+    >>> s = HeadwaterSettings(topic_prefix="")
+    >>> platform_topic(s, "events"), platform_topic(s, "demo-7-events.raw"), platform_topic(s, "x")
+    (True, True, False)
+    """
+    if not name.startswith(settings.topic_prefix):
+        return False
+    rest = name.removeprefix(settings.topic_prefix)
+    return any(rest == topic or rest.endswith(f"-{topic}") for topic in TOPICS)
 
 
 def sample_lag(settings: HeadwaterSettings, groups: Iterable[str] | None = None) -> list[LagSample]:
-    """Lag of every (or the named) consumer group on every partition of the platform's topics
-    that the group has committed on."""
-    names = {settings.topic(t) for t in TOPICS}
-    ends = {
-        (state.name, partition): end
-        for state in topic_states(settings, sorted(names))
-        for partition, end in state.end_offsets.items()
-    }
-    now = int(time.time() * 1000)
-    samples = []
+    """Lag of every (or the named) consumer group on the platform's topics it committed on.
+    Groups without members and without lag (finished runs) are left out unless named."""
     admin = _admin(settings)
-    for group in consumer_groups(settings) if groups is None else groups:
+    known = consumer_groups(settings) if groups is None else dict.fromkeys(groups, True)
+    committed: dict[str, list[KafkaTopicPartition]] = {}
+    for group in sorted(known):
         try:
-            committed = _committed(admin, settings, group)
+            partitions = _committed(admin, settings, group)
         except KafkaException as error:
             raise BrokerUnavailable(
                 f"reading offsets of consumer group {group!r} at {settings.bootstrap_servers} "
                 f"failed: {error}"
             ) from None
-        for tp in committed:
-            end = ends.get((tp.topic, tp.partition))
-            if end is None:
-                continue
-            samples.append(LagSample(now, group, tp.topic, tp.partition, end, tp.offset))
+        committed[group] = [tp for tp in partitions if platform_topic(settings, tp.topic)]
+    wanted = sorted({tp.topic for partitions in committed.values() for tp in partitions})
+    ends = {
+        (state.name, partition): end
+        for state in topic_states(settings, wanted)
+        for partition, end in state.end_offsets.items()
+    }
+    now = int(time.time() * 1000)
+    samples = []
+    for group, partitions in committed.items():
+        found = [
+            LagSample(now, group, tp.topic, tp.partition, ends[(tp.topic, tp.partition)], tp.offset)
+            for tp in partitions
+            if (tp.topic, tp.partition) in ends
+        ]
+        if known[group] or any(sample.lag for sample in found):
+            samples.extend(found)
     return samples
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from infra.consumer_lag import sample_lag
+from infra.dashboard.panels import loop_sql
 from infra.errors import HeadwaterError
 from infra.local_kafka import pid_alive
 from infra.metrics import metrics_dir
@@ -105,10 +106,7 @@ def _from_views(summary: OperatorSummary, warehouse: Warehouse) -> None:
         f"SELECT model, version, kind, statistic, feature, value, threshold, severity, "
         f"detected_at_ms FROM {db}.v_open_alarms ORDER BY detected_at_ms DESC LIMIT 20"
     ).dicts()
-    loop = warehouse.query(
-        f"SELECT at_ms, model, stage, detail, ref_table, ref_id FROM {db}.v_loop_timeline "
-        f"ORDER BY at_ms DESC LIMIT {LOOP_DECISIONS}"
-    ).dicts()
+    loop = warehouse.query(loop_sql(LOOP_DECISIONS).replace("{db}", db)).dicts()
     summary.loop = [{**row, "at": _clock(row["at_ms"])} for row in loop]
 
 

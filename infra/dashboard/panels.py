@@ -19,6 +19,9 @@ from typing import Literal
 
 PanelKind = Literal["line", "bar", "table"]
 
+# Quality metrics charted by default (the live-metrics agent may publish more).
+HEADLINE_METRICS = ("roc_auc", "auc", "accuracy")
+
 
 @dataclass(frozen=True)
 class Panel:
@@ -35,6 +38,20 @@ class Panel:
 
     def query(self, database: str) -> str:
         return self.sql.replace("{db}", database)
+
+
+def loop_sql(limit: int) -> str:
+    """The loop timeline, newest first, with each minute's drift alarms of a model folded into
+    one step (a drifting stream raises hundreds; the first one links to the evidence)."""
+    return (
+        "SELECT min(t) AS at_ms, model, stage, if(stage = 'drift', concat(toString(count()), "
+        "' alarm(s), first: ', argMin(d, t)), any(d)) AS detail, any(rt) AS ref_table, "
+        "argMin(ri, t) AS ref_id FROM (SELECT at_ms AS t, model, stage, detail AS d, "
+        "ref_table AS rt, ref_id AS ri FROM {db}.v_loop_timeline) "
+        "GROUP BY model, stage, "
+        "if(stage = 'drift', toString(intDiv(t, 60000)), concat(rt, ri, toString(t))) "
+        f"ORDER BY at_ms DESC, stage LIMIT {limit}"
+    )
 
 
 PANELS: tuple[Panel, ...] = (
@@ -99,23 +116,29 @@ PANELS: tuple[Panel, ...] = (
         "quality",
         "Live quality by version and route",
         "SELECT concat(model, ' v', toString(version), ' ', route, ' ', metric) AS version_route, "
-        "window_end_ms, value FROM {db}.v_live_quality ORDER BY window_end_ms DESC LIMIT 2000",
+        "window_end_ms, value FROM {db}.v_live_quality "
+        f"WHERE metric IN ({', '.join(repr(m) for m in HEADLINE_METRICS)}) "
+        "ORDER BY window_end_ms DESC LIMIT 2000",
         "line",
         x="window_end_ms",
         y="value",
         series="version_route",
-        description="labels joined to predictions, per window",
+        description="labels joined to predictions, per window (headline metrics; all in "
+        "v_live_quality)",
     ),
     Panel(
         "drift",
-        "Drift statistics",
-        "SELECT concat(model, ' ', statistic, if(feature = '', '', concat(' ', feature))) AS "
-        "statistic, detected_at_ms, value FROM {db}.v_drift_timeline "
-        "ORDER BY detected_at_ms DESC LIMIT 2000",
+        "Drift: worst statistic / threshold",
+        "SELECT concat(model, ' ', kind, ' ', statistic) AS statistic, "
+        "intDiv(detected_at_ms, 10000) * 10000 AS bucket_ms, "
+        "max(value / if(threshold = 0, 1, threshold)) AS worst_to_threshold "
+        "FROM {db}.v_drift_timeline GROUP BY statistic, bucket_ms "
+        "ORDER BY bucket_ms DESC LIMIT 2000",
         "line",
-        x="detected_at_ms",
-        y="value",
+        x="bucket_ms",
+        y="worst_to_threshold",
         series="statistic",
+        description="over all features; above 1 the threshold is crossed",
     ),
     Panel(
         "routing_weights",
@@ -153,8 +176,7 @@ PANELS: tuple[Panel, ...] = (
     Panel(
         "loop",
         "The loop: drift → retrain → canary → promote / roll back",
-        "SELECT at_ms, model, stage, detail, ref_table, ref_id FROM {db}.v_loop_timeline "
-        "ORDER BY at_ms DESC LIMIT 100",
+        loop_sql(100),
         "table",
     ),
     Panel(

@@ -11,24 +11,25 @@ CREATE TABLE IF NOT EXISTS {db}.consumer_lag (
     partition Int32, end_offset Int64, committed_offset Int64, lag Int64
 ) ENGINE = MergeTree ORDER BY (group_id, topic, partition, observed_at_ms);
 
--- Records per topic in 10 s buckets, timed by when each record was produced (processing time).
+-- Records per topic in 10 s buckets, timed by when the sink landed them (one clock for every
+-- topic: event times may be an application's own, or a replay's).
 CREATE VIEW IF NOT EXISTS {db}.v_topic_throughput AS
 SELECT topic, intDiv(at_ms, 10000) * 10000 AS bucket_ms, count() AS records,
        count() / 10 AS records_per_s
 FROM (
-    SELECT 'events.raw' AS topic, kafka_timestamp_ms AS at_ms FROM {db}.events_raw FINAL
+    SELECT 'events.raw' AS topic, toInt64(toUnixTimestamp64Milli(_ingested_at)) AS at_ms FROM {db}.events_raw FINAL
     UNION ALL SELECT 'events', toInt64(toUnixTimestamp64Milli(_ingested_at)) FROM {db}.events FINAL
-    UNION ALL SELECT 'deadletter', failed_at_ms FROM {db}.deadletter FINAL
-    UNION ALL SELECT 'features', computed_at_ms FROM {db}.features FINAL
-    UNION ALL SELECT 'predictions', served_at_ms FROM {db}.predictions FINAL
-    UNION ALL SELECT 'labels', labeled_at_ms FROM {db}.labels FINAL
-    UNION ALL SELECT 'metrics', window_end_ms FROM {db}.metrics FINAL
-    UNION ALL SELECT 'drift', detected_at_ms FROM {db}.drift FINAL
-    UNION ALL SELECT 'retrain-requests', requested_at_ms FROM {db}.retrain_requests FINAL
-    UNION ALL SELECT 'runs', event_time_ms FROM {db}.runs FINAL
-    UNION ALL SELECT 'trials', sent_at_ms FROM {db}.trials FINAL
-    UNION ALL SELECT 'model-versions', event_time_ms FROM {db}.model_versions FINAL
-    UNION ALL SELECT 'routing', updated_at_ms FROM {db}.routing FINAL
+    UNION ALL SELECT 'deadletter', toInt64(toUnixTimestamp64Milli(_ingested_at)) FROM {db}.deadletter FINAL
+    UNION ALL SELECT 'features', toInt64(toUnixTimestamp64Milli(_ingested_at)) FROM {db}.features FINAL
+    UNION ALL SELECT 'predictions', toInt64(toUnixTimestamp64Milli(_ingested_at)) FROM {db}.predictions FINAL
+    UNION ALL SELECT 'labels', toInt64(toUnixTimestamp64Milli(_ingested_at)) FROM {db}.labels FINAL
+    UNION ALL SELECT 'metrics', toInt64(toUnixTimestamp64Milli(_ingested_at)) FROM {db}.metrics FINAL
+    UNION ALL SELECT 'drift', toInt64(toUnixTimestamp64Milli(_ingested_at)) FROM {db}.drift FINAL
+    UNION ALL SELECT 'retrain-requests', toInt64(toUnixTimestamp64Milli(_ingested_at)) FROM {db}.retrain_requests FINAL
+    UNION ALL SELECT 'runs', toInt64(toUnixTimestamp64Milli(_ingested_at)) FROM {db}.runs FINAL
+    UNION ALL SELECT 'trials', toInt64(toUnixTimestamp64Milli(_ingested_at)) FROM {db}.trials FINAL
+    UNION ALL SELECT 'model-versions', toInt64(toUnixTimestamp64Milli(_ingested_at)) FROM {db}.model_versions FINAL
+    UNION ALL SELECT 'routing', toInt64(toUnixTimestamp64Milli(_ingested_at)) FROM {db}.routing FINAL
 )
 GROUP BY topic, bucket_ms;
 
@@ -178,7 +179,11 @@ SELECT at_ms, model, stage, detail, ref_table, ref_id FROM (
            'retrain_requests', request_id
     FROM {db}.retrain_requests FINAL
     UNION ALL
-    SELECT updated_at_ms, model, concat(kind, ' ', status), message, 'runs', run_id
+    SELECT updated_at_ms, model, concat(kind, ' ', status),
+           if(message != '', message,
+              arrayStringConcat(arrayMap((k, v) -> concat(k, '=', toString(round(v, 4))),
+                                         mapKeys(metrics), mapValues(metrics)), ' ')),
+           'runs', run_id
     FROM {db}.v_runs
     WHERE status IN ('completed', 'failed')
     UNION ALL

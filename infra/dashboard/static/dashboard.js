@@ -66,6 +66,7 @@ function draw(panel) {
   }
   const points = panel.series.reduce((n, s) => n + s.points.length, 0);
   section.dataset.points = String(points);
+  section.classList.toggle("nodata", points === 0);
   const existing = charts[panel.key];
   if (existing) {
     const fresh = config(panel).data;
