@@ -35,7 +35,7 @@ def main() -> None:
     datadir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
         app_id,
-        broker=f"kafka://{settings.bootstrap_servers}",
+        broker=[f"kafka://{address}" for address in settings.bootstrap_servers.split(",")],
         store="memory://",
         web_enabled=False,
         autodiscover=False,

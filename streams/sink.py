@@ -11,6 +11,14 @@ idempotently.
 
 It writes through :func:`infra.warehouse.connect_warehouse` (``python -m streams.sink``), so
 under ``headwater up`` it talks to the warehouse host that owns the embedded engine.
+
+>>> labels = TableMap("labels", "labels", ("entity_id", "label"), frozenset())
+>>> labels.row({"entity_id": "c1", "label": 1.0, "request_id": ""}, partition=2, offset=40)
+['c1', 1.0, 2, 40]
+>>> labels.insert_columns
+['entity_id', 'label', '_partition', '_offset']
+>>> SinkConfig().max_rows, SinkStats().inserted
+(5000, 0)
 """
 
 from __future__ import annotations

@@ -10,6 +10,13 @@ entity states are written to the table's changelog and acknowledged, and only th
 mark the batch's input offsets as done. A worker killed anywhere in between reprocesses the
 batch after changelog recovery; events its recovered state has already applied (by source
 offset) are skipped, so results equal an uninterrupted run.
+
+>>> from streams.feature_module import load_feature_module
+>>> fs = load_feature_module("streams.demo.features").feature_set
+>>> changelog_topic(HeadwaterSettings(topic_prefix="dev-"), fs)
+'dev-headwater-features-card_activity-v1-state-changelog'
+>>> WorkerCounters(consumed=3, valid=2, rejected=1)
+WorkerCounters(consumed=3, valid=2, rejected=1, skipped=0)
 """
 
 from __future__ import annotations
@@ -75,6 +82,28 @@ class WorkerCounters:
     skipped: int = 0
 
 
+def _credentials(settings: HeadwaterSettings) -> Any:
+    """The same security settings the librdkafka clients use, in Faust's terms."""
+    import ssl
+
+    import faust
+
+    protocol = settings.kafka_security_protocol
+    if protocol == "PLAINTEXT":
+        return None
+    context = None
+    if protocol.endswith("SSL"):
+        context = ssl.create_default_context(cafile=settings.kafka_ssl_ca_location or None)
+    if protocol.startswith("SASL"):
+        return faust.SASLCredentials(
+            username=settings.kafka_sasl_username,
+            password=settings.kafka_sasl_password.get_secret_value(),
+            mechanism=settings.kafka_sasl_mechanism or "PLAIN",
+            ssl_context=context,
+        )
+    return faust.SSLCredentials(context)
+
+
 def _faust_app(settings: HeadwaterSettings) -> Any:
     import faust
 
@@ -83,7 +112,8 @@ def _faust_app(settings: HeadwaterSettings) -> Any:
     datadir.mkdir(parents=True, exist_ok=True)
     return faust.App(
         app_id(settings),
-        broker=f"kafka://{settings.bootstrap_servers}",
+        broker=[f"kafka://{address}" for address in settings.bootstrap_servers.split(",")],
+        broker_credentials=_credentials(settings),
         store="memory://",
         web_enabled=False,
         autodiscover=False,
