@@ -114,6 +114,8 @@ class TopicFollower(Generic[E]):
             self.on_event(event, message.partition() or 0, message.offset() or 0)
         except HeadwaterError as error:
             self._dead_letter(message, "rejected", str(error))
+        except Exception as error:  # a bug in a handler must not end the following
+            self._dead_letter(message, "handler_failed", f"{type(error).__name__}: {error}")
 
     def _dead_letter(self, message: Message, code: str, reason: str) -> None:
         self.bad_records += 1

@@ -119,7 +119,6 @@ class ModelLoader:
         self.deadletters = deadletters
         self.retry_s = retry_s
         self.clock = clock
-        self.on_evict: list[Callable[[str, int], None]] = []
         self._cache: OrderedDict[tuple[str, int], LoadedModel] = OrderedDict()
         self._refused: dict[tuple[str, int], tuple[float, ArtifactRefused]] = {}
         self._reported: set[tuple[str, int, str]] = set()
@@ -178,15 +177,11 @@ class ModelLoader:
         return LoadedModel(model, version, ref.sha256, bundle, int(time.time() * 1000))
 
     def _remember(self, key: tuple[str, int], loaded: LoadedModel) -> None:
-        evicted: list[tuple[str, int]] = []
         with self._lock:
             self._refused.pop(key, None)
             self._cache[key] = loaded
             while len(self._cache) > self.capacity:
-                evicted.append(self._cache.popitem(last=False)[0])
-        for model, version in evicted:
-            for callback in self.on_evict:
-                callback(model, version)
+                self._cache.popitem(last=False)  # least recently used; reloaded when asked
 
     def _refuse(
         self, model: str, version: int, ref: ArtifactRef, code: str, reason: str
