@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 from typing import Any
 
@@ -31,6 +32,10 @@ def register(subparsers: Any) -> None:
     demo.set_defaults(handler=_demo)
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def _demo(args: argparse.Namespace) -> int:
     from streams.loop.demo import DemoOptions, DemoRun
 
@@ -44,14 +49,12 @@ def _demo(args: argparse.Namespace) -> int:
         trials=args.trials,
         bad_candidate=args.bad_candidate,
     )
+    signal.signal(signal.SIGTERM, _interrupt)  # stop the demo's workers on `kill` too
     # progress goes to stderr with --json, so stdout stays one JSON document
     out = sys.stderr if args.json else sys.stdout
     summary = DemoRun(
         load_settings(), options, lambda line: print(line, file=out, flush=True)
     ).run()
-    if args.json:
-        print(json.dumps(summary, indent=2))
-    else:
-        print(json.dumps(summary, indent=2))
+    print(json.dumps(summary, indent=2))
     expected = "rolled_back" if args.bad_candidate else "promoted"
     return 0 if summary["decision"] == expected and summary["lost_records"] == 0 else 1

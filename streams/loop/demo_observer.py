@@ -84,6 +84,8 @@ class DemoObserver:
         self.deadletters = 0
         self.champion: int | None = None
         self.seen: Counter[str] = Counter()
+        self.alarms_before_drift = 0
+        self.skew_alarms = 0
         self._outcomes: dict[str, list[tuple[float, float]]] = {p: [] for p in PHASES}
 
     def handle(self, topic: str, event: EventModel) -> list[Output]:
@@ -116,9 +118,13 @@ class DemoObserver:
 
     def _alarm(self, alarm: DriftAlarm) -> None:
         timeline = self.timeline
-        if timeline.first_alarm is not None or self.produced() <= self.drift_at:
-            return  # only the loop's answer to the injected drift counts
         if alarm.kind == "skew":
+            self.skew_alarms += 1
+            return
+        if self.produced() <= self.drift_at:
+            self.alarms_before_drift += 1  # the stream was stationary: a false alarm
+            return
+        if timeline.first_alarm is not None:
             return
         timeline.first_alarm, timeline.first_alarm_ms = alarm, self.clock()
         timeline.first_alarm_events = self.produced()
