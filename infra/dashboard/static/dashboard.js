@@ -46,12 +46,19 @@ function config(panel) {
     return {type: "bar", data: barData(panel),
             options: {animation: false, responsive: true, maintainAspectRatio: false}};
   }
+  const x = {type: "linear", ticks: {callback: timeLabel, maxTicksLimit: 6}};
+  const times = panel.series.flatMap((s) => s.points.map((p) => p[0]));
+  if (times.length && Math.max(...times) - Math.min(...times) < 10000) {
+    // One bucket only: show the last minute around it rather than a day-wide axis.
+    x.min = Math.min(...times) - 60000;
+    x.max = Math.max(...times) + 10000;
+  }
   return {
     type: "line",
     data: {datasets: datasets(panel)},
     options: {
       animation: false, responsive: true, maintainAspectRatio: false, parsing: false,
-      scales: {x: {type: "linear", ticks: {callback: timeLabel, maxTicksLimit: 6}}},
+      scales: {x: x},
       plugins: {legend: {labels: {boxWidth: 10}}},
     },
   };
