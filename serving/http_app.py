@@ -92,40 +92,32 @@ class RoutingBody(BaseModel):
     reason: str = ""
 
 
-def create_app(runtime: ServingRuntime, *, lookup: OnlineLookup | None = None) -> FastAPI:
-    """The HTTP app of one scoring process (``runtime`` is shared with nothing else)."""
-    scorer = runtime.scorer("http")
-    settings = runtime.settings
+class ScoringService:
+    """The endpoints' work for one scoring process; :func:`create_app` routes HTTP to it."""
 
-    def log_batch(requests: Sequence[ScoreRequest], scored: Scored) -> None:
+    def __init__(self, runtime: ServingRuntime, lookup: OnlineLookup | None = None) -> None:
+        self.runtime = runtime
+        self.lookup = lookup
+        self.scorer = runtime.scorer("http")
+        policy = BatchPolicy(
+            max_batch_size=runtime.settings.serving_batch_max,
+            max_latency_s=runtime.settings.serving_batch_latency_ms / 1000,
+        )
+        self.batcher = AsyncBatcher(self.scorer.answer, policy=policy, after=self.log_batch)
+
+    def log_batch(self, requests: Sequence[ScoreRequest], scored: Scored) -> None:
+        """Answers, then shadow predictions, to ``predictions`` (after the answers went out)."""
         for prediction in scored.predictions:
-            runtime.bus.send("predictions", prediction)
+            self.runtime.bus.send("predictions", prediction)
         answered = {p.request_id for p in scored.predictions}
-        for prediction in scorer.shadow([r for r in requests if r.request_id in answered]):
-            runtime.bus.send("predictions", prediction)
+        for prediction in self.scorer.shadow([r for r in requests if r.request_id in answered]):
+            self.runtime.bus.send("predictions", prediction)
 
-    policy = BatchPolicy(
-        max_batch_size=settings.serving_batch_max,
-        max_latency_s=settings.serving_batch_latency_ms / 1000,
-    )
-    batcher = AsyncBatcher(scorer.answer, policy=policy, after=log_batch)
-
-    @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        batcher.start()
-        yield
-        await batcher.stop()
-        await asyncio.to_thread(runtime.bus.flush)
-
-    app = FastAPI(title="Headwater scoring", lifespan=lifespan)
-    app.add_exception_handler(RequestValidationError, _invalid_body)
-
-    @app.post("/predict")
-    async def predict(body: PredictBody) -> PredictAnswer:
+    async def predict(self, body: PredictBody) -> PredictAnswer:
         received = time.monotonic()
-        request = await _request_of(body, lookup, received)
+        request = await _request_of(body, self.lookup, received)
         try:
-            answer = await batcher.submit(request)
+            answer = await self.batcher.submit(request)
         except HeadwaterError as error:
             raise HTTPException(503, f"scoring failed: {error}") from None
         if isinstance(answer, Rejected):
@@ -143,15 +135,13 @@ def create_app(runtime: ServingRuntime, *, lookup: OnlineLookup | None = None) -
             features_from="body" if body.features is not None else "online",
         )
 
-    @app.get("/healthz")
-    async def healthz() -> dict[str, Any]:
-        routed = runtime.routing.router(runtime.model) is not None
-        if not routed:
-            raise HTTPException(503, f"model {runtime.model!r} has no routing yet")
-        return {"status": "ok", "model": runtime.model}
+    async def healthz(self) -> dict[str, Any]:
+        if self.runtime.routing.router(self.runtime.model) is None:
+            raise HTTPException(503, f"model {self.runtime.model!r} has no routing yet")
+        return {"status": "ok", "model": self.runtime.model}
 
-    @app.get("/models")
-    async def models() -> dict[str, Any]:
+    async def models(self) -> dict[str, Any]:
+        runtime = self.runtime
         routing = runtime.routing.event(runtime.model)
         return {
             "model": runtime.model,
@@ -161,21 +151,38 @@ def create_app(runtime: ServingRuntime, *, lookup: OnlineLookup | None = None) -
             "breakers": runtime.chain.breaker_states(),
         }
 
-    @app.put("/admin/routing")
     async def set_routing(
-        body: RoutingBody, authorization: Annotated[str, Header()] = ""
+        self, body: RoutingBody, authorization: Annotated[str, Header()] = ""
     ) -> dict[str, Any]:
-        _check_admin(settings.admin_token.get_secret_value(), authorization)
+        _check_admin(self.runtime.settings.admin_token.get_secret_value(), authorization)
         try:
             weights = {parse_version(k): w for k, w in body.weights.items()}
             event = routing_event(
-                runtime.model, weights, body.shadows, reason=body.reason, actor="http-admin"
+                self.runtime.model, weights, body.shadows, reason=body.reason, actor="http-admin"
             )
         except RoutingError as error:
             raise HTTPException(422, str(error)) from None
-        await asyncio.to_thread(publish_routing, runtime.bus, event)
+        await asyncio.to_thread(publish_routing, self.runtime.bus, event)
         return event.to_avro()
 
+
+def create_app(runtime: ServingRuntime, *, lookup: OnlineLookup | None = None) -> FastAPI:
+    """The HTTP app of one scoring process (``runtime`` is shared with nothing else)."""
+    service = ScoringService(runtime, lookup)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        service.batcher.start()
+        yield
+        await service.batcher.stop()
+        await asyncio.to_thread(runtime.bus.flush)
+
+    app = FastAPI(title="Headwater scoring", lifespan=lifespan)
+    app.add_exception_handler(RequestValidationError, _invalid_body)
+    app.post("/predict")(service.predict)
+    app.get("/healthz")(service.healthz)
+    app.get("/models")(service.models)
+    app.put("/admin/routing")(service.set_routing)
     return app
 
 
