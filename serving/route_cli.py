@@ -9,7 +9,8 @@ import os
 from typing import Any
 
 from infra.event_bus import EventBus
-from infra.settings import load_settings
+from infra.settings import HeadwaterSettings, load_settings
+from serving.errors import RoutingError
 from serving.router import parse_version, parse_weights
 from serving.routing import publish_routing, routing_event
 
@@ -31,6 +32,11 @@ def register(subparsers: Any) -> None:
         help="a shadow version (repeat, or comma-separate, for several)",
     )
     route.add_argument("--reason", default="", help="why (kept on the routing event)")
+    route.add_argument(
+        "--unchecked",
+        action="store_true",
+        help="publish even if a version is not registered (or is archived) in model-versions",
+    )
     route.add_argument("--json", action="store_true", help="print the published event as JSON")
     route.set_defaults(handler=_route)
 
@@ -45,7 +51,10 @@ def _route(args: argparse.Namespace) -> int:
         reason=args.reason or "headwater models route",
         actor=os.environ.get("USER", "cli"),
     )
-    bus = EventBus(load_settings())
+    settings = load_settings()
+    if not args.unchecked:
+        _check_registered(settings, args.model, [*weights, *shadows])
+    bus = EventBus(settings)
     publish_routing(bus, event)
     if args.json:
         print(json.dumps(event.to_avro()))
@@ -54,3 +63,18 @@ def _route(args: argparse.Namespace) -> int:
         shadow = f"; shadows {', '.join(f'v{s}' for s in event.shadows)}" if event.shadows else ""
         print(f"routing of {event.model}: {split}{shadow}")
     return 0
+
+
+def _check_registered(settings: HeadwaterSettings, model: str, versions: list[int]) -> None:
+    """Refuse to route traffic to a version the registry does not know or has archived."""
+    from trainers.errors import RegistryError
+    from trainers.registry import replay_state
+
+    state = replay_state(settings)
+    for version in versions:
+        try:
+            stage = state.version(model, version).stage
+        except RegistryError as error:
+            raise RoutingError(f"{error} (--unchecked publishes anyway)") from None
+        if stage == "archived":
+            raise RoutingError(f"{model}@{version} is archived; it cannot take traffic")

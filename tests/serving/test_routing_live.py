@@ -13,11 +13,13 @@ from infra.settings import HeadwaterSettings
 from schemas.models import Routing
 from serving.routing import RoutingTable, follow_routing, publish_routing, routing_event
 from tests.conftest import settings_env
+from tests.serving.modelkit import register_versions
 
 pytestmark = pytest.mark.integration
 
 
-def test_cli_route_change_is_picked_up_live(topics: HeadwaterSettings) -> None:
+def test_cli_route_change_is_picked_up_live(topics: HeadwaterSettings, unique: str) -> None:
+    register_versions(topics, "fraud", unique, 5)
     bus = EventBus(topics)
     publish_routing(bus, routing_event("fraud", {3: 1.0}))
     table = RoutingTable()
@@ -63,14 +65,20 @@ def test_malformed_routing_is_dead_lettered_and_following_goes_on(
         follower.stop()
 
 
-def test_bad_cli_weights_exit_nonzero_naming_the_part(topics: HeadwaterSettings) -> None:
+@pytest.mark.parametrize(
+    ("weights", "words"),
+    [("v3=lots", "v3=lots"), ("v1=1.0", "no registered versions"), ("v1=0", "weight > 0")],
+)
+def test_bad_cli_routes_exit_nonzero_naming_the_problem(
+    topics: HeadwaterSettings, weights: str, words: str
+) -> None:
     env = settings_env(topics) | {"HEADWATER_TOPIC_PREFIX": topics.topic_prefix}
     done = subprocess.run(
-        [sys.executable, "-m", "infra.cli", "models", "route", "fraud", "--weights", "v3=lots"],
+        [sys.executable, "-m", "infra.cli", "models", "route", "fraud", "--weights", weights],
         env=env,
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
-    assert done.returncode == 1 and "v3=lots" in done.stderr
+    assert done.returncode == 1 and words in done.stderr, done.stderr
