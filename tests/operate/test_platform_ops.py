@@ -67,11 +67,33 @@ def _wait_for(url: str, needle: str, timeout_s: float = 60) -> str:
     deadline = time.monotonic() + timeout_s
     text = ""
     while time.monotonic() < deadline:
-        text = httpx.get(url, timeout=10).text
+        try:
+            text = httpx.get(url, timeout=10).text
+        except httpx.TransportError as error:  # not listening yet
+            text = repr(error)
         if needle in text:
             return text
         time.sleep(0.5)
     raise AssertionError(f"{needle!r} never appeared at {url}; last answer: {text[:500]}")
+
+
+def _foreground_dashboard(env: dict[str, str]) -> None:
+    """`headwater dashboard` (compose's dashboard service) serves through the running host and
+    exits 0 on SIGTERM."""
+    port = int(env["HEADWATER_DASHBOARD_PORT"]) + 1
+    process = subprocess.Popen(
+        [sys.executable, "-m", "infra.cli", "dashboard", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert "Records per second" in _wait_for(f"http://127.0.0.1:{port}/", "<canvas")
+    finally:
+        process.terminate()
+        _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 0, stderr
 
 
 def test_up_serves_dashboard_metrics_and_status_operations(
@@ -104,6 +126,7 @@ def test_up_serves_dashboard_metrics_and_status_operations(
     for section in ("consumer lag", "routing", "open alarms", "last loop decisions", group):
         assert section in text
 
+    _foreground_dashboard(ops_env)
     host = json.loads(up.stdout)["processes"]["warehouse_host"]
     down = headwater("down", "--json", env=ops_env)
     assert json.loads(down.stdout)["stopped"]["warehouse_host"] is True
