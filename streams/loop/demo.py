@@ -40,6 +40,7 @@ from streams.loop.skew_handler import SkewHandler
 from trainers.artifacts import ArtifactStore
 
 DAY_MS = 86_400_000
+RUN_SPAN_MS = 10 * DAY_MS  # each run's own stretch of event time (room for 400k events)
 DRIFT_WINDOW = 300
 
 
@@ -102,7 +103,8 @@ class DemoRun:
         )
         # A stretch of the past of its own (the warehouse keeps every run; training reads labels
         # known by now), shifted by whole days so hour-of-day is identical for the same seed.
-        self.start_ms = START_MS - (tag % 3_650 + 1) * DAY_MS
+        self.start_ms = START_MS - (tag % 365 + 1) * RUN_SPAN_MS
+        self.end_ms = self.start_ms + RUN_SPAN_MS
         self.model = settings.serving_model
         self.drift_at = int(options.events * options.drift_fraction)
         self.bootstrap = int(options.events * options.bootstrap_fraction)
@@ -194,6 +196,7 @@ class DemoRun:
             min_rows=self.options.retrain_rows,
             wait_for_rows_s=60.0,
             feature_names=self.options.features,
+            data_end_ms=self.end_ms,
         )
         prefix = s.topic_prefix
         for handler, name in (
@@ -321,7 +324,7 @@ class DemoRun:
         def rows(table: str) -> int:
             sql = (
                 f"SELECT count() FROM {db}.{table} FINAL WHERE event_time_ms >= {self.start_ms} "
-                f"AND event_time_ms < {self.start_ms + DAY_MS}"
+                f"AND event_time_ms < {self.end_ms}"
             )
             return int(warehouse.query(sql).scalar())
 
@@ -342,6 +345,7 @@ class DemoRun:
             data_start_ms=lambda request: warmed_up,
             seed=self.options.seed,
             feature_names=self.options.features,
+            data_end_ms=self.end_ms,
         )
         request = RetrainRequest(
             request_id=f"bootstrap-{self.settings.topic_prefix}",
@@ -436,7 +440,7 @@ class DemoRun:
         errors = []
         for runner in self.runners:
             try:
-                runner.stop()
+                runner.stop(timeout_s=120.0)  # a retrain in flight finishes first
             except HeadwaterError as error:
                 errors.append(str(error))
         self.workers.stop()

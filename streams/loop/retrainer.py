@@ -68,13 +68,14 @@ class Retrainer:
         model: str,
         feature_set: str,
         data_start_ms: Callable[[RetrainRequest], int],
-        epochs: int = 40,
-        batch_size: int = 64,
+        epochs: int = 60,
+        batch_size: int = 256,
         seed: int = 0,
         sabotage: bool = False,
         min_rows: int = 2,
         wait_for_rows_s: float = 0.0,
         feature_names: tuple[str, ...] = (),
+        data_end_ms: int = 0,
     ) -> None:
         self.settings = settings
         self.warehouse = warehouse
@@ -88,6 +89,7 @@ class Retrainer:
         self.min_rows = min_rows
         self.wait_for_rows_s = wait_for_rows_s
         self.feature_names = feature_names  # empty: every feature the warehouse has
+        self.data_end_ms = data_end_ms  # 0: up to now
         self.bus = EventBus(settings)
         self.store = ArtifactStore.from_settings(settings)
         self.outcomes: list[RetrainOutcome] = []
@@ -110,6 +112,7 @@ class Retrainer:
                 self.model,
                 self.feature_set,
                 start_ms=self.data_start_ms(request),
+                end_ms=self.data_end_ms,
                 feature_names=self.feature_names,
             )
             try:
