@@ -2,8 +2,8 @@
 plain FastAPI endpoint serving the same torch model, and the router's overhead.
 
 ``python -m bench.bench_serving [--rate 2000] [--seconds 5] [--http-requests 2000]`` starts a
-local Apache Kafka of its own (ports from ``HEADWATER_BENCH_PORT_BASE``, default 39000) under a
-temporary home, trains and registers a small MLP, and prints a JSON object of figures and the
+local Apache Kafka of its own (``HEADWATER_BENCH_PORT_BASE``, default 39000: broker +392, HTTP
++380/+381) under a temporary home, trains and registers a small MLP, and prints a JSON object of figures and the
 ratios against the baselines measured in the same run:
 
 * Kafka: open-loop load (events scheduled at a fixed rate whatever the scorer does; latency
@@ -89,10 +89,10 @@ def platform(port_base: int) -> Iterator[HeadwaterSettings]:
     home = Path(tempfile.mkdtemp(prefix="hw-bench-serving-"))
     settings = HeadwaterSettings(
         home=home,
-        kafka_local_port=port_base + 92,
-        kafka_local_controller_port=port_base + 93,
-        warehouse_host_port=port_base + 123,
-        http_port=port_base + 80,
+        kafka_local_port=port_base + 392,  # +92/+292 are the other benchmarks' brokers
+        kafka_local_controller_port=port_base + 393,
+        warehouse_host_port=port_base + 423,
+        http_port=port_base + 380,
         topic_prefix=f"bench-{uuid.uuid4().hex[:8]}-",
         serving_model=MODEL,
     )
