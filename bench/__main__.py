@@ -32,12 +32,14 @@ from typing import Any
 BENCHMARKS = ("bench_features", "bench_serving", "bench_training", "bench_loop")
 
 # Sizes that fit a few minutes on 2 cores for the whole report; a run() gets those it names.
-SMALL_SIZES: dict[str, int] = {
+SMALL_SIZES: dict[str, float] = {
     "events": 4_000,
     "records": 4_000,
     "messages": 4_000,
     "rows": 20_000,
     "requests": 400,
+    "http_requests": 400,
+    "seconds": 3.0,
     "samples": 4_000,
     "trials": 4,
     "epochs": 2,
@@ -111,7 +113,8 @@ def run_one(name: str, context: Callable[[Callable[..., Any]], Mapping[str, Any]
 @contextmanager
 def local_broker() -> Iterator[Callable[[], Any]]:
     """A lazily started local Apache Kafka on bench ports under a temporary home, stopped at the
-    end; ``HEADWATER_BENCH_PORT_BASE`` moves the ports (default 39000)."""
+    end; ``HEADWATER_BENCH_PORT_BASE`` moves the ports (default 39000: 39292, 39293; the +92
+    ports stay free for benchmarks that start a platform of their own on the same base)."""
     from infra.kafka_clients import ensure_topics
     from infra.local_kafka import LocalKafka
     from infra.settings import HeadwaterSettings
@@ -121,9 +124,9 @@ def local_broker() -> Iterator[Callable[[], Any]]:
     with tempfile.TemporaryDirectory(prefix="hw-bench-") as home:
         bench = HeadwaterSettings(
             home=Path(home),
-            kafka_local_port=base + 92,
-            kafka_local_controller_port=base + 93,
-            warehouse_host_port=base + 123,
+            kafka_local_port=base + 292,
+            kafka_local_controller_port=base + 293,
+            warehouse_host_port=base + 323,
         )
 
         def settings() -> HeadwaterSettings:
