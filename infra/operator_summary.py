@@ -124,12 +124,16 @@ def metrics_endpoints(settings: HeadwaterSettings) -> list[str]:
 
 
 def operator_summary(
-    settings: HeadwaterSettings, warehouse: Warehouse | None, dashboard: str | None = None
+    settings: HeadwaterSettings,
+    warehouse: Warehouse | None,
+    dashboard: str | None = None,
+    kafka_reachable: bool = True,
 ) -> OperatorSummary:
     """Collect what can be read; an unreachable part becomes a note, not a failure."""
     summary = OperatorSummary(dashboard=dashboard, metrics=metrics_endpoints(settings))
     try:
-        summary.lag = _lag(settings)
+        # Asking an unreachable broker again would only add its timeout to `status`.
+        summary.lag = _lag(settings) if kafka_reachable else []
     except HeadwaterError as error:
         summary.errors.append(f"lag: {error}")
     if warehouse is not None:

@@ -192,7 +192,9 @@ def status(settings: HeadwaterSettings) -> PlatformReport:
         try:
             report.warehouse["reachable"] = True
             report.tables = table_counts(warehouse)
-            summary = operator_summary(settings, warehouse, running_dashboard_url(settings))
+            summary = operator_summary(
+                settings, warehouse, running_dashboard_url(settings), bool(kafka.get("reachable"))
+            )
             report.operations = asdict(summary)
         finally:
             warehouse.close()
