@@ -88,6 +88,20 @@ def test_services_scale_and_wait_for_what_they_need() -> None:
                 assert source in COMPOSE["volumes"], f"{name} mounts undeclared volume {source}"
 
 
+def test_prometheus_scrapes_every_long_running_platform_service() -> None:
+    config = yaml.safe_load((ROOT / "deploy/prometheus/prometheus.yml").read_text())
+    discovery = config["scrape_configs"][0]["dns_sd_configs"][0]
+    assert set(discovery["names"]) == set(PLATFORM) - {"init"}
+    ports = {
+        HeadwaterSettings(
+            **{"metrics_port": s["environment"]["HEADWATER_METRICS_PORT"]}
+        ).metrics_port
+        for s in SERVICES.values()
+        if s.get("image") == "headwater:latest"
+    }
+    assert ports == {discovery["port"]}
+
+
 def test_grafana_dashboard_is_made_from_the_panels() -> None:
     assert OUTPUT.read_text() == render(), "run `python -m infra.dashboard.grafana`"
     provisioned = yaml.safe_load(
