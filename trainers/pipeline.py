@@ -8,11 +8,8 @@ a record: the dataset and the bundle go to the artifact store, the run (and each
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import tempfile
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +22,6 @@ from schemas.models import ParamValue
 from trainers.artifacts import ArtifactStore
 from trainers.dataset import TrainingSet
 from trainers.distributed import run_distributed
-from trainers.environment import settings_environment
 from trainers.errors import DatasetError, SearchError
 from trainers.job import JobResult
 from trainers.model_family import ModelBundle, load_bundle
@@ -42,6 +38,7 @@ from trainers.tracking import (
     new_run_id,
 )
 from trainers.training import TrainConfig, Trainer
+from trainers.trial_worker import local_workers
 
 
 @dataclass(frozen=True)
@@ -270,7 +267,7 @@ def _search(
         recorder=WarehouseRecorder(warehouse),
     )
     tracker.params.update(sampler=request.sampler, study=driver.study_name, workers=request.workers)
-    with trial_workers(settings, request.workers):
+    with local_workers(settings, request.workers):
         result = driver.run()
     counts = {s: result.count(s) for s in ("completed", "pruned", "failed")}
     counts["warm_started"] = result.warm_started
@@ -296,31 +293,6 @@ def _search(
         tracker.lineage,
         counts,
     )
-
-
-@contextmanager
-def trial_workers(
-    settings: HeadwaterSettings, count: int
-) -> Iterator[list[subprocess.Popen[bytes]]]:
-    """``count`` local trial-worker processes for the duration of a search."""
-    env = settings_environment(settings)
-    env.setdefault("OMP_NUM_THREADS", "1")
-    workers = [
-        subprocess.Popen([sys.executable, "-m", "trainers.trial_worker"], env=env)
-        for _ in range(count)
-    ]
-    try:
-        yield workers
-    finally:
-        for worker in workers:
-            if worker.poll() is None:
-                worker.terminate()
-        for worker in workers:
-            try:
-                worker.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                worker.kill()
-                worker.wait()
 
 
 def prior_trials(

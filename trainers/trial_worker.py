@@ -18,10 +18,12 @@ import argparse
 import os
 import signal
 import socket
+import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -34,6 +36,7 @@ from infra.settings import HeadwaterSettings, load_settings
 from schemas.models import DeadLetter, ParamValue, Run, Trial
 from trainers.artifacts import ArtifactStore
 from trainers.dataset import TrainingSet
+from trainers.environment import settings_environment
 from trainers.median_rule import MedianStoppingRule
 from trainers.model_family import ModelBundle
 from trainers.study_progress import StudyProgress
@@ -221,6 +224,31 @@ class TrialWorker:
         for _, event in events:
             progress.update(event)
         return progress
+
+
+@contextmanager
+def local_workers(
+    settings: HeadwaterSettings, count: int
+) -> Iterator[list[subprocess.Popen[bytes]]]:
+    """``count`` local trial-worker processes for the duration of a search."""
+    env = settings_environment(settings)
+    env.setdefault("OMP_NUM_THREADS", "1")
+    workers = [
+        subprocess.Popen([sys.executable, "-m", "trainers.trial_worker"], env=env)
+        for _ in range(count)
+    ]
+    try:
+        yield workers
+    finally:
+        for worker in workers:
+            if worker.poll() is None:
+                worker.terminate()
+        for worker in workers:
+            try:
+                worker.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+                worker.wait()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

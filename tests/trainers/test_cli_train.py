@@ -53,7 +53,7 @@ def test_train_demo_with_a_search_then_manage_the_version(
     seed = [sys.executable, "-m", "tests.trainers.warehouse_data", str(home), "demo"]
     subprocess.run([*seed, "card_activity"], env=env, check=True, timeout=120)
 
-    trained = _json(env, "train", "--model", "demo", "--trials", "8", "--epochs", "3")
+    trained = _json(env, "train", "--model", "demo", "--trials", "8", "--epochs", "2")
     assert trained["version"] == 1 and trained["study"]
     assert sum(trained["trials"][s] for s in ("completed", "pruned", "failed")) == 8
     assert trained["lineage"]["feature_set"] == "card_activity"

@@ -14,7 +14,7 @@ from infra.event_bus import EventBus
 from infra.kafka_clients import cluster_metadata, ensure_topics, make_consumer
 from infra.settings import HeadwaterSettings
 from schemas.models import Run
-from tests.trainers.search_fixtures import pid_of, tunable_task, worker_pool
+from tests.trainers.search_fixtures import pid_of, tunable_task
 from trainers.artifacts import ArtifactStore
 from trainers.errors import SearchError
 from trainers.model_family import load_bundle
@@ -28,9 +28,10 @@ from trainers.search import (
 )
 from trainers.search_space import default_space
 from trainers.training import TrainConfig, Trainer
+from trainers.trial_worker import local_workers
 
 pytestmark = pytest.mark.integration
-EPOCHS = 4
+EPOCHS = 3
 
 
 def _isolated(kafka: HeadwaterSettings, unique: str, tmp_path: Path) -> HeadwaterSettings:
@@ -87,7 +88,7 @@ def test_search_beats_the_default_and_survives_a_killed_worker(
     )
     results: list[SearchResult] = []
     done = threading.Event()
-    with worker_pool(settings, 2) as workers:
+    with local_workers(settings, 2) as workers:
 
         def drive() -> None:
             results.append(driver.run())
@@ -140,7 +141,7 @@ def test_multi_objective_warm_started_search(
         budget=SearchBudget(trials=3, parallelism=1, trial_timeout_s=90, wall_time_s=200),
         warm_start=[prior],
     )
-    with worker_pool(settings, 1):
+    with local_workers(settings, 1):
         result = driver.run()
     assert result.warm_started == 1
     assert result.count("completed") == 3

@@ -21,14 +21,14 @@ from trainers.model_family import MLPConfig, load_bundle
 from trainers.training import TrainConfig, Trainer
 
 
-def _data(n: int = 600, seed: int = 0) -> TrainingSet:
+def _data(n: int = 400, seed: int = 0) -> TrainingSet:
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(n, 3))
     y = (x[:, 0] + 0.5 * x[:, 1] ** 2 > 0.4).astype(float)
     return TrainingSet.from_arrays(x, y, np.arange(n), ("a", "b", "c"))
 
 
-CONFIG = TrainConfig(epochs=6, batch_size=32, lr=0.02, network=MLPConfig(width=16, depth=2))
+CONFIG = TrainConfig(epochs=5, batch_size=32, lr=0.02, network=MLPConfig(width=16, depth=2))
 
 
 def test_training_learns_and_is_reproducible() -> None:
@@ -79,10 +79,10 @@ def _epoch_of(checkpoint: Path) -> int:
 
 @pytest.mark.slow
 def test_a_killed_run_resumes_losing_at_most_one_epoch(tmp_path: Path) -> None:
-    data = _data(1200)
+    data = _data(800)
     dataset = tmp_path / "data.npz"
     dataset.write_bytes(data.to_bytes())
-    config = TrainConfig(epochs=12, batch_size=16, lr=0.01, network=MLPConfig(width=32, depth=2))
+    config = TrainConfig(epochs=10, batch_size=16, lr=0.01, network=MLPConfig(width=32, depth=2))
     checkpoint, out = tmp_path / "ckpt.pt", tmp_path / "out"
     command = [
         sys.executable,
