@@ -54,13 +54,13 @@ class DemoOptions:
     seed: int = 7
     bad_candidate: bool = False
     rate: float = 300.0  # events per second once the bootstrap model serves
-    bootstrap_fraction: float = 0.3
-    drift_fraction: float = 0.45
+    bootstrap_fraction: float = 0.2
+    drift_fraction: float = 0.3
     cards: int = 100
     fraud_rate: float = 0.05
     trials: int = 4
-    retrain_rows: int = 1200  # labelled rows of the new world before the retrain trains
-    warmup_fraction: float = 0.1  # cards' first events, before their histories fill in
+    retrain_rows: int = 800  # labelled rows of the new world before the retrain trains
+    warmup_fraction: float = 0.05  # cards' first events, before their histories fill in
     # The stream spans a few hours of event time: the model reads the features whose windows
     # fill within it (day-long windows and the hour of day would drift on their own).
     # Burst features (time since last event, 10-minute counts) would catch fraud whatever its
@@ -329,7 +329,9 @@ class DemoRun:
             return int(warehouse.query(sql).scalar())
 
         def ready() -> bool:
-            return rows("labels") >= wanted and rows("features") >= int(self.bootstrap * 0.9)
+            # every feature vector: a label whose own vector is not in yet would be joined to
+            # the card's previous one (as of its time) and teach the model the wrong thing
+            return rows("labels") >= wanted and rows("features") >= self.bootstrap
 
         self._wait(ready, 180, "bootstrap labels and features in the warehouse", observer)
         self.say(
