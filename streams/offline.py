@@ -44,7 +44,10 @@ def offline_features(
             offset, t = event["source_offset"], event["event_time_ms"]
             if 0 <= offset <= state.applied_offset or state.is_late(t):
                 continue
-            values = state.update(t, event["numeric"], event["categorical"], offset)
+            try:
+                values = state.update(t, event["numeric"], event["categorical"], offset)
+            except Exception:  # the online worker dead-letters these (INVALID_EVENT) too
+                continue
             rows.append(feature_record(feature_set, dict(event), values or {}, 0))
     return rows
 

@@ -122,42 +122,48 @@ class FeaturePipeline:
 
     def process(self, batch: Sequence[RawRecord], store: StateStore, now_ms: int) -> BatchOutput:
         out = BatchOutput()
-        fs, encode = self.feature_set, self.fast.encode
         for raw in batch:
-            checked = self.validator.validate(raw.value, raw.partition, raw.offset)
-            if isinstance(checked, list):
-                self._reject(out, raw, checked, now_ms)
-                continue
-            entity = checked["entity_id"]
-            state = store.get(entity)
-            if state is None:
-                state = fs.new_state()
-                store.put(entity, state, raw.partition)
-            if 0 <= raw.offset <= state.applied_offset:
-                out.skipped += 1  # applied before a restart: its outputs were already produced
-                continue
-            t = checked["event_time_ms"]
-            if state.is_late(t):
-                late = Anomaly(
-                    ReasonCode.LATE_EVENT,
-                    "event_time_ms",
-                    f"event time {t} is more than the grace {fs.grace_ms} ms behind entity "
-                    f"{entity}'s newest event time {state.newest_time_ms}",
+            try:
+                self._one(raw, store, out, now_ms)
+            except Exception as error:  # a record that breaks a feature must not stop the worker
+                failed = Anomaly(
+                    ReasonCode.INVALID_EVENT, "", f"computing its features failed: {error!r}"
                 )
-                self._reject(out, raw, [late], now_ms)
-                continue
-            values = state.update(t, checked["numeric"], checked["categorical"], raw.offset)
-            key = entity.encode()
-            out.records.append(
-                OutRecord("events", raw.partition, key, encode(Event.SCHEMA, checked))
-            )
-            record = feature_record(fs, checked, values or {}, now_ms)
-            out.records.append(
-                OutRecord("features", raw.partition, key, encode(FeatureVector.SCHEMA, record))
-            )
-            out.changed[entity] = raw.partition
-            out.valid += 1
+                self._reject(out, raw, [failed], now_ms)
         return out
+
+    def _one(self, raw: RawRecord, store: StateStore, out: BatchOutput, now_ms: int) -> None:
+        fs, encode = self.feature_set, self.fast.encode
+        checked = self.validator.validate(raw.value, raw.partition, raw.offset)
+        if isinstance(checked, list):
+            self._reject(out, raw, checked, now_ms)
+            return
+        entity = checked["entity_id"]
+        state = store.get(entity)
+        if state is None:
+            state = fs.new_state()
+            store.put(entity, state, raw.partition)
+        if 0 <= raw.offset <= state.applied_offset:
+            out.skipped += 1  # applied before a restart: its outputs were already produced
+            return
+        t = checked["event_time_ms"]
+        if state.is_late(t):
+            late = Anomaly(
+                ReasonCode.LATE_EVENT,
+                "event_time_ms",
+                f"event time {t} is more than the grace {fs.grace_ms} ms behind entity "
+                f"{entity}'s newest event time {state.newest_time_ms}",
+            )
+            self._reject(out, raw, [late], now_ms)
+            return
+        values = state.update(t, checked["numeric"], checked["categorical"], raw.offset)
+        key = entity.encode()
+        event = encode(Event.SCHEMA, checked)
+        vector = encode(FeatureVector.SCHEMA, feature_record(fs, checked, values or {}, now_ms))
+        out.records.append(OutRecord("events", raw.partition, key, event))
+        out.records.append(OutRecord("features", raw.partition, key, vector))
+        out.changed[entity] = raw.partition
+        out.valid += 1
 
     def _reject(
         self, out: BatchOutput, raw: RawRecord, anomalies: list[Anomaly], now_ms: int

@@ -139,6 +139,11 @@ class EventValidator:
                 f"its fields: {domain.schema.field_names}"
             )
         self._plans = [_plan(f, declared.get(f["name"])) for f in domain.schema.source["fields"]]
+        # Avro decoding with the domain schema as reader already guarantees presence and types;
+        # such records need only what the schema cannot say: finiteness and the constraints.
+        self._typed_plans = [
+            p for p in self._plans if p.constraint or p.kind in ("float", "double")
+        ]
         self._names = frozenset(domain.schema.field_names)
         self._numeric = domain.numeric_fields
         self._categorical = domain.categorical_fields
@@ -179,6 +184,27 @@ class EventValidator:
                 return Anomaly(ReasonCode.UNKNOWN_SCHEMA, "", text)
             return Anomaly(ReasonCode.BAD_ENCODING, "", text)
         return record
+
+    def check_typed(self, record: dict[str, Any]) -> list[Anomaly]:
+        """Every anomaly of a record decoded from Avro with the domain schema as reader."""
+        anomalies = []
+        for plan in self._typed_plans:
+            value = record[plan.name]
+            if value is None:
+                continue
+            if plan.kind in ("float", "double") and not math.isfinite(value):
+                anomalies.append(
+                    Anomaly(
+                        ReasonCode.NON_FINITE,
+                        plan.name,
+                        f"{plan.name}={value!r} is not a finite number",
+                    )
+                )
+            elif plan.constraint is not None:
+                found = plan.constraint.check(plan.name, value)
+                if found is not None:
+                    anomalies.append(found)
+        return anomalies
 
     def check(self, record: dict[str, Any]) -> list[Anomaly]:
         """Every anomaly of a decoded record; fills defaults in place."""
@@ -232,7 +258,8 @@ class EventValidator:
         record = self.decode(value)
         if isinstance(record, Anomaly):
             return [record]
-        anomalies = self.check(record)
+        typed = value is not None and value[:1] in (b"\xc3", b"\x00")
+        anomalies = self.check_typed(record) if typed else self.check(record)
         if anomalies:
             return anomalies
         anomalies = self._roles(record)

@@ -33,7 +33,7 @@ from streams.batch_producer import BatchProducer
 from streams.feature_module import load_feature_module
 from streams.featureset import EntityState, FeatureSet
 from streams.kafka_codecs import enable_lz4
-from streams.pipeline import FeaturePipeline, RawRecord
+from streams.pipeline import BatchOutput, FeaturePipeline, RawRecord
 
 log = logging.getLogger("headwater.streams.worker")
 
@@ -80,6 +80,12 @@ class WorkerCounters:
     valid: int = 0
     rejected: int = 0
     skipped: int = 0
+
+    def add(self, consumed: int, out: BatchOutput) -> None:
+        self.consumed += consumed
+        self.valid += out.valid
+        self.rejected += out.rejected
+        self.skipped += out.skipped
 
 
 def _credentials(settings: HeadwaterSettings) -> Any:
@@ -162,23 +168,27 @@ def build_app(settings: HeadwaterSettings) -> tuple[Any, WorkerCounters]:
     @app.agent(raw, name="features")  # type: ignore[untyped-decorator]
     async def features_agent(stream: Any) -> None:
         store = FaustTableStore(table, fs)
-        async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S):
-            batch = [
-                RawRecord(e.message.partition, e.message.offset, e.message.key, e.message.value)
-                for e in events
-            ]
-            out = pipeline.process(batch, store, int(time.time() * 1000))
-            producer.send((names[r.topic], r.key, r.value, r.partition) for r in out.records)
-            await producer.confirm()  # outputs first: a state never runs ahead of its outputs
-            producer.send(
-                (changelog, entity.encode(), _state_bytes(store, entity), partition)
-                for entity, partition in out.changed.items()
-            )
-            await producer.confirm()
-            counters.consumed += len(batch)
-            counters.valid += out.valid
-            counters.rejected += out.rejected
-            counters.skipped += out.skipped
+        try:
+            async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S):
+                batch = [
+                    RawRecord(e.message.partition, e.message.offset, e.message.key, e.message.value)
+                    for e in events
+                ]
+                out = pipeline.process(batch, store, int(time.time() * 1000))
+                producer.send((names[r.topic], r.key, r.value, r.partition) for r in out.records)
+                await producer.confirm()  # outputs first: a state never runs ahead of them
+                producer.send(
+                    (changelog, entity.encode(), _state_bytes(store, entity), partition)
+                    for entity, partition in out.changed.items()
+                )
+                await producer.confirm()
+                counters.add(len(batch), out)
+        except Exception as error:
+            # A crashed agent would leave a live but idle worker; stop it so it gets noticed
+            # (and restarted, reprocessing from the last committed offsets).
+            log.exception("feature agent failed; stopping the worker")
+            await app.crash(error)
+            raise
 
     @app.timer(interval=10.0)  # type: ignore[untyped-decorator]
     async def report() -> None:
