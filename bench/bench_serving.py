@@ -3,8 +3,8 @@ plain FastAPI endpoint serving the same torch model, and the router's overhead.
 
 ``python -m bench.bench_serving [--rate 2000] [--seconds 5] [--http-requests 2000]`` starts a
 local Apache Kafka of its own (``HEADWATER_BENCH_PORT_BASE``, default 39000: broker +392, HTTP
-+380/+381) under a temporary home, trains and registers a small MLP, and prints a JSON object of figures and the
-ratios against the baselines measured in the same run:
++380/+381) under a temporary home, trains and registers a small MLP, and prints a JSON object
+of figures and the ratios against the baselines measured in the same run:
 
 * Kafka: open-loop load (events scheduled at a fixed rate whatever the scorer does; latency
   counted from the scheduled send time, so a stall is not hidden) through the scorer process

@@ -49,17 +49,20 @@ class BatchPolicy:
         self.clock = clock
         self._fixed_s = 0.0
         self._per_item_s = 0.0
+        self._moments: tuple[float, float, float, float] | None = None  # E[n] E[t] E[n²] E[nt]
+        self._backlogged = False
         self._gap_s = math.inf  # expected time between arrivals
         self._last_arrival: float | None = None
 
     @property
     def batch_limit(self) -> int:
-        """The largest batch whose per-item work fits in half of the latency budget. The fixed
-        cost is left out on purpose: it is paid once per batch whatever its size, so shrinking
-        batches because of it would only pay it more often and let a backlog grow."""
-        if self._per_item_s <= 0:
+        """The largest batch whose per-item work fits in half of the latency budget; after a
+        full batch (requests are queueing) the largest allowed. The fixed cost is left out on
+        purpose: it is paid once per batch whatever its size, so shrinking batches because of
+        it would only pay it more often and let a backlog grow."""
+        if self._per_item_s <= 0 or self._backlogged:
             return self.max_batch_size
-        fits = int(self.max_latency_s / 2 / self._per_item_s)
+        fits = int(self.max_latency_s / 2 / self._per_item_s + 1e-9)
         return max(1, min(self.max_batch_size, fits))
 
     def expected_cost(self, size: int) -> float:
@@ -77,12 +80,22 @@ class BatchPolicy:
         """Note that a batch of ``size`` took ``seconds`` to score."""
         if size <= 0:
             return
-        # Split the cost: a batch of one measures the fixed part, larger ones the per-item part.
-        if size == 1 or (self._per_item_s == 0 and self._fixed_s == 0):
-            self._fixed_s = self._ewma(self._fixed_s, seconds * (1.0 if size == 1 else 0.5))
-        if size > 1:
-            per_item = max(0.0, seconds - self._fixed_s) / size
-            self._per_item_s = self._ewma(self._per_item_s, per_item)
+        self._backlogged = size >= self.batch_limit
+        # Cost = fixed + per_item × size, fitted by least squares on weighted moments.
+        sample = (float(size), seconds, float(size * size), size * seconds)
+        old = sample if self._moments is None else self._moments
+        a = self.smoothing
+        mean_n, mean_t, mean_nn, mean_nt = (
+            m + a * (x - m) for m, x in zip(old, sample, strict=True)
+        )
+        self._moments = (mean_n, mean_t, mean_nn, mean_nt)
+        spread = mean_nn - mean_n * mean_n
+        if spread > 1e-6:
+            self._per_item_s = max(0.0, (mean_nt - mean_n * mean_t) / spread)
+            self._fixed_s = max(0.0, mean_t - self._per_item_s * mean_n)
+        elif self._per_item_s == 0.0:  # one size seen so far: split the cost evenly
+            self._fixed_s = mean_t / 2
+            self._per_item_s = mean_t / 2 / mean_n
 
     def should_dispatch(self, queued: int, oldest_at: float) -> bool:
         """Whether the ``queued`` requests (the oldest arrived at ``oldest_at``) go now."""

@@ -16,9 +16,9 @@ class Clock:
 def test_batch_limit_shrinks_when_items_are_expensive() -> None:
     policy = BatchPolicy(max_batch_size=64, max_latency_s=0.010, clock=Clock())
     assert policy.batch_limit == 64
-    policy.observed(1, 0.0005)
+    policy.observed(1, 0.001)
     for _ in range(10):
-        policy.observed(32, 0.0005 + 32 * 0.0005)  # 0.5 ms per item
+        policy.observed(32, 0.0005 + 32 * 0.0005)  # 0.5 ms fixed, 0.5 ms per item
     assert policy.batch_limit == 10  # 5 ms of per-item work at 0.5 ms each
 
 
@@ -56,3 +56,14 @@ def test_sparse_arrivals_dispatch_at_once() -> None:
         clock.now += 1.0  # one request a second
     assert policy.should_dispatch(1, clock.now)
     assert not policy.should_dispatch(0, clock.now)
+
+
+def test_a_full_batch_lifts_the_limit_until_the_queue_is_drained() -> None:
+    policy = BatchPolicy(max_batch_size=64, max_latency_s=0.010, clock=Clock())
+    policy.observed(1, 0.001)
+    policy.observed(8, 0.0045)  # 0.5 ms per item: 10 fit in the budget
+    assert policy.batch_limit == 10
+    policy.observed(10, 0.0055)  # full: requests are waiting, take up to the maximum
+    assert policy.batch_limit == 64
+    policy.observed(30, 0.0155)  # not full any more: back to the budget
+    assert policy.batch_limit == 10
