@@ -37,7 +37,7 @@ from trainers.tracking import (
     code_revision,
     new_run_id,
 )
-from trainers.training import TrainConfig, Trainer
+from trainers.training import TrainConfig, Trainer, fingerprint_of
 from trainers.trial_worker import local_workers
 
 
@@ -154,7 +154,10 @@ def _single(
         {**request.params, "epochs": request.epochs, "seed": request.seed}
     )
     tracker.params.update(config.params())
-    checkpoint = settings.home / "checkpoints" / f"{tracker.run_id}.pt"
+    # Named by what is trained, not by the run: the same command re-run after a kill resumes.
+    checkpoint = (
+        settings.home / "checkpoints" / f"{request.model}-{fingerprint_of(config, data)}.pt"
+    )
     if request.nproc > 1:
         bundle, history = _train_distributed(settings, request.nproc, config, data, checkpoint)
         for epoch, metrics in enumerate(history, start=1):
