@@ -87,6 +87,11 @@ class PlatformMetrics:
             ["model", "reason"],
             registry=r,
         )
+        self._loop_metrics()
+
+    def _loop_metrics(self) -> None:
+        """Serving and the closed loop: breakers, routing, quality, drift, retrains, versions."""
+        r = self.registry
         self.breaker_state = Gauge(
             "headwater_breaker_state",
             "Circuit breaker state: 0 closed, 1 half-open, 2 open",
