@@ -63,6 +63,11 @@ class HeadwaterSettings(BaseSettings):
     schema_registry_url: str = ""
     # Content-addressed artifact store: empty means HEADWATER_HOME/artifacts; or a directory path.
     artifact_store: str = ""
+    # For an s3://bucket/prefix artifact store: endpoint (empty: AWS), region and keys.
+    artifact_s3_endpoint: str = ""
+    artifact_s3_region: str = "us-east-1"
+    artifact_s3_access_key: str = ""
+    artifact_s3_secret_key: SecretStr = SecretStr("")
 
     event_schema_file: str = ""
     features: str = "streams.demo.features"
