@@ -139,7 +139,8 @@ def up(settings: HeadwaterSettings, processes: bool = True) -> PlatformReport:
 
 def down(settings: HeadwaterSettings) -> dict[str, bool]:
     stopped = {"warehouse_host": False, "kafka": False}
-    stopped.update(stop_stream_processes(settings))  # before the broker and warehouse they use
+    # Before the broker and warehouse they use; those of every topic prefix on this platform.
+    stopped.update(stop_stream_processes(settings, every_prefix=True))
     dashboard = running_dashboard_pid(settings)
     if dashboard is not None and dashboard != running_host_pid(settings):
         stop_pid(dashboard)  # its own process (ClickHouse server mode); else it's the host's

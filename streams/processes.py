@@ -1,7 +1,8 @@
 """The long-running stream processes ``headwater up`` starts: the feature worker and the sink.
 
 Each runs detached (its own session, log under ``HEADWATER_HOME``), records its pid in
-``<home>/<name>.pid``, and is stopped by ``headwater down`` (SIGTERM, then SIGKILL).
+``<home>/<name>[.<topic prefix>].pid`` — several prefixes can share one platform — and is
+stopped by ``headwater down`` (SIGTERM, then SIGKILL), which stops those of every prefix.
 
 >>> sorted(STREAM_PROCESSES)
 ['feature_worker', 'sink']
@@ -38,11 +39,15 @@ def settings_environment(settings: HeadwaterSettings) -> dict[str, str]:
 
 
 def pid_file(settings: HeadwaterSettings, name: str) -> Path:
-    return settings.home / f"{name}.pid"
+    prefix = "".join(c if c.isalnum() or c in "-_" else "_" for c in settings.topic_prefix)
+    return settings.home / (f"{name}.{prefix}.pid" if prefix else f"{name}.pid")
 
 
 def running_pid(settings: HeadwaterSettings, name: str) -> int | None:
-    path = pid_file(settings, name)
+    return _pid_of(pid_file(settings, name), name)
+
+
+def _pid_of(path: Path, name: str) -> int | None:
     try:
         pid = int(path.read_text().strip())
     except (OSError, ValueError):
@@ -97,15 +102,22 @@ def _stop(pid: int, timeout_s: float) -> None:
         child.wait()
 
 
-def stop_stream_processes(settings: HeadwaterSettings, timeout_s: float = 30.0) -> dict[str, bool]:
-    """Stop the running stream processes; which ones were stopped."""
+def stop_stream_processes(
+    settings: HeadwaterSettings, timeout_s: float = 30.0, every_prefix: bool = False
+) -> dict[str, bool]:
+    """Stop the stream processes of these settings' topic prefix (or of every prefix under
+    ``HEADWATER_HOME``); which kinds were stopped."""
     stopped = {}
     for name in STREAM_PROCESSES:
-        pid = running_pid(settings, name)
-        if pid is not None:
-            _stop(pid, timeout_s)
-        pid_file(settings, name).unlink(missing_ok=True)
-        stopped[name] = pid is not None
+        own = pid_file(settings, name)
+        paths = set(settings.home.glob(f"{name}*.pid")) | {own} if every_prefix else {own}
+        stopped[name] = False
+        for path in paths:
+            pid = _pid_of(path, name)
+            if pid is not None:
+                _stop(pid, timeout_s)
+                stopped[name] = True
+            path.unlink(missing_ok=True)
     return stopped
 
 
