@@ -10,10 +10,13 @@ model has no champion yet. Undecodable requests go to ``deadletter``.
 
 from __future__ import annotations
 
+import argparse
 import queue
+import signal
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
@@ -21,7 +24,7 @@ from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 from infra.errors import HeadwaterError, SchemaError
 from infra.event_bus import EventBus
 from infra.kafka_clients import make_consumer
-from infra.settings import HeadwaterSettings
+from infra.settings import HeadwaterSettings, load_settings
 from infra.warehouse import Warehouse, connect_warehouse
 from schemas.models import DeadLetter, RetrainRequest
 from trainers.pipeline import TrainOutcome, TrainRequest, train_model
@@ -185,3 +188,25 @@ class RetrainWorker:
         offsets = [TopicPartition(name, p, o) for p, o in self.retrains.committable().items()]
         if offsets:
             consumer.commit(offsets=offsets, asynchronous=False)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m trainers.retrain``: run the retrain worker until SIGTERM."""
+    parser = argparse.ArgumentParser(prog="python -m trainers.retrain")
+    parser.add_argument("--workers", type=int, default=2, help="local trial workers per search")
+    parser.add_argument("--epochs", type=int, default=8)
+    args = parser.parse_args(argv)
+    worker = RetrainWorker(load_settings(), trial_workers=args.workers, epochs=args.epochs)
+    signal.signal(signal.SIGTERM, lambda *_: worker.stop())
+    try:
+        worker.run()
+    except HeadwaterError as error:
+        print(f"retrain worker: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
