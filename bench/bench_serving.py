@@ -21,6 +21,7 @@ import argparse
 import asyncio
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -37,11 +38,11 @@ import numpy as np
 import torch
 from pydantic import BaseModel
 
-from infra.event_bus import EventBus, make_codec
+from infra.event_bus import EventBus
 from infra.kafka_clients import ensure_topics, make_consumer
 from infra.local_kafka import LocalKafka
 from infra.settings import HeadwaterSettings
-from schemas.models import FeatureVector, Prediction
+from schemas.models import FeatureVector
 from serving.fallback import FallbackChain
 from serving.router import WeightedRouter
 from serving.routing import RoutingTable, publish_routing, routing_event
@@ -140,17 +141,16 @@ class PredictionClock:
             settings, f"bench-{uuid.uuid4().hex[:8]}", **{"fetch.wait.max.ms": 1}
         )
         self._consumer.subscribe([settings.topic("predictions")])
-        self._codec = make_codec(settings)
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
         while not self._stop.is_set():
             for message in self._consumer.consume(500, timeout=0.05):
-                if message.error() is None:
-                    now = time.perf_counter()
-                    record = self._codec.decode(message.value() or b"", Prediction.SCHEMA)[1]
-                    self.arrived.setdefault(record["request_id"], now)
+                key = message.key()
+                if message.error() is None and key is not None:
+                    # The topic's key is the request id: no decoding on the clock's path.
+                    self.arrived.setdefault(key.decode(), time.perf_counter())
 
     def wait_for(self, ids: list[str], timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
@@ -164,7 +164,8 @@ class PredictionClock:
 
 
 def offer(settings: HeadwaterSettings, tag: str, rate: float, count: int) -> dict[str, float]:
-    """Send ``count`` feature vectors on an open-loop schedule; their scheduled times."""
+    """Send ``count`` feature vectors on an open-loop schedule; their scheduled times (the
+    ``sent`` key holds when the last send was acknowledged)."""
     bus = EventBus(settings, **{"linger.ms": 1})
     rng = np.random.default_rng(1)
     scheduled: dict[str, float] = {}
@@ -189,6 +190,7 @@ def offer(settings: HeadwaterSettings, tag: str, rate: float, count: int) -> dic
             ),
         )
     bus.flush()
+    scheduled["sent"] = time.perf_counter()
     return scheduled
 
 
@@ -201,9 +203,11 @@ def kafka_figures(settings: HeadwaterSettings, rate: float, seconds: float) -> d
     )
     try:
         warm = offer(settings, "warm", 200.0, 400)  # group joined, model warm, caches hot
-        clock.wait_for(list(warm), 120)
+        clock.wait_for([i for i in warm if i != "sent"], 120)
         scheduled = offer(settings, "load", rate, int(rate * seconds))
+        sent_at = scheduled.pop("sent")
         clock.wait_for(list(scheduled), 60)
+        capacity = drain_rate(settings, scorer, clock, int(rate * seconds))
     finally:
         scorer.terminate()
         scorer.wait(30)
@@ -214,12 +218,33 @@ def kafka_figures(settings: HeadwaterSettings, rate: float, seconds: float) -> d
     last = max((clock.arrived[i] for i in done), default=first)
     return {
         "offered_per_s": rate,
+        "sent_per_s": len(scheduled) / max(sent_at - first, 1e-9),
         "events": len(scheduled),
         "predicted": len(done),
         "throughput_per_s": len(done) / max(last - first, 1e-9),
         "p50_ms": percentile(latencies, 50),
         "p99_ms": percentile(latencies, 99),
+        "capacity_per_s": capacity,
     }
+
+
+def drain_rate(
+    settings: HeadwaterSettings,
+    scorer: subprocess.Popen[bytes],
+    clock: PredictionClock,
+    count: int,
+) -> float:
+    """The scorer's capacity: pause it, queue ``count`` events, resume it, time the drain."""
+    scorer.send_signal(signal.SIGSTOP)
+    try:
+        queued = offer(settings, "drain", 1e9, count)
+        queued.pop("sent")
+    finally:
+        scorer.send_signal(signal.SIGCONT)
+    resumed = time.perf_counter()
+    clock.wait_for(list(queued), 120)
+    last = max((clock.arrived.get(i, resumed) for i in queued), default=resumed)
+    return sum(i in clock.arrived for i in queued) / max(last - resumed, 1e-9)
 
 
 async def _load(url: str, requests: int, concurrency: int) -> dict[str, float]:
@@ -363,6 +388,7 @@ def run(
         "ratios": {
             "kafka_p99_vs_25ms_target": kafka["p99_ms"] / 25.0,
             "kafka_throughput_vs_offered": kafka["throughput_per_s"] / rate,
+            "kafka_capacity_vs_offered": kafka["capacity_per_s"] / rate,
             "http_throughput_vs_plain": http["headwater"]["throughput_per_s"]
             / http["plain"]["throughput_per_s"],
             "http_p99_vs_plain": http["headwater"]["p99_ms"] / http["plain"]["p99_ms"],
