@@ -14,6 +14,12 @@ if ! command -v java >/dev/null || ! command -v mvn >/dev/null; then
   fi
 fi
 
+# Headless Chromium drives the dashboard's end-to-end test (tests/operate/test_dashboard.py).
+if ! command -v chromium >/dev/null && command -v apt-get >/dev/null; then
+  echo "installing Chromium with apt-get" >&2
+  apt-get update -qq && apt-get install -y -qq chromium >/dev/null
+fi
+
 # pip keeps its download cache under the user's cache directory (~/.cache/pip).
 python3 -m pip install --disable-pip-version-check -q -e '.[dev]'
 
