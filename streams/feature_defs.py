@@ -37,10 +37,6 @@ class HistoryView:
     columns: Mapping[str, int]
     missing: float
 
-    def numbers(self, field: str, low: int, high: int) -> list[float]:
-        j = self.columns[field]
-        return [v for row in self.rows[low:high] if isinstance((v := row[j]), float)]
-
 
 class Feature:
     """Base of every feature: its output names, the fields it reads, how it computes."""
