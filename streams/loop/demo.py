@@ -225,7 +225,7 @@ class DemoRun:
     ) -> None:
         """Send ``count`` transactions (with the labels that fall due meanwhile); paced at
         ``rate`` per second, reporting the loop's steps as they appear."""
-        bus, sent, started = EventBus(self.settings), 0, time.monotonic()
+        bus, sent, due = EventBus(self.settings), 0, time.monotonic()
         last_check = 0.0
         for record in stream:
             if isinstance(record, Label):
@@ -239,7 +239,8 @@ class DemoRun:
             self._send_transaction(bus, record)
             sent += 1
             if paced:
-                ahead = started + sent / self.options.rate - time.monotonic()
+                due += 1.0 / self._rate(observer)
+                ahead = due - time.monotonic()
                 if ahead > 0:
                     time.sleep(ahead)
             if observer is not None and time.monotonic() - last_check > 0.5:
@@ -248,6 +249,16 @@ class DemoRun:
         bus.flush()
         if count:
             self.say(f"{self.produced} events produced, {self.labels_produced} labels")
+
+    def _rate(self, observer: DemoObserver | None) -> float:
+        """Events per second now: while a retrain is in flight the stream slows to a tenth
+        (event time keeps its own clock), so a small demo keeps traffic for the canary."""
+        t = observer.timeline if observer is not None else None
+        retraining = t is not None and t.retrain_request is not None and t.candidate is None
+        if retraining and "quiet" not in self._said:
+            self._said.add("quiet")
+            self.say(f"retrain in flight: the stream slows to {self.options.rate / 10:g}/s")
+        return self.options.rate / 10 if retraining else self.options.rate
 
     def _send_transaction(self, bus: EventBus, record: Transaction) -> None:
         if self.produced == self.drift_at:

@@ -1,0 +1,98 @@
+"""``headwater demo`` end to end on the real broker and the embedded warehouse, at a small size:
+a better candidate is promoted step by step; with ``--bad-candidate`` it is rolled back. No
+record is lost either way."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from infra.platform import stop_pid
+from infra.settings import HeadwaterSettings
+from infra.warehouse_host import host_file, running_host_pid
+from tests.conftest import settings_env
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+REPO = Path(__file__).resolve().parents[2]
+BASE = int(os.environ.get("HEADWATER_TEST_PORT_BASE", "29000"))
+
+
+@pytest.fixture(scope="module")
+def demo_env(kafka: HeadwaterSettings) -> Iterator[dict[str, str]]:
+    env = settings_env(kafka)
+    env.update(
+        HEADWATER_DASHBOARD_PORT=str(BASE + 189),
+        HEADWATER_METRICS_PORT=str(BASE + 190),
+        HEADWATER_HTTP_PORT=str(BASE + 188),
+        PYTHONPATH=str(REPO),
+    )
+    yield env
+    pid = running_host_pid(
+        kafka
+    )  # the demo started the warehouse host; the broker is the fixture's
+    if pid is not None:
+        stop_pid(pid)
+        host_file(kafka).unlink(missing_ok=True)
+
+
+def _demo(env: dict[str, str], *flags: str) -> tuple[int, dict[str, Any], str]:
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "infra.cli",
+            "demo",
+            "--events",
+            "8000",
+            "--rate",
+            "300",
+            "--trials",
+            "2",
+            "--seed",
+            "11",
+            "--json",
+            *flags,
+        ],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    summary = json.loads(done.stdout) if done.stdout.strip() else {}
+    return done.returncode, summary, done.stderr
+
+
+def test_demo_promotes_a_retrained_candidate(demo_env: dict[str, str]) -> None:
+    code, summary, progress = _demo(demo_env, 8000)
+    assert code == 0, progress[-3000:]
+    assert summary["decision"] == "promoted"
+    assert summary["canary_steps"] == [0.1, 0.25, 0.5, 1.0]
+    assert summary["lost_records"] == 0 and summary["events"] == 8000
+    assert summary["labels"] == 8000 and summary["predictions"] >= 8000
+    assert summary["drift_detected_at_event"] > summary["drift_injected_at_event"]
+    assert summary["retrain_run_id"] and summary["candidate_version"] == 2
+    assert summary["alarms_before_drift"] == 0
+    quality = summary["quality"]
+    assert quality["after_drift"]["roc_auc"] < quality["before_drift"]["roc_auc"]
+    assert quality["after_decision"]["roc_auc"] > quality["after_drift"]["roc_auc"]
+    assert 0 < summary["seconds_to_detect"] < summary["seconds_to_decision"]
+    for step in ("drift detected", "retrain requested", "canary", "decision: promoted"):
+        assert step in progress
+
+
+def test_demo_rolls_back_a_bad_candidate(demo_env: dict[str, str]) -> None:
+    code, summary, progress = _demo(demo_env, 6000, "--bad-candidate")
+    assert code == 0, progress[-3000:]
+    assert summary["decision"] == "rolled_back"
+    assert summary["canary_steps"][:1] == [0.1] and 1.0 not in summary["canary_steps"]
+    assert summary["lost_records"] == 0
+    assert "significantly worse" in summary["decision_reason"]
