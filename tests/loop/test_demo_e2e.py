@@ -43,7 +43,7 @@ def demo_env(kafka: HeadwaterSettings) -> Iterator[dict[str, str]]:
         host_file(kafka).unlink(missing_ok=True)
 
 
-def _demo(env: dict[str, str], *flags: str) -> tuple[int, dict[str, Any], str]:
+def _demo(env: dict[str, str], events: int, *flags: str) -> tuple[int, dict[str, Any], str]:
     done = subprocess.run(
         [
             sys.executable,
@@ -51,7 +51,7 @@ def _demo(env: dict[str, str], *flags: str) -> tuple[int, dict[str, Any], str]:
             "infra.cli",
             "demo",
             "--events",
-            "8000",
+            str(events),
             "--rate",
             "300",
             "--trials",
