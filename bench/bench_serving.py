@@ -409,6 +409,7 @@ def plain_server(port: int, artifact: Path) -> None:
 
     from trainers.model_family import load_bundle
 
+    torch.set_num_threads(1)  # as in Headwater's server: the same torch, configured alike
     bundle = load_bundle(artifact.read_bytes())
     app = FastAPI()
 

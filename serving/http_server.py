@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 
+import torch
 import uvicorn
 from fastapi import FastAPI
 
@@ -77,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Serve /predict over HTTP.")
     parser.add_argument("--model", default=None, help="default: HEADWATER_SERVING_MODEL")
     args = parser.parse_args(argv)
+    torch.set_num_threads(1)  # small batches: intra-op threads only contend for the cores
     settings = load_settings()
     try:
         runtime = start_runtime(settings, args.model)

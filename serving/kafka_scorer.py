@@ -24,6 +24,7 @@ import threading
 import time
 from dataclasses import dataclass
 
+import torch
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 from pydantic import ValidationError
 
@@ -218,6 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default=None, help="default: HEADWATER_SERVING_MODEL")
     parser.add_argument("--group", default=None, help="consumer group (default per model)")
     args = parser.parse_args(argv)
+    torch.set_num_threads(1)  # small batches: intra-op threads only contend for the cores
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
