@@ -62,7 +62,9 @@ _SPECS = (
     ),
     TopicSpec("retrain-requests", "model", models.RetrainRequest, _field("model")),
     TopicSpec("runs", "run id", models.Run, _field("run_id")),
-    TopicSpec("trials", "study", models.Trial, _field("study")),
+    # Keyed per trial, not per study: a study's trials must spread over the partitions so
+    # every worker of the pool gets some.
+    TopicSpec("trials", "study#trial", models.Trial, lambda r: f"{r['study']}#{r['trial_number']}"),
     TopicSpec("model-versions", "model@version", models.ModelVersion, _versioned),
     TopicSpec("routing", "model", models.Routing, _field("model"), compacted=True),
 )

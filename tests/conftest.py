@@ -55,7 +55,10 @@ def settings_env(settings: HeadwaterSettings) -> dict[str, str]:
         HEADWATER_KAFKA_LOCAL_PORT=str(settings.kafka_local_port),
         HEADWATER_KAFKA_LOCAL_CONTROLLER_PORT=str(settings.kafka_local_controller_port),
         HEADWATER_WAREHOUSE_HOST_PORT=str(settings.warehouse_host_port),
+        HEADWATER_TOPIC_PREFIX=settings.topic_prefix,
     )
+    if settings.artifact_store:
+        env["HEADWATER_ARTIFACT_STORE"] = settings.artifact_store
     return env
 
 
