@@ -33,7 +33,8 @@ import numpy as np
 from schemas.models import DriftAlarm
 from streams.loop.calibration import jsd_threshold, ks_critical, psi_threshold
 from streams.loop.categorical import CategoricalSketch
-from streams.loop.histogram import HistogramSketch, jensen_shannon, psi
+from streams.loop.histogram import HistogramSketch
+from streams.loop.numeric_block import NumericBlock
 from streams.loop.quantiles import QuantileSketch
 
 # A value this many times its threshold makes an alarm critical rather than a warning.
@@ -80,51 +81,25 @@ class CategoricalReference:
 
 @dataclass
 class _Tests:
-    """The live sketches of one feature and how to test them."""
+    """How one feature is tested per window: numeric features go through the shared
+    :class:`NumericBlock`; a categorical one keeps its own sketch."""
 
     reference: FeatureReference | CategoricalReference
-    histogram: HistogramSketch | None = None
-    base: HistogramSketch | None = None
-    quantiles: QuantileSketch | None = None
     categorical: CategoricalSketch[float] | None = None
 
     @classmethod
     def of(cls, reference: FeatureReference | CategoricalReference) -> _Tests:
         if isinstance(reference, CategoricalReference):
-            return cls(reference, categorical=CategoricalSketch(reference.shares, reference.size))
-        base = HistogramSketch.from_counts(reference.histogram_edges, reference.histogram_counts)
-        return cls(
-            reference,
-            histogram=base.empty_like(),
-            base=base,
-            quantiles=QuantileSketch(
-                reference.quantiles,
-                reference.quantile_cdf,
-                reference.size,
-                strict=reference.strict_cdf,
-            ),
-        )
+            return cls(reference, CategoricalSketch(reference.shares, reference.size))
+        return cls(reference)
 
     def statistics(self, values: np.ndarray, alpha: float) -> list[tuple[str, float, float]]:
-        """(statistic, value, threshold) of one closed window."""
-        n, m = len(values), self.reference.size
-        if self.categorical is not None:
-            self.categorical.reset()
-            self.categorical.update_many(values.tolist())
-            return [("chi2", self.categorical.chi2(), self.categorical.threshold(alpha))]
-        assert self.histogram is not None and self.base is not None and self.quantiles is not None
-        self.histogram.reset()
-        self.histogram.update_many(values)
-        self.quantiles.reset()
-        self.quantiles.update_many(values)
-        bins = len(self.histogram.edges) + 1
-        if bins < 2:
-            return []  # a constant training feature: one bin, nothing to compare
-        return [
-            ("psi", psi(self.histogram, self.base), psi_threshold(alpha, bins, n, m)),
-            ("jsd", jensen_shannon(self.histogram, self.base), jsd_threshold(alpha, bins, n, m)),
-            ("ks", self.quantiles.ks(), ks_critical(alpha, n, m)),
-        ]
+        """(statistic, value, threshold) of one closed window of a categorical feature."""
+        if self.categorical is None:
+            return []
+        self.categorical.reset()
+        self.categorical.update_many(values.tolist())
+        return [("chi2", self.categorical.chi2(), self.categorical.threshold(alpha))]
 
 
 class DriftMonitor:
@@ -146,6 +121,13 @@ class DriftMonitor:
         self.kind = kind
         self._tests = {name: _Tests.of(ref) for name, ref in references.items()}
         self._names = list(self._tests)
+        numeric = [
+            (i, ref)
+            for i, ref in enumerate(references.values())
+            if isinstance(ref, FeatureReference)
+        ]
+        self._numeric_columns = [i for i, _ in numeric]
+        self._block = NumericBlock([ref for _, ref in numeric]) if numeric else None
         self._getter: Callable[[Mapping[str, float]], object] = (
             operator.itemgetter(*self._names) if self._names else lambda row: ()
         )
@@ -170,23 +152,44 @@ class DriftMonitor:
     def _close(self, end_ms: int) -> list[DriftAlarm]:
         per_test_alpha = self.alpha / max(self.tests_per_window, 1)
         start_ms = self._start_ms if self._start_ms is not None else end_ms
-        alarms = []
         matrix = self._matrix()
+        found = self._numeric_tests(matrix, per_test_alpha)
         for column, (name, tests) in enumerate(self._tests.items()):
+            if tests.categorical is None:
+                continue
             values = matrix[:, column]
             values = values[~np.isnan(values)]
-            if not values.size:
-                continue
-            for statistic, value, threshold in tests.statistics(values, per_test_alpha):
-                if value > threshold:
-                    alarms.append(
-                        self._alarm(
-                            name, statistic, value, threshold, len(values), start_ms, end_ms
-                        )
-                    )
+            if values.size:
+                found += [(name, *t, values.size) for t in tests.statistics(values, per_test_alpha)]
+        alarms = [
+            self._alarm(name, statistic, value, threshold, size, start_ms, end_ms)
+            for name, statistic, value, threshold, size in found
+            if value > threshold
+        ]
         self._rows, self._start_ms = [], None
         self.windows_tested += 1
         return alarms
+
+    def _numeric_tests(
+        self, matrix: np.ndarray, alpha: float
+    ) -> list[tuple[str, str, float, float, int]]:
+        """(feature, statistic, value, threshold, size) of every numeric feature, computed for
+        all of them at once."""
+        block = self._block
+        if block is None:
+            return []
+        stats = block.statistics(matrix[:, self._numeric_columns])
+        found = []
+        for i, name in enumerate(block.names):
+            n, m, bins = int(stats["n"][i]), int(block.sizes[i]), int(block.bins[i])
+            if n == 0 or bins < 2:
+                continue  # nothing served, or a constant training feature: nothing to compare
+            found += [
+                (name, "psi", float(stats["psi"][i]), psi_threshold(alpha, bins, n, m), n),
+                (name, "jsd", float(stats["jsd"][i]), jsd_threshold(alpha, bins, n, m), n),
+                (name, "ks", float(stats["ks"][i]), ks_critical(alpha, n, m), n),
+            ]
+        return found
 
     def _matrix(self) -> np.ndarray:
         """The window as one row per event, one column per monitored feature (NaN: absent)."""

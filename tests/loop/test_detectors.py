@@ -11,6 +11,7 @@ from streams.loop.categorical import CategoricalSketch
 from streams.loop.drift_monitor import CategoricalReference, DriftMonitor, FeatureReference
 from streams.loop.error_detectors import AdwinDetector, PageHinkleyDetector
 from streams.loop.histogram import HistogramSketch, jensen_shannon, psi
+from streams.loop.numeric_block import NumericBlock
 from streams.loop.quantiles import QuantileSketch
 from streams.loop.references import from_trained
 from trainers.model_family import FeatureReference as TrainedReference
@@ -126,3 +127,29 @@ def test_a_constant_training_feature_is_skipped_not_a_crash() -> None:
     monitor = DriftMonitor("fraud", 1, {"flag": sample}, window=100)
     assert [a for t in range(100) for a in monitor.update({"flag": 1.0}, t)] == []
     assert [a for t in range(100) for a in monitor.update({"flag": 0.0}, t)] != []
+
+
+def test_the_vectorised_block_equals_the_per_feature_sketches() -> None:
+    rng = np.random.default_rng(16)
+    refs = [
+        FeatureReference.from_sample("gauss", rng.normal(0, 1, 3000)),
+        FeatureReference.from_sample("hours", rng.integers(0, 24, 3000)),
+        from_trained("trained", TrainedReference.of(rng.exponential(3, 3000))),
+    ]
+    block = NumericBlock(refs)
+    window = np.column_stack(
+        [rng.normal(0.3, 1, 400), rng.integers(0, 20, 400), rng.exponential(4, 400)]
+    ).astype(float)
+    window[::7, 0] = np.nan  # absent values count nowhere
+    stats = block.statistics(window)
+    for i, ref in enumerate(refs):
+        values = window[:, i][~np.isnan(window[:, i])]
+        base = HistogramSketch.from_counts(ref.histogram_edges, ref.histogram_counts)
+        live = base.empty_like()
+        live.update_many(values)
+        sketch = QuantileSketch(ref.quantiles, ref.quantile_cdf, ref.size, strict=ref.strict_cdf)
+        sketch.update_many(values)
+        assert stats["n"][i] == values.size
+        assert abs(stats["psi"][i] - psi(live, base)) < 1e-9, ref.name
+        assert abs(stats["jsd"][i] - jensen_shannon(live, base)) < 1e-9, ref.name
+        assert abs(stats["ks"][i] - sketch.ks()) < 1e-9, ref.name

@@ -1,0 +1,96 @@
+"""PSI, Jensen–Shannon and Kolmogorov–Smirnov for every numeric feature of a window at once.
+
+The references of all features are stacked into padded arrays (edges padded with +∞, which no
+value reaches), so binning a window of ``n`` events × ``F`` features is one broadcast comparison
+and one ``bincount``, and each statistic one vectorised expression — the same numbers as
+:mod:`streams.loop.histogram` and :mod:`streams.loop.quantiles` per feature, at a fraction of
+the per-event cost.
+
+>>> import numpy as np
+>>> from streams.loop.drift_monitor import FeatureReference
+>>> rng = np.random.default_rng(0)
+>>> refs = [FeatureReference.from_sample(n, rng.normal(0, 1, 4000)) for n in ("a", "b")]
+>>> block = NumericBlock(refs)
+>>> window = np.column_stack([rng.normal(0, 1, 500), rng.normal(1, 1, 500)])
+>>> stats = block.statistics(window)
+>>> bool(stats["psi"][0] < 0.05), bool(stats["psi"][1] > 0.5), bool(stats["ks"][1] > 0.3)
+(True, True, True)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from streams.loop.histogram import SMOOTHING
+
+if TYPE_CHECKING:
+    from streams.loop.drift_monitor import FeatureReference
+
+
+def _padded(rows: Sequence[Sequence[float]], fill: float) -> np.ndarray:
+    width = max((len(r) for r in rows), default=0)
+    out = np.full((len(rows), width), fill, dtype=np.float64)
+    for i, row in enumerate(rows):
+        out[i, : len(row)] = row
+    return out
+
+
+def _bin_counts(window: np.ndarray, edges: np.ndarray, strict: np.ndarray) -> np.ndarray:
+    """Counts per feature and bin: bin ``k`` holds values with ``k`` edges at or below them
+    (``strict``: ``numpy.histogram`` bins) or strictly below them; NaN counts nowhere."""
+    values = window[:, :, None]
+    at_or_below = (values >= edges[None, :, :]).sum(axis=2)
+    below = (values > edges[None, :, :]).sum(axis=2)
+    index = np.where(strict[None, :], at_or_below, below)
+    features, slots = edges.shape[0], edges.shape[1] + 1
+    flat = index + np.arange(features)[None, :] * slots
+    valid = ~np.isnan(window)
+    counts = np.bincount(flat[valid], minlength=features * slots)
+    return counts.reshape(features, slots)
+
+
+class NumericBlock:
+    """The stacked references of a model version's numeric features."""
+
+    def __init__(self, references: Sequence[FeatureReference]) -> None:
+        self.names = [r.name for r in references]
+        self.sizes = np.array([r.size for r in references], dtype=np.float64)
+        self.bins = np.array([len(r.histogram_edges) + 1 for r in references])
+        self._hist_edges = _padded([r.histogram_edges for r in references], np.inf)
+        self._quant_edges = _padded([r.quantiles for r in references], np.inf)
+        # the reference CDF at padded quantiles is 1: nothing lies beyond +∞
+        self._ref_cdf = _padded([r.quantile_cdf for r in references], 1.0)
+        self._strict = np.array([r.strict_cdf for r in references], dtype=bool)
+        self._hist_strict = np.ones(len(references), dtype=bool)  # [e_k, e_k+1) bins
+        slots = self._hist_edges.shape[1] + 1
+        self._real = np.arange(slots)[None, :] < self.bins[:, None]
+        ref = _padded([r.histogram_counts for r in references], 0.0)
+        self._ref_props = self._proportions(ref)
+
+    def _proportions(self, counts: np.ndarray) -> np.ndarray:
+        smoothed = np.where(self._real, counts + SMOOTHING, 0.0)
+        return np.asarray(smoothed / smoothed.sum(axis=1, keepdims=True), dtype=np.float64)
+
+    def statistics(self, window: np.ndarray) -> dict[str, np.ndarray]:
+        """``psi``, ``jsd``, ``ks`` and the live count ``n`` per feature for one window
+        (rows: events, columns: features in :attr:`names` order, NaN: absent)."""
+        n = (~np.isnan(window)).sum(axis=0).astype(np.float64)
+        p = self._proportions(_bin_counts(window, self._hist_edges, self._hist_strict))
+        q = self._ref_props
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = np.where(self._real, p / q, 1.0)
+            psi = np.sum(np.where(self._real, (p - q) * np.log(ratio), 0.0), axis=1)
+            m = (p + q) / 2.0
+            jsd = 0.5 * np.sum(
+                np.where(self._real, p * np.log(np.where(self._real, p / m, 1.0)), 0.0), axis=1
+            )
+            jsd += 0.5 * np.sum(
+                np.where(self._real, q * np.log(np.where(self._real, q / m, 1.0)), 0.0), axis=1
+            )
+        quantile_counts = _bin_counts(window, self._quant_edges, self._strict)
+        live_cdf = np.cumsum(quantile_counts[:, :-1], axis=1) / np.maximum(n, 1.0)[:, None]
+        ks = np.max(np.abs(live_cdf - self._ref_cdf), axis=1, initial=0.0)
+        return {"psi": psi, "jsd": jsd, "ks": ks, "n": n}
