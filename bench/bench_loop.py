@@ -1,9 +1,15 @@
-"""The loop's benchmark: per-event cost of the drift statistics as a fraction of scoring cost
-(target ≤ 10%), and — from a ``headwater demo`` summary — time to mitigate against a baseline
-that checks for drift on an hourly schedule with the same retrain and canary.
+"""The loop's benchmark, both figures measured in the same run on the demo domain's real
+feature vectors:
 
-``python -m bench.bench_loop [--events N] [--demo-summary FILE]`` prints a JSON object; both
-costs are measured in the same run on the demo domain's real feature vectors.
+* the per-event cost of the drift statistics as a fraction of scoring cost (target ≤ 10%);
+  scoring cost is what the Kafka scorer does per event apart from the broker round trip
+  (decode the feature record, route, guard, predict, encode the prediction), and the ratio to
+  the in-process scoring path alone is reported too;
+* from a ``headwater demo`` summary, time to mitigate against a baseline that checks for
+  drift on an hourly schedule with the same retrain and canary.
+
+``python -m bench.bench_loop [--events N] [--demo-summary FILE | --run-demo EVENTS]`` prints
+a JSON object.
 """
 
 from __future__ import annotations
@@ -17,7 +23,9 @@ from typing import Any
 
 import numpy as np
 
-from schemas.models import Label, Prediction
+from infra.event_bus import make_codec
+from infra.settings import HeadwaterSettings
+from schemas.models import FeatureVector, Label, Prediction
 from serving.fallback import FallbackChain
 from serving.features import feature_matrix
 from serving.routing import RoutingTable, routing_event
@@ -85,6 +93,50 @@ def scoring_cost_us(bundle: ModelBundle, vectors: Sequence[Mapping[str, float]])
     for i in range(0, len(requests), SCORING_BATCH):
         scorer.answer(requests[i : i + SCORING_BATCH])
     cost = _per_event_us(started, len(vectors))
+    chain.close()
+    return cost
+
+
+def scoring_process_cost_us(bundle: ModelBundle, vectors: Sequence[Mapping[str, float]]) -> float:
+    """What the Kafka scorer does per event besides the broker round trip: decode the
+    ``features`` record, score it (as :func:`scoring_cost_us`), encode the ``Prediction``."""
+    codec = make_codec(HeadwaterSettings())
+    encoded = [
+        codec.encode(
+            FeatureVector.SCHEMA,
+            FeatureVector(
+                entity_id=f"c{i % 200}",
+                feature_set="card_activity",
+                feature_set_version=1,
+                event_id=f"e{i}",
+                event_time_ms=i,
+                computed_at_ms=i,
+                values=dict(v),
+            ).to_avro(),
+        )
+        for i, v in enumerate(vectors)
+    ]
+    table = RoutingTable()
+    table.apply(routing_event("bench", {1: 1.0}))
+    chain = FallbackChain("bench", lambda version: bundle, default_output=0.0)
+    scorer = Scorer("bench", table, chain)
+    started = time.perf_counter()
+    for i in range(0, len(encoded), SCORING_BATCH):
+        requests = []
+        for data in encoded[i : i + SCORING_BATCH]:
+            record = FeatureVector.from_avro(codec.decode(data, FeatureVector.SCHEMA)[1])
+            requests.append(
+                ScoreRequest(
+                    record.event_id,
+                    record.entity_id,
+                    record.values,
+                    record.event_time_ms,
+                    time.monotonic(),
+                )
+            )
+        for prediction in scorer.answer(requests).predictions:
+            codec.encode(Prediction.SCHEMA, prediction.to_avro())
+    cost = _per_event_us(started, len(encoded))
     chain.close()
     return cost
 
@@ -178,21 +230,25 @@ def run(events: int = 20_000, demo_summary: Mapping[str, Any] | None = None) -> 
     for _ in range(REPEATS):
         model = model_cost_us(bundle, live)
         scoring = scoring_cost_us(bundle, live)
+        process = scoring_process_cost_us(bundle, live)
         drift = drift_cost_us(references, live)
-        samples.append((scoring, model, drift))
-    samples.sort(key=lambda s: (s[2]["drift_monitor_us"] + s[2]["error_detectors_us"]) / s[0])
-    scoring, model, drift = samples[len(samples) // 2]
+        samples.append((process, scoring, model, drift))
+    samples.sort(key=lambda s: (s[3]["drift_monitor_us"] + s[3]["error_detectors_us"]) / s[0])
+    process, scoring, model, drift = samples[len(samples) // 2]
     statistics = drift["drift_monitor_us"] + drift["error_detectors_us"]
     result: dict[str, Any] = {
         "events": len(live),
         "features": len(names),
+        "scoring_process_us_per_event": process,
         "scoring_us_per_event": scoring,
         "model_only_us_per_event": model,
         **drift,
         "drift_statistics_us_per_event": statistics,
+        "data_drift_to_scoring_process_ratio": drift["drift_monitor_us"] / process,
+        "drift_to_scoring_process_ratio": statistics / process,
         "drift_to_scoring_ratio": statistics / scoring,
         "target_ratio": TARGET_RATIO,
-        "within_target": statistics / scoring <= TARGET_RATIO,
+        "within_target": statistics / process <= TARGET_RATIO,
         "drift_to_model_only_ratio": statistics / model,
         "loop_handler_us_per_event": loop_handler_cost_us(references, live),
     }

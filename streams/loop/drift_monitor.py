@@ -23,6 +23,7 @@ defaults).
 
 from __future__ import annotations
 
+import itertools
 import operator
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -102,6 +103,14 @@ class _Tests:
         return [("chi2", self.categorical.chi2(), self.categorical.threshold(alpha))]
 
 
+def _row_getter(names: list[str]) -> Callable[[Mapping[str, float]], Iterable[float]]:
+    """A C-level lookup of ``names`` in a row, always returning a tuple."""
+    if len(names) == 1:
+        only = names[0]
+        return lambda row: (row[only],)
+    return operator.itemgetter(*names) if names else lambda row: ()
+
+
 class DriftMonitor:
     """Windows of one model version's served features, tested against its training reference."""
 
@@ -128,9 +137,7 @@ class DriftMonitor:
         ]
         self._numeric_columns = [i for i, _ in numeric]
         self._block = NumericBlock([ref for _, ref in numeric]) if numeric else None
-        self._getter: Callable[[Mapping[str, float]], object] = (
-            operator.itemgetter(*self._names) if self._names else lambda row: ()
-        )
+        self._getter = _row_getter(self._names)
         # One append per event; columns are cut out once per window (cheaper than per feature).
         self._rows: list[Mapping[str, float]] = []
         self._start_ms: int | None = None
@@ -194,8 +201,10 @@ class DriftMonitor:
     def _matrix(self) -> np.ndarray:
         """The window as one row per event, one column per monitored feature (NaN: absent)."""
         try:  # the common case, every feature logged: one C-level lookup per row
-            rows = [self._getter(row) for row in self._rows]
-            return np.array(rows, dtype=np.float64).reshape(len(rows), len(self._names))
+            flat = itertools.chain.from_iterable(map(self._getter, self._rows))
+            count = len(self._rows) * len(self._names)
+            values = np.fromiter(flat, dtype=np.float64, count=count)
+            return values.reshape(len(self._rows), len(self._names))
         except KeyError:
             nan = float("nan")
             return np.array([[row.get(n, nan) for n in self._names] for row in self._rows])

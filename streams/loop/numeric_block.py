@@ -1,8 +1,8 @@
 """PSI, Jensen–Shannon and Kolmogorov–Smirnov for every numeric feature of a window at once.
 
-The references of all features are stacked into padded arrays (edges padded with +∞, which no
-value reaches), so binning a window of ``n`` events × ``F`` features is one broadcast comparison
-and one ``bincount``, and each statistic one vectorised expression — the same numbers as
+The references of all features are stacked into padded arrays (bins beyond a feature's own are
+masked out; its CDF is 1 past its last quantile), so after one ``searchsorted`` per feature each
+statistic is one vectorised expression over all features — the same numbers as
 :mod:`streams.loop.histogram` and :mod:`streams.loop.quantiles` per feature, at a fraction of
 the per-event cost.
 
@@ -38,18 +38,18 @@ def _padded(rows: Sequence[Sequence[float]], fill: float) -> np.ndarray:
     return out
 
 
-def _bin_counts(window: np.ndarray, edges: np.ndarray, strict: np.ndarray) -> np.ndarray:
+def _bin_counts(window: np.ndarray, edges: Sequence[np.ndarray], strict: np.ndarray) -> np.ndarray:
     """Counts per feature and bin: bin ``k`` holds values with ``k`` edges at or below them
     (``strict``: ``numpy.histogram`` bins) or strictly below them; NaN counts nowhere."""
-    values = window[:, :, None]
-    at_or_below = (values >= edges[None, :, :]).sum(axis=2)
-    below = (values > edges[None, :, :]).sum(axis=2)
-    index = np.where(strict[None, :], at_or_below, below)
-    features, slots = edges.shape[0], edges.shape[1] + 1
-    flat = index + np.arange(features)[None, :] * slots
-    valid = ~np.isnan(window)
-    counts = np.bincount(flat[valid], minlength=features * slots)
-    return counts.reshape(features, slots)
+    features = len(edges)
+    slots = max((e.size for e in edges), default=0) + 1
+    counts = np.zeros((features, slots), dtype=np.int64)
+    for j, feature_edges in enumerate(edges):
+        column = window[:, j]
+        column = column[~np.isnan(column)]
+        index = np.searchsorted(feature_edges, column, side="right" if strict[j] else "left")
+        counts[j, : feature_edges.size + 1] = np.bincount(index, minlength=feature_edges.size + 1)
+    return counts
 
 
 class NumericBlock:
@@ -59,13 +59,13 @@ class NumericBlock:
         self.names = [r.name for r in references]
         self.sizes = np.array([r.size for r in references], dtype=np.float64)
         self.bins = np.array([len(r.histogram_edges) + 1 for r in references])
-        self._hist_edges = _padded([r.histogram_edges for r in references], np.inf)
-        self._quant_edges = _padded([r.quantiles for r in references], np.inf)
+        self._hist_edges = [np.asarray(r.histogram_edges, dtype=np.float64) for r in references]
+        self._quant_edges = [np.asarray(r.quantiles, dtype=np.float64) for r in references]
         # the reference CDF at padded quantiles is 1: nothing lies beyond +∞
         self._ref_cdf = _padded([r.quantile_cdf for r in references], 1.0)
         self._strict = np.array([r.strict_cdf for r in references], dtype=bool)
         self._hist_strict = np.ones(len(references), dtype=bool)  # [e_k, e_k+1) bins
-        slots = self._hist_edges.shape[1] + 1
+        slots = max((e.size for e in self._hist_edges), default=0) + 1
         self._real = np.arange(slots)[None, :] < self.bins[:, None]
         ref = _padded([r.histogram_counts for r in references], 0.0)
         self._ref_props = self._proportions(ref)
