@@ -31,9 +31,10 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Annotated, Any, Protocol
 
+import orjson
 from fastapi import FastAPI, Header, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from infra.errors import HeadwaterError
@@ -113,7 +114,7 @@ class ScoringService:
         for prediction in self.scorer.shadow([r for r in requests if r.request_id in answered]):
             self.runtime.bus.send("predictions", prediction)
 
-    async def predict(self, body: PredictBody) -> PredictAnswer:
+    async def predict(self, body: PredictBody) -> Response:
         received = time.monotonic()
         request = await _request_of(body, self.lookup, received)
         try:
@@ -122,18 +123,21 @@ class ScoringService:
             raise HTTPException(503, f"scoring failed: {error}") from None
         if isinstance(answer, Rejected):
             raise HTTPException(422, answer.reason)
-        return PredictAnswer(
-            request_id=answer.request_id,
-            entity_id=answer.entity_id,
-            model=answer.model,
-            version=answer.version,
-            route=answer.route,
-            output=answer.output,
-            fallback=answer.fallback,
-            fallback_reason=answer.fallback_reason,
-            latency_ms=answer.latency_ms,
-            features_from="body" if body.features is not None else "online",
-        )
+        # Rendered directly (the route declares PredictAnswer for its schema): re-validating
+        # a body built from a validated Prediction would only cost time on every request.
+        content = {
+            "request_id": answer.request_id,
+            "entity_id": answer.entity_id,
+            "model": answer.model,
+            "version": answer.version,
+            "route": answer.route,
+            "output": answer.output,
+            "fallback": answer.fallback,
+            "fallback_reason": answer.fallback_reason,
+            "latency_ms": answer.latency_ms,
+            "features_from": "body" if body.features is not None else "online",
+        }
+        return Response(orjson.dumps(content), media_type="application/json")
 
     async def healthz(self) -> dict[str, Any]:
         if self.runtime.routing.router(self.runtime.model) is None:
@@ -179,7 +183,7 @@ def create_app(runtime: ServingRuntime, *, lookup: OnlineLookup | None = None) -
 
     app = FastAPI(title="Headwater scoring", lifespan=lifespan)
     app.add_exception_handler(RequestValidationError, _invalid_body)
-    app.post("/predict")(service.predict)
+    app.post("/predict", response_model=PredictAnswer)(service.predict)
     app.get("/healthz")(service.healthz)
     app.get("/models")(service.models)
     app.put("/admin/routing")(service.set_routing)
