@@ -126,7 +126,8 @@ class DemoRun:
         # Training shares two cores with every worker: torch's spinning thread pool would
         # make each step wait on descheduled threads; one thread trains these small nets fast.
         torch.set_num_threads(1)
-        platform.up(self.settings)
+        # the demo runs its own workers for its topics (and stops them when it ends)
+        platform.up(self.settings, processes=False)
         ensure_topics(self.settings)
         self.say(
             f"platform up: kafka {self.settings.bootstrap_servers}, warehouse "

@@ -21,8 +21,10 @@ from schemas.models import (
     Metric,
     ModelVersion,
     Prediction,
+    Routing,
 )
 from streams.loop.agent_runner import Output
+from streams.loop.canary import ACTOR as CANARY_ACTOR
 from streams.loop.canary import CanaryConfig, CanaryController, CanaryDecision
 from streams.loop.drift_monitor import CategoricalReference, DriftMonitor, FeatureReference
 from streams.loop.error_detectors import AdwinDetector, ErrorDetector, PageHinkleyDetector
@@ -126,14 +128,41 @@ class LoopHandler:
                 stage = self.registry.version(event.model, event.version).stage
             except RegistryError:
                 continue
-            if stage == "registered":
+            if event.action == "promoted":
+                outputs += self._external_promotion(event)
+                continue
+            handed_over = event.action in ("canary", "shadow") and stage == event.action
+            if stage == "registered" or handed_over:
+                # a version someone else (the retrain worker, a person) put in canary is tried
+                # the same way: the controller sets its weights and decides
                 champion = self.registry.champion(event.model)
-                outputs += self._decisions(
-                    self._controller(event.model).on_registered(event, champion)
-                )
+                registered = event.model_copy(update={"action": "registered"})
+                controller = self._controller(event.model)
+                if controller.candidate != event.version:
+                    outputs += self._decisions(controller.on_registered(registered, champion))
         for controller in self.controllers.values():
             outputs += self._decisions(controller.tick(now_ms))
         return outputs
+
+    def _external_promotion(self, event: ModelVersion) -> list[Output]:
+        """Promoted by someone else (the first version, a person): once the batch is folded
+        and it is still the champion (not an old event of a replay), it serves everything."""
+        controller = self._controller(event.model)
+        if (
+            self.registry.champion(event.model) != event.version
+            or controller.candidate is not None
+            or controller.champion == event.version
+        ):
+            return []
+        controller.champion = event.version
+        routing = Routing(
+            model=event.model,
+            weights={str(event.version): 1.0},
+            reason=f"{event.model}@{event.version} promoted by {event.actor or 'someone'}",
+            actor=CANARY_ACTOR,
+            updated_at_ms=self.clock(),
+        )
+        return [("routing", routing)]
 
     def flush(self) -> list[Output]:
         """Close the open metric windows (at shutdown)."""
@@ -255,6 +284,10 @@ class LoopHandler:
             return []  # the registry's own fold reports illegal events; here they change nothing
         if event.action == "registered":
             self._pending.append(event)  # decided after the batch, once replays caught up
+        elif event.actor != CANARY_ACTOR and event.action in ("canary", "shadow"):
+            self._pending.append(event)
+        elif event.actor != CANARY_ACTOR and event.action == "promoted":
+            self._pending.append(event)  # routed after the batch if it is still the champion
         return []
 
     def _controller(self, model: str) -> CanaryController:

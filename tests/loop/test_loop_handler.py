@@ -141,3 +141,35 @@ def test_drift_leads_to_a_retrain_request_and_the_new_version_is_promoted() -> N
     assert {(1, "champion"), (2, "canary"), (2, "champion")} <= metrics
     counts = handler.joiner.counts
     assert counts.joined == counts.predictions - counts.pending_predictions
+
+
+def test_versions_handed_over_by_the_retrain_worker_are_routed_and_tried() -> None:
+    handler = LoopHandler(_references, LoopConfig(), clock=lambda: 5)
+
+    def batch(*events: ModelVersion) -> list[Routing]:
+        out = [o for e in events for o in handler.handle("model-versions", e)]
+        out += handler.on_tick(5)
+        return [e for _, e in out if isinstance(e, Routing)]
+
+    def event(version: int, action: str, actor: str = "retrain-worker") -> ModelVersion:
+        sha = SHA[version] if action == "registered" else ""
+        return ModelVersion.model_validate(
+            {
+                "model": "fraud",
+                "version": version,
+                "action": action,
+                "actor": actor,
+                "artifact_sha256": sha,
+                "event_time_ms": version,
+            }
+        )
+
+    # the worker registers and promotes the first version in one go: it is routed, not tried
+    routed = batch(event(1, "registered"), event(1, "promoted"))
+    assert [r.weights for r in routed] == [{"1": 1.0}]
+    # the worker registers the next one and puts it in canary: the controller tries it
+    routed = batch(event(2, "registered"), event(2, "canary"))
+    assert [r.weights for r in routed] == [{"1": 0.9, "2": 0.1}]
+    assert handler.controllers["fraud"].candidate == 2
+    # a replay of the old promotion routes nothing back
+    assert batch(event(1, "promoted")) == []
