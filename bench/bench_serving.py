@@ -146,7 +146,8 @@ class PredictionClock:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            for message in self._consumer.consume(500, timeout=0.05):
+            # A short wait: the clock must not add a batching delay of its own.
+            for message in self._consumer.consume(1000, timeout=0.001):
                 key = message.key()
                 if message.error() is None and key is not None:
                     # The topic's key is the request id: no decoding on the clock's path.
