@@ -1,0 +1,56 @@
+"""``python -m streams.loop``: the loop's agents as one process — the loop handler (label join,
+live metrics, drift and error detectors, retraining policy, canary controller) and the skew
+handler — on the topics of the configured prefix, until SIGTERM or SIGINT.
+
+A process supervisor (or ``headwater up``'s stream processes) runs it next to the feature
+worker, the sink, the scorer and the retrain worker.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+
+from infra.errors import HeadwaterError
+from infra.settings import load_settings
+from streams.feature_module import load_feature_module
+from streams.loop.agent_runner import AgentRunner
+from streams.loop.loop_handler import LoopHandler
+from streams.loop.references import BundleReferences
+from streams.loop.skew_handler import SkewHandler
+from trainers.artifacts import ArtifactStore
+
+
+def main() -> int:
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    try:
+        settings = load_settings()
+        feature_set = load_feature_module(settings.features).feature_set
+        loop = LoopHandler(BundleReferences(ArtifactStore.from_settings(settings)))
+        prefix = settings.topic_prefix
+        runners = [
+            AgentRunner(settings, loop, f"{prefix}headwater-loop").start(),
+            AgentRunner(settings, SkewHandler(feature_set), f"{prefix}headwater-skew").start(),
+        ]
+    except HeadwaterError as error:
+        print(f"streams.loop: {error}", file=sys.stderr)
+        return 1
+    while not stop.wait(1.0):
+        failed = [r for r in runners if r.error is not None]
+        if failed:
+            stop.set()
+    code = 0
+    for runner in runners:
+        try:
+            runner.stop()
+        except HeadwaterError as error:
+            print(f"streams.loop: {error}", file=sys.stderr)
+            code = 1
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
