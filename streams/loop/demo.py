@@ -117,6 +117,7 @@ class DemoRun:
         self.workers = Workers(self.settings.home / "demo-logs" / f"demo-{tag}")
         self.runners: list[AgentRunner] = []
         self._said = set()
+        self._began_ms = _now_ms()
 
     def say(self, message: str) -> None:
         self._progress(f"[{self._clock.elapsed():6.1f}s] {message}")
@@ -148,7 +149,9 @@ class DemoRun:
             self._produce(rest, 0, paced=False)  # the labels still due
             self._await_decision(observer)
             lost = self._drain(observer)
-            return self._summary(observer, lost)
+            summary = self._summary(observer, lost)
+            summary["warehouse_rows"] = self._warehouse_rows(warehouse)
+            return summary
         finally:
             self._stop()
             warehouse.close()
@@ -414,6 +417,40 @@ class DemoRun:
             self.say(str(error))
         missing = max(0, self.produced - len(observer.answered) - observer.deadletters)
         return missing + max(0, self.labels_produced - observer.labels)
+
+    def _warehouse_rows(self, warehouse: Warehouse) -> dict[str, int]:
+        """This run's rows in the warehouse, table by table (its event-time stretch, or since it
+        began for the loop's own events), once the sink has caught up with the labels."""
+        db, began = warehouse.database, self._began_ms
+        stretch = f"BETWEEN {self.start_ms} AND {self.end_ms}"
+        model = f"model = '{self.model}'"
+        queries = {
+            "labels": f"labels FINAL WHERE event_time_ms {stretch}",
+            "features": f"features FINAL WHERE event_time_ms {stretch}",
+            "predictions": f"predictions FINAL WHERE {model} AND event_time_ms {stretch}",
+            "metrics": f"metrics FINAL WHERE {model} AND window_start_ms {stretch}",
+            "drift": f"drift FINAL WHERE {model} AND detected_at_ms >= {began}",
+            "retrain_requests": f"retrain_requests FINAL WHERE {model} AND "
+            f"requested_at_ms >= {began}",
+            "runs": f"runs FINAL WHERE {model} AND event_time_ms >= {began}",
+            "model_versions": f"model_versions FINAL WHERE {model} AND event_time_ms >= {began}",
+            "routing": f"routing FINAL WHERE {model} AND updated_at_ms >= {began}",
+        }
+
+        def count(table: str) -> int:
+            return int(warehouse.query(f"SELECT count() FROM {db}.{queries[table]}").scalar())
+
+        def caught_up() -> bool:
+            return (
+                count("labels") >= self.labels_produced
+                and count("features") >= self.produced
+                and count("predictions") >= self.produced
+            )
+
+        deadline = time.monotonic() + 60
+        while not caught_up() and time.monotonic() < deadline:
+            time.sleep(1.0)  # the sink commits in batches, topic by topic
+        return {table: count(table) for table in queries}
 
     def _summary(self, observer: DemoObserver, lost: int) -> dict[str, Any]:
         t = observer.timeline

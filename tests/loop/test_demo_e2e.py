@@ -87,6 +87,10 @@ def test_demo_promotes_a_retrained_candidate(demo_env: dict[str, str]) -> None:
     assert 0 < summary["seconds_to_detect"] < summary["seconds_to_decision"]
     for step in ("drift detected", "retrain requested", "canary", "decision: promoted"):
         assert step in progress
+    rows = summary["warehouse_rows"]  # every step is a row in the warehouse too
+    assert rows["labels"] == 8000 and rows["features"] == 8000 and rows["predictions"] >= 8000
+    assert min(rows["metrics"], rows["drift"], rows["retrain_requests"], rows["runs"]) > 0
+    assert rows["model_versions"] >= 7 and rows["routing"] >= 5
 
 
 def test_demo_rolls_back_a_bad_candidate(demo_env: dict[str, str]) -> None:
