@@ -151,7 +151,9 @@ class LocalKafka:
     def _format_storage(self, java: str, classpath: str, properties: Path) -> None:
         if (self.root / "data" / "meta.properties").exists():
             return
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode()[:22]
+        cluster_id = "-"
+        while cluster_id.startswith("-"):  # the storage tool would read it as an option
+            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode()[:22]
         command = [
             java,
             "-cp",

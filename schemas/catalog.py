@@ -46,7 +46,7 @@ class AvroSchema:
     @classmethod
     def from_json(cls, source: dict[str, Any]) -> AvroSchema:
         try:
-            parsed = fastavro.parse_schema(source, _write_hint=False)
+            parsed = fastavro.parse_schema(source)
         except Exception as error:  # fastavro raises several types for bad schemas
             raise SchemaError(f"invalid Avro schema {source.get('name')!r}: {error}") from error
         name = str(source["name"])

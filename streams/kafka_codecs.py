@@ -29,11 +29,11 @@ def _unavailable(codec: str) -> object:
 
 def enable_lz4() -> None:
     """Let aiokafka decompress LZ4 record batches with the ``lz4`` package."""
-    from aiokafka import codec  # type: ignore[import-untyped]
+    from aiokafka import codec
 
     if codec.cramjam is not None:
         return
-    import lz4.frame  # type: ignore[import-untyped]
+    import lz4.frame
 
     codec.cramjam = SimpleNamespace(
         lz4=SimpleNamespace(decompress=lz4.frame.decompress, Compressor=_Lz4Compressor),
