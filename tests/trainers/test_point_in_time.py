@@ -14,6 +14,9 @@ from trainers.point_in_time import DatasetSpec, build_training_set
 pytestmark = pytest.mark.integration
 
 FUTURE = 999.0  # a feature value that exists only after the labelled events
+# The session's warehouse is shared by every test: this test's rows live in a time range of
+# their own, far from any other test's, and the training set is built over that range only.
+BASE = 4_000_000_000_000
 
 
 def _insert(warehouse: ChdbWarehouse, table: str, rows: list[dict[str, Any]]) -> None:
@@ -27,8 +30,8 @@ def _feature(entity: str, fs: str, t: int, value: float, computed: int = 0) -> d
         "feature_set": fs,
         "feature_set_version": 1,
         "event_id": f"{entity}-{t}",
-        "event_time_ms": t,
-        "computed_at_ms": computed or t,
+        "event_time_ms": BASE + t,
+        "computed_at_ms": BASE + (computed or t),
         "values": {"amount": value, "count": 1.0},
     }
 
@@ -39,8 +42,8 @@ def _label(entity: str, t: int, label: float, request: str = "", at: int = 0) ->
         "entity_id": entity,
         "event_id": f"{entity}-{t}",
         "label": label,
-        "event_time_ms": t,
-        "labeled_at_ms": at or t + 10,
+        "event_time_ms": BASE + t,
+        "labeled_at_ms": BASE + (at or t + 10),
     }
 
 
@@ -55,8 +58,8 @@ def _prediction(request: str, entity: str, model: str, t: int, amount: float) ->
         "features": {"amount": amount, "count": 7.0},
         "feature_set": "fs",
         "feature_set_version": 2,
-        "event_time_ms": t,
-        "served_at_ms": t + 1,
+        "event_time_ms": BASE + t,
+        "served_at_ms": BASE + t + 1,
         "latency_ms": 1.0,
         "fallback": False,
         "fallback_reason": "",
@@ -92,7 +95,14 @@ def test_labels_join_logged_features_first_then_offline_as_of_their_time(
             _label("b", 320, 1.0, at=9_500),  # labelled after as_of: not known yet
         ],
     )
-    spec = DatasetSpec(model=model, feature_set=fs, as_of_ms=8_000, valid_fraction=0.34)
+    spec = DatasetSpec(
+        model=model,
+        feature_set=fs,
+        start_ms=BASE,
+        end_ms=BASE + 10_000,
+        as_of_ms=BASE + 8_000,
+        valid_fraction=0.34,
+    )
     data = build_training_set(warehouse, spec)
 
     assert data.feature_names == ("amount", "count")

@@ -36,13 +36,16 @@ def insert_history(
         amount, mean, count = rng.lognormal(3, 1), rng.lognormal(3, 0.5), float(rng.poisson(3))
         values = dict(zip(names, (amount, mean, count), strict=True))
         label = float(amount / mean + 0.3 * count + rng.normal(0, 0.3) > 2.2)
-        entity, request = f"card-{i}", f"req-{model}-{i}"
+        # Identities of this feature set only: other tests share the session's warehouse, and
+        # the labels table is deduplicated by entity, time and event id.
+        entity, request = f"{feature_set}/card-{i}", f"req-{model}-{i}"
+        event_id = f"{feature_set}/e-{i}"
         features.append(
             {
                 "entity_id": entity,
                 "feature_set": feature_set,
                 "feature_set_version": 1,
-                "event_id": f"e-{i}",
+                "event_id": event_id,
                 "event_time_ms": t,
                 "computed_at_ms": t + 5,
                 "values": values,
@@ -53,7 +56,7 @@ def insert_history(
             {
                 "request_id": request if logged else "",
                 "entity_id": entity,
-                "event_id": f"e-{i}",
+                "event_id": event_id,
                 "label": label,
                 "event_time_ms": t,
                 "labeled_at_ms": t + 50,
