@@ -85,23 +85,37 @@ class TopicState:
 
 def ensure_topics(settings: HeadwaterSettings) -> list[str]:
     """Create every topic of DESIGN.md that doesn't exist yet; returns the ones created."""
-    existing = set(cluster_metadata(settings).topics)
     wanted = []
     for spec in TOPICS.values():
-        name = settings.topic(spec.name)
-        if name in existing:
-            continue
         config = {"retention.ms": str(settings.topic_retention_ms)}
         if spec.compacted:
-            config = {"cleanup.policy": "compact", "min.compaction.lag.ms": "0"}
-        wanted.append(
-            NewTopic(
-                name,
-                num_partitions=settings.topic_partitions,
-                replication_factor=settings.topic_replication,
-                config=config,
-            )
-        )
+            config = COMPACTED
+        name = settings.topic(spec.name)
+        wanted.append(new_topic(settings, name, settings.topic_partitions, config))
+    return create_topics(settings, wanted)
+
+
+COMPACTED = {"cleanup.policy": "compact", "min.compaction.lag.ms": "0"}
+"""The configuration of a compacted topic: the latest record per key is kept forever."""
+
+
+def new_topic(
+    settings: HeadwaterSettings, name: str, partitions: int, config: dict[str, str]
+) -> NewTopic:
+    """A topic to create with the configured replication."""
+    return NewTopic(
+        name,
+        num_partitions=partitions,
+        replication_factor=settings.topic_replication,
+        config=config,
+    )
+
+
+def create_topics(settings: HeadwaterSettings, topics: list[NewTopic]) -> list[str]:
+    """Create those of ``topics`` that don't exist yet and wait for their partition leaders;
+    returns the names created."""
+    existing = set(cluster_metadata(settings).topics)
+    wanted = [t for t in topics if t.topic not in existing]
     if not wanted:
         return []
     created = []

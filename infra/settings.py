@@ -71,6 +71,9 @@ class HeadwaterSettings(BaseSettings):
 
     event_schema_file: str = ""
     features: str = "streams.demo.features"
+    # The feature worker's consumer: librdkafka (batched, the default) or Faust's stream. Both
+    # keep entity state in the same changelog topic, so a worker can switch between them.
+    stream_engine: Literal["librdkafka", "faust"] = "librdkafka"
     bind_host: str = "127.0.0.1"
     http_port: int = Field(default=8088, ge=1, le=65535)
     dashboard_port: int = Field(default=8089, ge=1, le=65535)

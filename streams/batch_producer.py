@@ -1,8 +1,9 @@
 """Producing a batch's records with librdkafka and waiting until the broker has them all.
 
 The feature worker hands each batch's outputs here instead of to Faust's pure-Python producer:
-``produce`` costs a few microseconds a record, and :meth:`BatchProducer.confirm` waits for the
-acknowledgements in a thread so Faust's event loop keeps fetching meanwhile.
+``produce`` costs a few microseconds a record. :meth:`BatchProducer.wait` blocks until the
+broker acknowledged them; :meth:`BatchProducer.confirm` waits in a thread, so an event loop
+(Faust's) keeps fetching meanwhile.
 """
 
 from __future__ import annotations
@@ -45,15 +46,16 @@ class BatchProducer:
         poll(0)
         return count
 
-    def _flush(self) -> int:
-        return int(self._producer.flush(self._timeout_s))
-
-    async def confirm(self) -> None:
+    def wait(self) -> None:
         """Return once every record sent so far is acknowledged; fail naming the broker."""
-        left = await asyncio.to_thread(self._flush)
+        left = int(self._producer.flush(self._timeout_s))
         if left or self._errors:
             errors, self._errors = self._errors, []
             raise BrokerUnavailable(
                 f"{left} record(s) unacknowledged and {len(errors)} failed at {self._address}: "
                 f"{errors[:3]}"
             )
+
+    async def confirm(self) -> None:
+        """:meth:`wait` without blocking the event loop."""
+        await asyncio.to_thread(self.wait)

@@ -18,11 +18,12 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from confluent_kafka import OFFSET_BEGINNING, KafkaError, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 
 from infra.errors import BrokerUnavailable
 from infra.kafka_clients import cluster_metadata, make_consumer
 from infra.settings import HeadwaterSettings
+from streams.changelog import catch_up
 from streams.featureset import EntityState, FeatureSet
 from streams.worker import changelog_topic
 
@@ -79,28 +80,14 @@ class ChangelogReplica:
 
     def refresh(self) -> int:
         """Apply every changelog record written before this call; returns how many."""
-        targets = {}
-        for tp in self._partitions:
-            _, high = self._consumer.get_watermark_offsets(tp, timeout=self._timeout_s)
-            position = self._consumer.position([TopicPartition(self.topic, tp.partition)])[0]
-            if high > max(position.offset, 0):
-                targets[tp.partition] = high
+        partitions = [tp.partition for tp in self._partitions]
         applied = 0
-        deadline = time.monotonic() + self._timeout_s * 3
-        while targets and time.monotonic() < deadline:
-            for message in self._consumer.consume(1000, timeout=0.5):
-                error = message.error()
-                if error is not None:
-                    if error.code() != KafkaError._PARTITION_EOF:
-                        raise BrokerUnavailable(f"reading {self.topic}: {error.str()}")
-                    continue
-                key, value = message.key(), message.value()
-                if key is not None and value is not None:
-                    self._states[key.decode()] = value
-                    applied += 1
-                partition, offset = message.partition(), message.offset()
-                if partition in targets and offset is not None and offset + 1 >= targets[partition]:
-                    del targets[partition]
+        for _, key, value in catch_up(self._consumer, self.topic, partitions, self._timeout_s * 3):
+            if value is None:
+                self._states.pop(key.decode(), None)
+            else:
+                self._states[key.decode()] = value
+            applied += 1
         return applied
 
     def state(self, entity_id: str) -> EntityState | None:

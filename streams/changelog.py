@@ -1,0 +1,124 @@
+"""The online store's durable form: entity states in a compacted changelog topic.
+
+The feature worker writes each batch's changed states to the changelog (key: entity id, value:
+:meth:`EntityState.to_bytes`), the format a Faust table with raw keys and values uses, so either
+engine of the worker can recover the other's state. :class:`ChangelogStore` holds the states in
+memory and decodes a recovered state only when it is first used; :func:`catch_up` reads
+changelog partitions up to the end they had when called (worker recovery, lookup replicas).
+
+>>> from streams.feature_module import load_feature_module
+>>> fs = load_feature_module("streams.demo.features").feature_set
+>>> state = fs.new_state()
+>>> _ = state.update(60_000, {"amount": 12.0}, {"channel": "pos"}, offset=4)
+>>> store = ChangelogStore(fs)
+>>> store.restore(1, [(b"card-1", state.to_bytes()), (b"card-2", b"[]"), (b"card-2", None)])
+2
+>>> store.get("card-1").applied_offset, store.get("card-2"), len(store)
+(4, None, 1)
+>>> store.drop({1}), len(store)
+(1, 0)
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator, MutableMapping
+
+from confluent_kafka import Consumer, KafkaError, TopicPartition
+
+from infra.errors import BrokerUnavailable
+from streams.featureset import EntityState, FeatureSet
+
+
+class ChangelogStore:
+    """Entity states by entity id, each with the partition it belongs to.
+
+    Backed by any mapping of raw keys to states or their changelog bytes: a plain dict for the
+    librdkafka engine, a Faust table's local data for the Faust engine.
+    """
+
+    def __init__(
+        self,
+        feature_set: FeatureSet,
+        data: MutableMapping[bytes, object] | None = None,
+    ) -> None:
+        self.feature_set = feature_set
+        self._data: MutableMapping[bytes, object] = {} if data is None else data
+        self._partition_of: dict[bytes, int] = {}
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def get(self, entity: str) -> EntityState | None:
+        key = entity.encode()
+        value = self._data.get(key)
+        if isinstance(value, bytes | bytearray):
+            value = EntityState.from_bytes(self.feature_set, bytes(value))
+            self._data[key] = value
+        return value if isinstance(value, EntityState) else None
+
+    def put(self, entity: str, state: EntityState, partition: int) -> None:
+        key = entity.encode()
+        self._data[key] = state
+        self._partition_of[key] = partition
+
+    def state_bytes(self, entity: str) -> bytes:
+        """The changelog value of an entity's state."""
+        state = self.get(entity)
+        if state is None:
+            raise KeyError(f"no state for entity {entity!r}")
+        return state.to_bytes()
+
+    def restore(self, partition: int, records: Iterable[tuple[bytes, bytes | None]]) -> int:
+        """Apply changelog records of one partition (None deletes); returns how many."""
+        count = 0
+        for key, value in records:
+            if value is None:
+                self._data.pop(key, None)
+                self._partition_of.pop(key, None)
+            else:
+                self._data[key] = value
+                self._partition_of[key] = partition
+            count += 1
+        return count
+
+    def drop(self, partitions: set[int]) -> int:
+        """Forget the states of partitions this worker no longer owns; returns how many."""
+        gone = [key for key, p in self._partition_of.items() if p in partitions]
+        for key in gone:
+            del self._partition_of[key]
+            self._data.pop(key, None)
+        return len(gone)
+
+
+def catch_up(
+    consumer: Consumer, topic: str, partitions: Iterable[int], timeout_s: float
+) -> Iterator[tuple[int, bytes, bytes | None]]:
+    """(partition, key, value) of every record between the consumer's positions on the
+    assigned ``partitions`` and their ends as of this call; fails naming the topic if the broker
+    does not deliver them within ``timeout_s``."""
+    targets = {}
+    for partition in partitions:
+        tp = TopicPartition(topic, partition)
+        _, high = consumer.get_watermark_offsets(tp, timeout=timeout_s)
+        position = consumer.position([tp])[0].offset
+        if high > max(position, 0):
+            targets[partition] = high
+    deadline = time.monotonic() + timeout_s
+    while targets:
+        if time.monotonic() > deadline:
+            raise BrokerUnavailable(
+                f"reading changelog {topic} partitions {sorted(targets)} up to offsets "
+                f"{targets} took longer than {timeout_s:.0f} s"
+            )
+        for message in consumer.consume(5000, timeout=0.2):
+            error = message.error()
+            if error is not None:
+                if error.code() != KafkaError._PARTITION_EOF:
+                    raise BrokerUnavailable(f"reading changelog {topic}: {error.str()}")
+                continue
+            part, offset, key = message.partition(), message.offset(), message.key()
+            if key is not None and part is not None:
+                yield part, key, message.value()
+            if part in targets and offset is not None and offset + 1 >= targets[part]:
+                del targets[part]

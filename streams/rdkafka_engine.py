@@ -1,0 +1,187 @@
+"""The feature worker on librdkafka (``HEADWATER_STREAM_ENGINE=librdkafka``, the default).
+
+One confluent-kafka consumer in the group ``<prefix>headwater-features`` takes batches of up to
+``BATCH_MAX`` records (or what arrived within ``BATCH_WITHIN_S``) while librdkafka's own
+threads prefetch the next ones. Entity states live in a :class:`ChangelogStore`: when a
+partition of ``events.raw`` is assigned, the same partition of the changelog is read to its end
+first; when it is revoked, its offsets are committed and its states dropped. Assignment is
+cooperative-sticky, so a rebalance only moves (and recovers) the partitions that change hands.
+
+The loop, per batch: compute and send the outputs, wait for their acknowledgement, send the
+changed states, wait, then commit the batch's offsets (asynchronously: a lost commit only means
+the batch is re-read, and its events are skipped by the recovered states' source offsets).
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import time
+from types import FrameType
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
+
+from infra.errors import BrokerUnavailable
+from infra.kafka_clients import (
+    COMPACTED,
+    cluster_metadata,
+    create_topics,
+    make_consumer,
+    new_topic,
+)
+from infra.settings import HeadwaterSettings
+from streams.changelog import ChangelogStore, catch_up
+from streams.pipeline import RawRecord
+from streams.worker import BATCH_MAX, BATCH_WITHIN_S, FeatureBatches, app_id
+
+log = logging.getLogger("headwater.streams.rdkafka_engine")
+
+REPORT_EVERY_S = 5.0
+
+
+class RdkafkaFeatureWorker:
+    """The consume → compute → produce → commit loop; :meth:`run` until :meth:`stop`."""
+
+    def __init__(self, settings: HeadwaterSettings) -> None:
+        self.settings = settings
+        self.batches = FeatureBatches(settings)
+        self.store = ChangelogStore(self.batches.feature_set)
+        self.raw_topic = settings.topic("events.raw")
+        self.changelog = self.batches.changelog
+        self._ensure_changelog()
+        self.consumer = make_consumer(
+            settings,
+            app_id(settings),
+            **{
+                "partition.assignment.strategy": "cooperative-sticky",
+                "fetch.wait.max.ms": 100,
+                "queued.max.messages.kbytes": 16384,
+            },
+        )
+        self._next: dict[int, int] = {}  # partition -> next offset to commit
+        self._stopping = False
+
+    def _ensure_changelog(self) -> None:
+        """Create the changelog, co-partitioned with ``events.raw``, if it doesn't exist."""
+        raw = cluster_metadata(self.settings).topics.get(self.raw_topic)
+        if raw is None or raw.error is not None:
+            raise BrokerUnavailable(
+                f"topic {self.raw_topic} does not exist at {self.settings.bootstrap_servers}; "
+                "`headwater up` creates the platform's topics"
+            )
+        topic = new_topic(self.settings, self.changelog, len(raw.partitions), COMPACTED)
+        create_topics(self.settings, [topic])
+
+    def _assigned(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        owned = sorted(tp.partition for tp in partitions)
+        if not owned:
+            return
+        started, restored = time.perf_counter(), 0
+        reader = make_consumer(self.settings, f"{app_id(self.settings)}-restore")
+        try:
+            reader.assign([TopicPartition(self.changelog, p, OFFSET_BEGINNING) for p in owned])
+            timeout = self.settings.kafka_timeout_s * 6
+            for partition, key, value in catch_up(reader, self.changelog, owned, timeout):
+                restored += self.store.restore(partition, [(key, value)])
+        finally:
+            reader.close()
+        log.info(
+            "assigned %s[%s]: %d state record(s) recovered in %.2f s; %d entities held",
+            self.raw_topic,
+            ",".join(map(str, owned)),
+            restored,
+            time.perf_counter() - started,
+            len(self.store),
+        )
+
+    def _revoked(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        gone = {tp.partition for tp in partitions}
+        self._commit(gone, asynchronous=False)
+        for partition in gone:
+            self._next.pop(partition, None)
+        dropped = self.store.drop(gone)
+        log.info("revoked %s%s: %d entities dropped", self.raw_topic, sorted(gone), dropped)
+
+    def _commit(self, partitions: set[int] | None = None, asynchronous: bool = True) -> None:
+        offsets = [
+            TopicPartition(self.raw_topic, p, offset)
+            for p, offset in self._next.items()
+            if partitions is None or p in partitions
+        ]
+        if not offsets:
+            return
+        try:
+            if asynchronous:
+                self.consumer.commit(offsets=offsets, asynchronous=True)
+            else:
+                self.consumer.commit(offsets=offsets, asynchronous=False)
+        except Exception as error:  # a failed commit only means re-reading; never fatal
+            log.warning("committing %s failed: %s", offsets, error)
+
+    def _records(self, messages: list[Message]) -> list[RawRecord]:
+        batch = []
+        for message in messages:
+            error = message.error()
+            if error is not None:
+                if error.code() == KafkaError._PARTITION_EOF:
+                    continue
+                if error.fatal() or error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
+                    raise BrokerUnavailable(f"consuming {self.raw_topic}: {error.str()}")
+                log.warning("consuming %s: %s", self.raw_topic, error.str())
+                continue
+            partition, offset = message.partition() or 0, message.offset() or 0
+            batch.append(RawRecord(partition, offset, message.key(), message.value()))
+        return batch
+
+    def step(self, timeout_s: float = BATCH_WITHIN_S) -> int:
+        """Process one batch (what arrives within ``timeout_s``); returns its size."""
+        batch = self._records(self.consumer.consume(BATCH_MAX, timeout=timeout_s))
+        if not batch:
+            return 0
+        batches, producer = self.batches, self.batches.producer
+        out = batches.outputs(batch, self.store)
+        producer.wait()  # outputs first: a state never runs ahead of them
+        batches.states(out, self.store)
+        producer.wait()
+        batches.done(len(batch), out)
+        for record in batch:
+            self._next[record.partition] = record.offset + 1
+        self._commit()
+        return len(batch)
+
+    def run(self) -> None:
+        self.consumer.subscribe([self.raw_topic], on_assign=self._assigned, on_revoke=self._revoked)
+        reported = time.monotonic()
+        try:
+            while not self._stopping:
+                self.step()
+                if time.monotonic() - reported >= REPORT_EVERY_S:
+                    reported = time.monotonic()
+                    log.info("feature worker: %s", self.batches.counters)
+        finally:
+            self._commit(asynchronous=False)
+            self.consumer.close()
+            log.info("feature worker stopped: %s", self.batches.counters)
+
+    def stop(self, *_: object) -> None:
+        self._stopping = True
+
+
+def run_rdkafka_worker(settings: HeadwaterSettings) -> None:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    worker = RdkafkaFeatureWorker(settings)
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        worker.stop()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    log.info(
+        "feature worker (librdkafka) on %s: %s -> features of %s",
+        settings.bootstrap_servers,
+        worker.raw_topic,
+        worker.batches.feature_set.name,
+    )
+    worker.run()
