@@ -45,3 +45,7 @@ class SchemaError(HeadwaterError):
 
 class UnknownTopic(HeadwaterError):
     """A topic name is not one of the platform's topics."""
+
+
+class MigrationError(WarehouseError):
+    """A warehouse migration cannot be applied as written (e.g. an applied one was edited)."""

@@ -13,18 +13,28 @@ metrics through :meth:`PlatformMetrics.observe`, so callers need not know the me
 >>> m.records.labels(topic="events", stage="validate").inc(3)
 >>> m.value("headwater_records_total", topic="events", stage="validate")
 3.0
+>>> m.batch("features", "events.raw", records=500, seconds=0.02, rejected=3)
+>>> m.value("headwater_records_total", topic="events.raw", stage="features")
+500.0
+>>> m.value("headwater_batch_duration_seconds_count", stage="features")
+1.0
 """
 
 from __future__ import annotations
 
+import atexit
 import json
+import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from threading import Thread
+from typing import Protocol
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client.core import Metric as PromMetric
 
 from infra.errors import PortInUse
 from infra.settings import HeadwaterSettings
@@ -39,11 +49,32 @@ from schemas.models import (
     Routing,
 )
 
+log = logging.getLogger("headwater.metrics")
+
 # Latency buckets in seconds: sub-millisecond scoring up to multi-second end-to-end paths.
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
 # Circuit-breaker states as gauge values, so a graph shows transitions (Hystrix's three states).
 BREAKER_STATES = {"closed": 0, "half_open": 1, "open": 2}
+
+# Records per batch, and durations of work that takes seconds to an hour (retrains, trials).
+BATCH_SIZE_BUCKETS = (1, 10, 50, 100, 500, 1000, 5000, 10000, 50000)
+LONG_BUCKETS = (1, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
+
+
+class _BeforeScrape:
+    """Registered first, so the refreshers it runs set gauges before they are collected."""
+
+    def __init__(self) -> None:
+        self.refreshers: list[Callable[[], None]] = []
+
+    def collect(self) -> list[PromMetric]:
+        for refresh in self.refreshers:
+            try:
+                refresh()
+            except Exception as error:  # a scrape must not fail for one stale gauge
+                log.warning("metrics refresh failed: %s", error)
+        return []
 
 
 class PlatformMetrics:
@@ -52,6 +83,8 @@ class PlatformMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         r = self.registry
+        self._before_scrape = _BeforeScrape()
+        r.register(self._before_scrape)
         self.records = Counter(
             "headwater_records", "Records processed", ["topic", "stage"], registry=r
         )
@@ -88,6 +121,7 @@ class PlatformMetrics:
             registry=r,
         )
         self._loop_metrics()
+        self._work_metrics()
 
     def _loop_metrics(self) -> None:
         """Serving and the closed loop: breakers, routing, quality, drift, retrains, versions."""
@@ -132,6 +166,80 @@ class PlatformMetrics:
             registry=r,
         )
 
+    def _work_metrics(self) -> None:
+        """Batches of the stream processes, and the trainers' retrains and trials."""
+        r = self.registry
+        self.batch_duration = Histogram(
+            "headwater_batch_duration_seconds",
+            "Time to handle one batch, by stage (features, sink, an agent's group)",
+            ["stage"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.batch_size = Histogram(
+            "headwater_batch_records",
+            "Records per batch, by stage",
+            ["stage"],
+            buckets=BATCH_SIZE_BUCKETS,
+            registry=r,
+        )
+        self.failures = Counter(
+            "headwater_failures",
+            "Failed attempts that were retried or reported (an insert, a retrain, a trial)",
+            ["stage", "reason"],
+            registry=r,
+        )
+        self.paused = Gauge(
+            "headwater_consumer_paused",
+            "1 while a process has paused its partitions (its downstream fails)",
+            ["stage"],
+            registry=r,
+        )
+        self.retrains_finished = Counter(
+            "headwater_retrains",
+            "Retrains finished by the retrain worker: registered or failed",
+            ["model", "outcome"],
+            registry=r,
+        )
+        self.retrains_running = Gauge(
+            "headwater_retrains_running", "Retrains running now", ["model"], registry=r
+        )
+        self.retrain_duration = Histogram(
+            "headwater_retrain_duration_seconds",
+            "Time of one retrain (dataset, search, registration)",
+            ["model"],
+            buckets=LONG_BUCKETS,
+            registry=r,
+        )
+        self.trials = Counter(
+            "headwater_trials",
+            "Trials run by a trial worker: completed, pruned, failed",
+            ["model", "status"],
+            registry=r,
+        )
+        self.trial_duration = Histogram(
+            "headwater_trial_duration_seconds",
+            "Time of one trial",
+            ["model"],
+            buckets=LONG_BUCKETS,
+            registry=r,
+        )
+
+    def before_scrape(self, refresh: Callable[[], None]) -> None:
+        """Run ``refresh`` before every scrape (to set gauges from live state)."""
+        self._before_scrape.refreshers.append(refresh)
+
+    def batch(
+        self, stage: str, topic: str, records: int, seconds: float, *, rejected: int = 0
+    ) -> None:
+        """One batch of ``records`` read from ``topic`` handled by ``stage`` in ``seconds``,
+        ``rejected`` of them sent to ``deadletter``."""
+        self.records.labels(topic=topic, stage=stage).inc(records)
+        if rejected:
+            self.records.labels(topic="deadletter", stage=stage).inc(rejected)
+        self.batch_duration.labels(stage=stage).observe(seconds)
+        self.batch_size.labels(stage=stage).observe(records)
+
     def set_breaker(self, name: str, state: str) -> None:
         """Record a breaker's state by name (``closed``, ``half_open`` or ``open``)."""
         self.breaker_state.labels(name=name).set(BREAKER_STATES[state])
@@ -154,8 +262,7 @@ class PlatformMetrics:
                     source_topic=record.source_topic, reason_code=record.reason_code
                 ).inc()
             case Routing():
-                for version, weight in record.weights.items():
-                    self.routing_weight.labels(model=record.model, version=version).set(weight)
+                self.observe_routing(record)
             case Metric():
                 self.model_quality.labels(
                     model=record.model,
@@ -177,6 +284,10 @@ class PlatformMetrics:
             case _:
                 pass
 
+    def observe_routing(self, routing: Routing) -> None:
+        for version, weight in routing.weights.items():
+            self.routing_weight.labels(model=routing.model, version=version).set(weight)
+
     def value(self, name: str, **labels: str) -> float | None:
         """The current value of one sample (``_total`` included for counters), or None."""
         return self.registry.get_sample_value(name, labels)
@@ -184,6 +295,15 @@ class PlatformMetrics:
 
 METRICS = PlatformMetrics()
 """This process's metrics: record here, and :func:`serve_metrics` exposes them."""
+
+
+def record_batch(
+    stage: str, topic: str, records: int, seconds: float, *, rejected: int = 0
+) -> None:
+    """Record one batch on this process's :data:`METRICS` (see :meth:`PlatformMetrics.batch`):
+    e.g. the feature worker's ``record_batch("features", "events.raw", len(batch), took,
+    rejected=out.rejected)``."""
+    METRICS.batch(stage, topic, records, seconds, rejected=rejected)
 
 
 @dataclass
@@ -246,3 +366,59 @@ def serve_metrics(
         f"no free port for /metrics of {role} on {settings.bind_host} from {first} "
         f"({tries} tried: {last_error}); set HEADWATER_METRICS_PORT"
     )
+
+
+class _Breakers(Protocol):
+    def breaker_states(self) -> dict[int, str]: ...
+
+
+class _RoutingTable(Protocol):
+    def event(self, model: str) -> Routing | None: ...
+
+
+class ServingState(Protocol):
+    """What a scoring process's metrics read of its runtime at scrape time."""
+
+    @property
+    def model(self) -> str: ...
+
+    @property
+    def chain(self) -> _Breakers: ...
+
+    @property
+    def routing(self) -> _RoutingTable: ...
+
+
+def serving_gauges(metrics: PlatformMetrics, serving: ServingState) -> Callable[[], None]:
+    """A refresher setting the breaker-state and routing-weight gauges from a live runtime."""
+
+    def refresh() -> None:
+        for version, state in serving.chain.breaker_states().items():
+            metrics.set_breaker(f"{serving.model}@{version}", state)
+        routing = serving.routing.event(serving.model)
+        if routing is not None:
+            metrics.routing_weight.clear()  # versions no longer routed leave the table
+            metrics.observe_routing(routing)
+
+    return refresh
+
+
+def serve_process_metrics(
+    settings: HeadwaterSettings, role: str, *, serving: ServingState | None = None
+) -> MetricsServer | None:
+    """``/metrics`` of a long-running process's :data:`METRICS`, called once at start; with
+    ``serving``, also its breakers and routing weights. None when ``HEADWATER_METRICS_PORT``
+    is 0 (off) or no port is free: metrics never stop a process from doing its work (the
+    warning names the setting). The endpoint closes, and its record goes, at exit."""
+    if serving is not None:
+        METRICS.before_scrape(serving_gauges(METRICS, serving))
+    if settings.metrics_port == 0:
+        return None
+    try:
+        server = serve_metrics(settings, role)
+    except PortInUse as error:
+        log.warning("%s", error)
+        return None
+    atexit.register(server.close)
+    log.info("%s: metrics on %s", role, server.url)
+    return server

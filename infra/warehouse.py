@@ -100,10 +100,17 @@ class ChdbWarehouse:
         return QueryResult([m["name"] for m in meta], [m["type"] for m in meta], parsed["data"])
 
     def insert(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> int:
+        return self.insert_into(self.database, table, columns, rows)
+
+    def insert_into(
+        self, database: str, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]
+    ) -> int:
+        """Insert into a table of any database of the engine (the warehouse host serves
+        clients of other databases)."""
         if not rows:
             return 0
         names = ",".join(f"`{c}`" for c in columns)
-        self._run(f"INSERT INTO {self.database}.{table} ({names}) VALUES {values_clause(rows)}")
+        self._run(f"INSERT INTO {database}.{table} ({names}) VALUES {values_clause(rows)}")
         return len(rows)
 
     def close(self) -> None:
@@ -197,7 +204,12 @@ class HostedWarehouse:
     def insert(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> int:
         if not rows:
             return 0
-        body = {"table": table, "columns": list(columns), "rows": encode_rows(rows)}
+        body = {
+            "database": self.database,
+            "table": table,
+            "columns": list(columns),
+            "rows": encode_rows(rows),
+        }
         return int(self._post("/insert", body)["inserted"])
 
     def close(self) -> None:

@@ -88,7 +88,10 @@ class _Handler(BaseHTTPRequestHandler):
                 self._reply(200, {})
             elif self.path == "/insert":
                 rows = decode_rows(body["rows"])
-                inserted = self.warehouse.insert(body["table"], body["columns"], rows)
+                database = body.get("database") or self.warehouse.database
+                inserted = self.warehouse.insert_into(
+                    database, body["table"], body["columns"], rows
+                )
                 self._reply(200, {"inserted": inserted})
             else:
                 self._reply(404, {"error": f"no route {self.path}"})

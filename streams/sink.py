@@ -13,10 +13,13 @@ It writes through :func:`infra.warehouse.connect_warehouse` (``python -m streams
 under ``headwater up`` it talks to the warehouse host that owns the embedded engine.
 
 >>> labels = TableMap("labels", "labels", ("entity_id", "label"), frozenset())
->>> labels.row({"entity_id": "c1", "label": 1.0, "request_id": ""}, partition=2, offset=40)
+>>> labels.row({"entity_id": "c1", "label": 1.0, "request_id": ""}, "labels", 2, 40)
 ['c1', 1.0, 2, 40]
 >>> labels.insert_columns
 ['entity_id', 'label', '_partition', '_offset']
+>>> raw = TableMap("events.raw", "events_raw", ("key",), frozenset(), with_topic=True)
+>>> raw.row({"key": "c1"}, "demo-events.raw", 0, 7), raw.insert_columns
+(['c1', 'demo-events.raw', 0, 7], ['key', '_topic', '_partition', '_offset'])
 >>> SinkConfig().max_rows, SinkStats().inserted
 (5000, 0)
 """
@@ -35,6 +38,7 @@ from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 from infra.errors import SchemaError, WarehouseError
 from infra.event_bus import EventBus
 from infra.kafka_clients import make_consumer
+from infra.metrics import METRICS, serve_process_metrics
 from infra.migrations import table_for_topic
 from infra.settings import HeadwaterSettings, load_settings
 from infra.warehouse import Warehouse, connect_warehouse
@@ -66,25 +70,37 @@ class SinkStats:
 
 @dataclass(frozen=True)
 class TableMap:
-    """How one topic's records become rows of its table."""
+    """How one topic's records become rows of its table. Tables keyed by where a record was
+    read (``with_topic``: a ``_topic`` column, migration 003) also get the full topic name, so
+    runs under different topic prefixes never replace each other's rows."""
 
     topic: str
     table: str
     columns: tuple[str, ...]
     stringify: frozenset[str]  # Map(String, String) columns whose values may be numbers
+    with_topic: bool = False
 
-    def row(self, record: Mapping[str, Any], partition: int, offset: int) -> list[Any]:
+    def row(
+        self, record: Mapping[str, Any], full_topic: str, partition: int, offset: int
+    ) -> list[Any]:
         values: list[Any] = []
         for column in self.columns:
             value = record[column]
             if column in self.stringify:
                 value = {k: str(v) for k, v in value.items()}
             values.append(value)
+        if self.with_topic:
+            values.append(full_topic)
         return [*values, partition, offset]
 
     @property
     def insert_columns(self) -> list[str]:
-        return [*self.columns, "_partition", "_offset"]
+        topic = ["_topic"] if self.with_topic else []
+        return [*self.columns, *topic, "_partition", "_offset"]
+
+
+# Columns the sink fills from where a record was read, not from the record.
+_SINK_COLUMNS = ("_topic", "_partition", "_offset", "_ingested_at")
 
 
 def table_maps(warehouse: Warehouse) -> dict[str, TableMap]:
@@ -101,13 +117,13 @@ def table_maps(warehouse: Warehouse) -> dict[str, TableMap]:
                 f"warehouse table {warehouse.database}.{table} for topic {topic} is missing; "
                 "apply the migrations (`headwater up` does)"
             )
-        columns = [(n, t) for n, t in result.rows if n not in ("_partition", "_offset")]
-        columns = [(n, t) for n, t in columns if n != "_ingested_at"]
+        columns = [(n, t) for n, t in result.rows if n not in _SINK_COLUMNS]
         maps[topic] = TableMap(
             topic,
             table,
             tuple(n for n, _ in columns),
             frozenset(n for n, t in columns if t == "Map(String, String)"),
+            with_topic=any(n == "_topic" for n, _ in result.rows),
         )
     return maps
 
@@ -156,6 +172,7 @@ class ClickHouseSink:
         messages = self._collect()
         if not messages:
             return 0
+        started = time.perf_counter()
         rows, offsets = self._rows(messages)
         self._insert(rows)
         if self._after_insert is not None:
@@ -163,7 +180,19 @@ class ClickHouseSink:
         self._bus.flush()  # dead letters of this batch are safe before its offsets are
         self._consumer.commit(offsets=offsets, asynchronous=False)
         self.stats.batches += 1
+        self._count(messages, time.perf_counter() - started)
         return len(messages)
+
+    def _count(self, messages: list[Message], seconds: float) -> None:
+        """Per-topic records and the batch's time (insert retries included) on /metrics."""
+        per_topic: dict[str, int] = {}
+        for message in messages:
+            topic = self._by_full_name[message.topic() or ""]
+            per_topic[topic] = per_topic.get(topic, 0) + 1
+        for topic, count in per_topic.items():
+            METRICS.records.labels(topic=topic, stage="sink").inc(count)
+        METRICS.batch_duration.labels(stage="sink").observe(seconds)
+        METRICS.batch_size.labels(stage="sink").observe(len(messages))
 
     def _collect(self) -> list[Message]:
         config = self.config
@@ -194,7 +223,7 @@ class ClickHouseSink:
             mapping = self._maps[topic]
             try:
                 record = self._record(topic, message)
-                row = mapping.row(record, partition, offset)
+                row = mapping.row(record, full, partition, offset)
             except (SchemaError, KeyError, AttributeError, TypeError) as error:
                 self._dead_letter(message, error)
                 continue
@@ -229,6 +258,9 @@ class ClickHouseSink:
         )
         self._bus.send("deadletter", letter)
         self.stats.deadlettered += 1
+        METRICS.deadletters.labels(
+            source_topic=letter.source_topic, reason_code=letter.reason_code
+        ).inc()
 
     def _insert(self, rows: Batch) -> None:
         """Insert every table's rows; while the warehouse fails, pause and back off."""
@@ -242,10 +274,12 @@ class ClickHouseSink:
                 self.warehouse.insert(table, mapping.insert_columns, table_rows)
             except WarehouseError as error:
                 self.stats.failed_inserts += 1
+                METRICS.failures.labels(stage="sink", reason="insert").inc()
                 if not paused:
                     paused = self._consumer.assignment()
                     self._consumer.pause(paused)
                     self.stats.pauses += 1
+                    METRICS.paused.labels(stage="sink").set(1)
                 log.warning("insert into %s failed (%s); retrying in %.1f s", table, error, delay)
                 time.sleep(delay)
                 delay = min(delay * 2, self.config.backoff_max_s)
@@ -254,6 +288,7 @@ class ClickHouseSink:
             del pending[table]
         if paused:
             self._consumer.resume(paused)
+            METRICS.paused.labels(stage="sink").set(0)
 
 
 def main() -> None:
@@ -267,6 +302,7 @@ def main() -> None:
 
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
+    serve_process_metrics(settings, "sink")
     warehouse = connect_warehouse(settings)
     try:
         stats = ClickHouseSink(settings, warehouse).run(lambda: stopping)

@@ -10,10 +10,11 @@ import pytest
 
 from infra.errors import WarehouseError
 from infra.event_bus import EventBus
+from infra.kafka_clients import ensure_topics
 from infra.migrations import table_for_topic
 from infra.settings import HeadwaterSettings
 from infra.warehouse import ChdbWarehouse, QueryResult
-from schemas.models import Label
+from schemas.models import DeadLetter, Label
 from schemas.topics import TOPICS
 from streams.sink import Batch, ClickHouseSink, SinkConfig, SinkStats
 from tests.unit.test_schemas import SAMPLES
@@ -147,3 +148,37 @@ def test_undecodable_record_goes_to_deadletter(
     ).rows
     assert len(row) == 1 and row[0][0] == "BAD_ENCODING"
     assert row[0][1].endswith("not avro at all")
+
+
+def test_runs_under_other_topic_prefixes_keep_their_own_rows(
+    kafka: HeadwaterSettings, warehouse: ChdbWarehouse, unique: str
+) -> None:
+    """events_raw and deadletter rows are keyed by where they were read: the same partition and
+    offset of two prefixes' topics (two demo runs) are two rows, not one replacing the other."""
+    runs = [kafka.model_copy(update={"topic_prefix": f"p{n}-{unique}-"}) for n in (1, 2)]
+    letter = DeadLetter(
+        source_topic=f"shared-{unique}",
+        source_partition=0,
+        source_offset=0,
+        reason_code="SAME",
+        reason="the same rejection in both runs",
+        failed_at_ms=1,
+    )
+    for run in runs:
+        ensure_topics(run)
+        bus = EventBus(run)
+        bus.send_bytes("events.raw", f'{{"run": "{unique}"}}'.encode(), unique.encode())
+        bus.send("deadletter", letter)
+        bus.flush()
+        assert _drain(ClickHouseSink(run, warehouse, FAST), 2).inserted == 2
+
+    raw = warehouse.query(
+        "SELECT _topic FROM headwater.events_raw FINAL "
+        f'WHERE value = \'{{"run": "{unique}"}}\' ORDER BY _topic'
+    ).rows
+    assert [r[0] for r in raw] == [run.topic("events.raw") for run in runs]
+    dead = warehouse.query(
+        "SELECT _topic FROM headwater.deadletter FINAL "
+        f"WHERE source_topic = 'shared-{unique}' ORDER BY _topic"
+    ).rows
+    assert [r[0] for r in dead] == [run.topic("deadletter") for run in runs]
