@@ -93,3 +93,33 @@ def test_killed_worker_resumes_from_its_changelog(
     reference = _uninterrupted(isolated, unique)
     assert {k: v[0] for k, v in vectors.items()} == reference
     assert end_offsets(isolated, "events") >= 1500
+
+
+def test_engines_share_the_changelog(
+    isolated: HeadwaterSettings, unique: str, tmp_path: Path
+) -> None:
+    """The Faust engine processes the first half; the librdkafka engine recovers its state from
+    the changelog and processes the rest: the same values as one uninterrupted run."""
+    generator = iter(TransactionGenerator(DemoConfig(seed=4, cards=30, fraud_rate=0.05)))
+    transactions = [next(generator).transaction for _ in range(800)]
+    log = tmp_path / "worker.log"
+
+    _produce(isolated, transactions[:400])
+    faust = start_worker(isolated, "streams.worker", log, HEADWATER_STREAM_ENGINE="faust")
+    try:
+        wait_until(lambda: end_offsets(isolated, "features") >= 400, 120, "the Faust engine", log)
+    finally:
+        stop_worker(faust)
+    assert "feature worker (librdkafka)" not in log.read_text(errors="replace")
+
+    _produce(isolated, transactions[400:])
+    rdkafka = start_worker(isolated, "streams.worker", log, HEADWATER_STREAM_ENGINE="librdkafka")
+    try:
+        wait_until(lambda: end_offsets(isolated, "features") >= 800, 90, "the librdkafka one", log)
+    finally:
+        stop_worker(rdkafka)
+    assert "feature worker (librdkafka)" in log.read_text(errors="replace")
+
+    vectors = {v["event_id"]: v["values"] for v in _features(isolated, unique, 0)}
+    assert len(vectors) == 800
+    assert vectors == _uninterrupted(isolated, unique)

@@ -32,12 +32,15 @@ def worker_env(settings: HeadwaterSettings, **extra: str) -> dict[str, str]:
     return env
 
 
-def start_worker(settings: HeadwaterSettings, module: str, log: Path) -> subprocess.Popen[bytes]:
-    """``python -m <module>`` with the test platform's settings, logging to ``log``."""
+def start_worker(
+    settings: HeadwaterSettings, module: str, log: Path, **extra: str
+) -> subprocess.Popen[bytes]:
+    """``python -m <module>`` with the test platform's settings (and ``extra`` variables),
+    logging to ``log``."""
     with log.open("ab") as out:  # the child keeps its own descriptor
         return subprocess.Popen(
             [sys.executable, "-m", module],
-            env=worker_env(settings),
+            env=worker_env(settings, **extra),
             cwd=REPO,
             stdout=out,
             stderr=subprocess.STDOUT,
