@@ -17,6 +17,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from infra.errors import HeadwaterError, PortInUse
+from infra.metrics import serve_process_metrics
 from infra.settings import HeadwaterSettings, load_settings
 from serving.http_app import OnlineLookup, create_app
 from serving.runtime import start_runtime
@@ -85,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     except HeadwaterError as error:
         print(f"serving.http_server: {error}", file=sys.stderr)
         return 1
+    serve_process_metrics(settings, "http-scorer", serving=runtime)
     try:
         app = create_app(runtime, lookup=online_lookup(settings))
         uvicorn.run(

@@ -31,6 +31,7 @@ from pydantic import ValidationError
 from infra.errors import BrokerUnavailable, HeadwaterError
 from infra.event_bus import make_codec
 from infra.kafka_clients import make_consumer, make_producer
+from infra.metrics import serve_process_metrics
 from infra.settings import load_settings
 from schemas.models import DeadLetter, EventModel, FeatureVector
 from schemas.topics import topic_spec
@@ -228,6 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     except HeadwaterError as error:
         print(f"serving.kafka_scorer: {error}", file=sys.stderr)
         return 1
+    serve_process_metrics(runtime.settings, "kafka-scorer", serving=runtime)
     try:
         KafkaScorer(runtime, group=args.group).run(stop)
     except HeadwaterError as error:

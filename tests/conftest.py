@@ -24,7 +24,12 @@ from infra.warehouse import ChdbWarehouse
 
 # Several test sessions can run side by side when each sets its own HEADWATER_TEST_PORT_BASE.
 _BASE = int(os.environ.get("HEADWATER_TEST_PORT_BASE", "29000"))
-TEST_PORTS = {"kafka": _BASE + 92, "controller": _BASE + 93, "warehouse_host": _BASE + 123}
+TEST_PORTS = {
+    "kafka": _BASE + 92,
+    "controller": _BASE + 93,
+    "warehouse_host": _BASE + 123,
+    "metrics": _BASE + 160,  # processes tests start serve /metrics from here upwards
+}
 
 
 @pytest.fixture(scope="session")
@@ -44,6 +49,7 @@ def settings(test_home: Path) -> HeadwaterSettings:
         kafka_local_port=TEST_PORTS["kafka"],
         kafka_local_controller_port=TEST_PORTS["controller"],
         warehouse_host_port=TEST_PORTS["warehouse_host"],
+        metrics_port=TEST_PORTS["metrics"],
         topic_partitions=3,
     )
 
@@ -56,6 +62,7 @@ def settings_env(settings: HeadwaterSettings) -> dict[str, str]:
         HEADWATER_KAFKA_LOCAL_PORT=str(settings.kafka_local_port),
         HEADWATER_KAFKA_LOCAL_CONTROLLER_PORT=str(settings.kafka_local_controller_port),
         HEADWATER_WAREHOUSE_HOST_PORT=str(settings.warehouse_host_port),
+        HEADWATER_METRICS_PORT=str(settings.metrics_port),
         HEADWATER_TOPIC_PREFIX=settings.topic_prefix,
     )
     if settings.artifact_store:

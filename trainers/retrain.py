@@ -24,6 +24,7 @@ from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 from infra.errors import HeadwaterError, SchemaError
 from infra.event_bus import EventBus
 from infra.kafka_clients import make_consumer
+from infra.metrics import METRICS, serve_process_metrics
 from infra.settings import HeadwaterSettings, load_settings
 from infra.warehouse import Warehouse, connect_warehouse
 from schemas.models import DeadLetter, RetrainRequest
@@ -127,7 +128,9 @@ class RetrainWorker:
             )
             bus.flush()
             self.retrains.skip(partition, offset)
+            METRICS.failures.labels(stage="retrain-worker", reason="undecodable").inc()
             return
+        METRICS.observe("retrain-requests", request)
         start = self.retrains.submit(request, partition, offset)
         if start is not None:
             self._start(start, warehouse, registry)
@@ -148,25 +151,35 @@ class RetrainWorker:
             reason=retrain.reason,
             actor=ACTOR,
         )
+        running = METRICS.retrains_running.labels(model=retrain.model)
+        running.inc()
+        began, outcome_label = time.monotonic(), "failed"
         try:
             outcome = train_model(self.settings, request, warehouse, registry=registry)
-            self._hand_to_canary(registry, outcome, retrain)
+            action = self._hand_to_canary(registry, outcome, retrain)
+            METRICS.model_actions.labels(model=retrain.model, action=action).inc()
             self.results.append(RetrainResult(retrain, outcome))
+            outcome_label = "registered"
         except HeadwaterError as error:
             print(f"retrain of {retrain.model} failed: {error}", file=sys.stderr)
             self.results.append(RetrainResult(retrain, None, str(error)))
         finally:
+            running.dec()
+            METRICS.retrains_finished.labels(model=retrain.model, outcome=outcome_label).inc()
+            METRICS.retrain_duration.labels(model=retrain.model).observe(time.monotonic() - began)
             self._done.put(retrain.model)
 
     def _hand_to_canary(
         self, registry: ModelRegistry, outcome: TrainOutcome, retrain: Retrain
-    ) -> None:
+    ) -> str:
+        """Promote a model's first version, put any later one in canary; returns the action."""
         if registry.state.champion(outcome.model) is None:
             registry.promote(
                 outcome.model, outcome.version, reason="first version of the model", actor=ACTOR
             )
-        else:
-            registry.canary(outcome.model, outcome.version, reason=retrain.reason, actor=ACTOR)
+            return "promoted"
+        registry.canary(outcome.model, outcome.version, reason=retrain.reason, actor=ACTOR)
+        return "canary"
 
     def _reap(self, consumer: Consumer, warehouse: Warehouse, registry: ModelRegistry) -> None:
         finished = False
@@ -196,8 +209,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2, help="local trial workers per search")
     parser.add_argument("--epochs", type=int, default=8)
     args = parser.parse_args(argv)
-    worker = RetrainWorker(load_settings(), trial_workers=args.workers, epochs=args.epochs)
+    settings = load_settings()
+    worker = RetrainWorker(settings, trial_workers=args.workers, epochs=args.epochs)
     signal.signal(signal.SIGTERM, lambda *_: worker.stop())
+    serve_process_metrics(settings, "retrain-worker")
     try:
         worker.run()
     except HeadwaterError as error:

@@ -32,6 +32,7 @@ from confluent_kafka import KafkaError, Message
 from infra.errors import HeadwaterError, SchemaError
 from infra.event_bus import EventBus
 from infra.kafka_clients import make_consumer
+from infra.metrics import METRICS, serve_process_metrics
 from infra.settings import HeadwaterSettings, load_settings
 from schemas.models import DeadLetter, ParamValue, Run, Trial
 from trainers.artifacts import ArtifactStore
@@ -149,18 +150,23 @@ class TrialWorker:
             )
             bus.send("deadletter", letter)
             bus.flush()
+            METRICS.failures.labels(stage="trial-worker", reason="undecodable").inc()
             return
-        self.run_trial(trial, bus)
+        began = time.monotonic()
+        status = self.run_trial(trial, bus)
         self.trials_run += 1
+        METRICS.trials.labels(model=trial.model, status=status).inc()
+        METRICS.trial_duration.labels(model=trial.model).observe(time.monotonic() - began)
 
-    def run_trial(self, trial: Trial, bus: EventBus) -> None:
-        """Train one trial and report it on ``runs`` (completed, pruned or failed)."""
+    def run_trial(self, trial: Trial, bus: EventBus) -> str:
+        """Train one trial and report it on ``runs``; returns how it ended: ``completed``,
+        ``pruned``, ``failed``, or ``duplicate`` (another worker had reported it)."""
         steering = {k: v for k, v in trial.params.items() if k.startswith(SEARCH_PREFIX)}
         params = {k: v for k, v in trial.params.items() if not k.startswith(SEARCH_PREFIX)}
         objective = str(steering.get("search.objective", "valid_loss"))
         progress = self._progress(trial, objective)
         if progress.finished(trial.trial_number):
-            return  # another worker already reported it (a redelivery after a rebalance)
+            return "duplicate"  # another worker reported it (a redelivery after a rebalance)
         tracker = RunTracker(
             bus,
             trial_run_id(trial.study, trial.trial_number),
@@ -174,11 +180,12 @@ class TrialWorker:
         )
         tracker.start(f"worker pid={os.getpid()} host={socket.gethostname()}")
         try:
-            self._train(trial, params, steering, objective, progress, tracker)
+            return self._train(trial, params, steering, objective, progress, tracker)
         except HeadwaterError as error:
             tracker.fail(f"{type(error).__name__}: {error}")
         except (RuntimeError, ValueError) as error:  # torch errors (e.g. out of memory)
             tracker.fail(f"{type(error).__name__}: {error}")
+        return "failed"
 
     def _train(
         self,
@@ -188,7 +195,7 @@ class TrialWorker:
         objective: str,
         progress: StudyProgress,
         tracker: RunTracker,
-    ) -> None:
+    ) -> str:
         store = ArtifactStore.from_settings(self.settings)
         data = self._dataset(store, trial.dataset)
         config = TrainConfig.from_params(params)
@@ -204,7 +211,7 @@ class TrialWorker:
         metrics = dict(result.metrics)
         if listener.pruned_at:
             tracker.pruned(metrics, f"median stopping rule at step {listener.pruned_at}")
-            return
+            return "pruned"
         metrics["inference_ms_per_1k"] = inference_ms_per_1k(result.bundle, data.valid_x)
         result.bundle.metadata.update(
             run_id=tracker.run_id, model=trial.model, dataset_sha256=trial.dataset
@@ -212,6 +219,7 @@ class TrialWorker:
         bundle_sha = store.put_bytes(result.bundle.to_bytes())
         tracker.complete(metrics, {"bundle": bundle_sha, "dataset": trial.dataset})
         checkpoint.unlink(missing_ok=True)
+        return "completed"
 
     def _dataset(self, store: ArtifactStore, sha256: str) -> TrainingSet:
         if sha256 not in self._datasets:
@@ -256,8 +264,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--max-trials", type=int, default=None)
     parser.add_argument("--idle-exit", type=float, default=None, help="exit after N idle seconds")
     args = parser.parse_args(argv)
-    worker = TrialWorker(load_settings(), args.max_trials, args.idle_exit)
+    settings = load_settings()
+    worker = TrialWorker(settings, args.max_trials, args.idle_exit)
     signal.signal(signal.SIGTERM, lambda *_: worker.stop())
+    serve_process_metrics(settings, "trial-worker")
     try:
         worker.run()
     except HeadwaterError as error:

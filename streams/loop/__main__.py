@@ -13,6 +13,7 @@ import sys
 import threading
 
 from infra.errors import HeadwaterError
+from infra.metrics import serve_process_metrics
 from infra.settings import load_settings
 from streams.feature_module import load_feature_module
 from streams.loop.agent_runner import AgentRunner
@@ -28,6 +29,7 @@ def main() -> int:
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     try:
         settings = load_settings()
+        serve_process_metrics(settings, "loop")
         feature_set = load_feature_module(settings.features).feature_set
         loop = LoopHandler(BundleReferences(ArtifactStore.from_settings(settings)))
         prefix = settings.topic_prefix

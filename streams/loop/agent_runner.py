@@ -21,6 +21,7 @@ from pydantic import ValidationError
 from infra.errors import BrokerUnavailable, SchemaError
 from infra.event_bus import EventBus
 from infra.kafka_clients import make_consumer
+from infra.metrics import METRICS
 from infra.settings import HeadwaterSettings
 from schemas.models import DeadLetter, EventModel
 from schemas.topics import topic_spec
@@ -101,6 +102,7 @@ class AgentRunner:
         try:
             while not self._stop.is_set():
                 messages = consumer.consume(self.batch_size, self.poll_s)
+                started = time.perf_counter()
                 outputs: list[Output] = []
                 for message in messages:
                     outputs += self._one(bus, names, message)
@@ -112,8 +114,29 @@ class AgentRunner:
                 if messages:
                     consumer.commit(asynchronous=False)
                     self.stats.batches += 1
+                self._record(names, messages, outputs, time.perf_counter() - started)
         finally:
             consumer.close()
+
+    def _record(
+        self, names: dict[str, str], messages: list[Message], outputs: list[Output], took: float
+    ) -> None:
+        """Inputs per topic and the batch's time under the agent's name; every output through
+        :meth:`~infra.metrics.PlatformMetrics.observe` (drift statistics, routing weights,
+        live quality, retrain requests, model-version actions, dead letters)."""
+        for topic, event in outputs:
+            METRICS.observe(topic, event)
+        if not messages:
+            return
+        stage = self.group.removeprefix(self.settings.topic_prefix)
+        per_topic: dict[str, int] = {}
+        for message in messages:
+            topic = names.get(message.topic() or "", message.topic() or "")
+            per_topic[topic] = per_topic.get(topic, 0) + 1
+        for topic, count in per_topic.items():
+            METRICS.records.labels(topic=topic, stage=stage).inc(count)
+        METRICS.batch_duration.labels(stage=stage).observe(took)
+        METRICS.batch_size.labels(stage=stage).observe(len(messages))
 
     def _one(self, bus: EventBus, names: dict[str, str], message: Message) -> list[Output]:
         error = message.error()

@@ -6,12 +6,20 @@ import json
 import os
 import time
 import uuid
+from dataclasses import dataclass, field
 
 import httpx
 import pytest
+from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from infra.metrics import PlatformMetrics, metrics_dir, serve_metrics
+from infra.metrics import (
+    PlatformMetrics,
+    metrics_dir,
+    serve_metrics,
+    serve_process_metrics,
+    serving_gauges,
+)
 from infra.settings import HeadwaterSettings
 from infra.warehouse import ChdbWarehouse
 from infra.warehouse_metrics import WarehouseCollector
@@ -115,3 +123,46 @@ def test_platform_metrics_from_the_warehouse_views(
     assert samples[("headwater_warehouse_open_alarms", alarms)] == 1
     promoted = frozenset({("model", model), ("action", "promoted")})
     assert samples[("headwater_warehouse_model_version_actions_total", promoted)] == 2
+
+
+class _Chain:
+    def __init__(self) -> None:
+        self.states = {1: "closed", 2: "open"}
+
+    def breaker_states(self) -> dict[int, str]:
+        return dict(self.states)
+
+
+class _Table:
+    def __init__(self) -> None:
+        self.current = Routing(model="fraud", weights={"1": 0.9, "2": 0.1}, updated_at_ms=1)
+
+    def event(self, model: str) -> Routing | None:
+        return self.current if model == "fraud" else None
+
+
+@dataclass
+class _Runtime:
+    model: str = "fraud"
+    chain: _Chain = field(default_factory=_Chain)
+    routing: _Table = field(default_factory=_Table)
+
+
+def test_a_scoring_process_exports_its_live_breakers_and_routing() -> None:
+    metrics, runtime = PlatformMetrics(), _Runtime()
+    metrics.before_scrape(serving_gauges(metrics, runtime))
+    breaker = ("headwater_breaker_state", frozenset({("name", "fraud@2")}))
+    weight_2 = ("headwater_routing_weight", frozenset({("model", "fraud"), ("version", "2")}))
+    samples = _samples(generate_latest(metrics.registry).decode())
+    assert samples[breaker] == 2 and samples[weight_2] == 0.1
+
+    runtime.chain.states[2] = "half_open"
+    runtime.routing.current = Routing(model="fraud", weights={"2": 1.0}, updated_at_ms=2)
+    samples = _samples(generate_latest(metrics.registry).decode())  # read at scrape time
+    assert samples[breaker] == 1
+    weights = {k: v for k, v in samples.items() if k[0] == "headwater_routing_weight"}
+    assert weights == {weight_2: 1.0}  # version 1 left the routing table
+
+
+def test_process_metrics_are_off_with_port_zero(settings: HeadwaterSettings) -> None:
+    assert serve_process_metrics(settings.model_copy(update={"metrics_port": 0}), "off") is None

@@ -1,0 +1,181 @@
+"""``/metrics`` of the platform's long-running processes, started for real (``python -m``) on the
+test broker with a warehouse host of their own, scraped over HTTP as Prometheus would: each
+records what it does — the sink its batches, the loop's agents their inputs and outputs, the
+retrain and trial workers the requests and trials they could not read."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from infra.event_bus import EventBus
+from infra.kafka_clients import ensure_topics
+from infra.metrics import metrics_dir
+from infra.settings import HeadwaterSettings
+from infra.warehouse import HostedWarehouse
+from infra.warehouse_host import running_host_url
+from schemas.models import Label
+from streams.loop.demo_processes import REPO, settings_environment
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+BASE = int(os.environ.get("HEADWATER_TEST_PORT_BASE", "29000"))
+PROCESSES = {
+    "sink": "streams.sink",
+    "loop": "streams.loop",
+    "retrain-worker": "trainers.retrain",
+    "trial-worker": "trainers.trial_worker",
+}
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def _wait(check: Callable[[], bool], timeout_s: float, what: str, logs: Path) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        if time.monotonic() > deadline:
+            tails = {p.name: p.read_text(errors="replace")[-1500:] for p in logs.glob("*.log")}
+            raise AssertionError(f"timed out waiting for {what}; logs: {tails}")
+        time.sleep(0.5)
+
+
+def _start(module: str, settings: HeadwaterSettings, log: Path) -> subprocess.Popen[bytes]:
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", module],
+            env=settings_environment(settings),
+            cwd=REPO,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+
+
+def _stop(process: subprocess.Popen[bytes]) -> int:
+    process.terminate()
+    try:
+        return process.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        return process.wait()
+
+
+def _endpoints(settings: HeadwaterSettings) -> dict[str, str]:
+    records = [json.loads(p.read_text()) for p in metrics_dir(settings).glob("*.json")]
+    return {r["role"]: r["url"] for r in records}
+
+
+def _scrape(url: str) -> Samples:
+    text = httpx.get(url, timeout=10).text
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+@pytest.fixture(scope="module")
+def platform(
+    kafka: HeadwaterSettings, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[HeadwaterSettings, Path]]:
+    """A state directory and topic prefix of their own, with a running warehouse host."""
+    root = tmp_path_factory.mktemp("process-metrics")
+    settings = kafka.model_copy(
+        update={
+            "home": root / "home",
+            "topic_prefix": f"pm-{root.name}-",
+            "warehouse_host_port": BASE + 71,
+            "metrics_port": BASE + 140,
+        }
+    )
+    ensure_topics(settings)
+    logs = root / "logs"
+    logs.mkdir()
+    host = _start("infra.warehouse_host", settings, logs / "warehouse-host.log")
+    try:
+        _wait(lambda: running_host_url(settings) is not None, 120, "the warehouse host", logs)
+        yield settings, logs
+    finally:
+        _stop(host)
+
+
+def test_every_long_running_process_serves_what_it_does(
+    platform: tuple[HeadwaterSettings, Path],
+) -> None:
+    settings, logs = platform
+    processes = {role: _start(m, settings, logs / f"{role}.log") for role, m in PROCESSES.items()}
+    try:
+        _wait(lambda: set(_endpoints(settings)) >= set(PROCESSES), 180, "/metrics", logs)
+        bus = EventBus(settings)
+        bus.send("labels", Label(entity_id="m-1", label=1.0, event_time_ms=1, labeled_at_ms=2))
+        for topic in ("labels", "retrain-requests", "trials"):
+            bus.send_bytes(topic, b"\xc3\x01not avro at all", b"k")
+        bus.flush()
+        urls = _endpoints(settings)
+        expected = {
+            "sink": [
+                ("headwater_records_total", {"topic": "labels", "stage": "sink"}),
+                ("headwater_batch_duration_seconds_count", {"stage": "sink"}),
+                ("headwater_deadletter_records_total", {"reason_code": "BAD_ENCODING"}),
+            ],
+            "loop": [
+                ("headwater_records_total", {"topic": "labels", "stage": "headwater-loop"}),
+                ("headwater_batch_records_count", {"stage": "headwater-loop"}),
+                (
+                    "headwater_deadletter_records_total",
+                    {"source_topic": "labels", "reason_code": "undecodable"},
+                ),
+            ],
+            "retrain-worker": [
+                ("headwater_failures_total", {"stage": "retrain-worker", "reason": "undecodable"})
+            ],
+            "trial-worker": [
+                ("headwater_failures_total", {"stage": "trial-worker", "reason": "undecodable"})
+            ],
+        }
+
+        def recorded() -> bool:
+            for role, wanted in expected.items():
+                samples = _scrape(urls[role])
+                for name, labels in wanted:
+                    found = [
+                        v
+                        for (n, ls), v in samples.items()
+                        if n == name and set(labels.items()) <= ls
+                    ]
+                    if not found or max(found) < 1:
+                        return False
+            return True
+
+        _wait(recorded, 180, f"every process's metrics at {urls}", logs)
+    finally:
+        codes = {role: _stop(p) for role, p in processes.items()}
+    assert codes == dict.fromkeys(PROCESSES, 0), codes
+    assert _endpoints(settings) == {}  # each took its record along when it stopped
+
+
+def test_the_host_inserts_into_the_database_its_client_names(
+    platform: tuple[HeadwaterSettings, Path],
+) -> None:
+    settings, _ = platform
+    url = running_host_url(settings)
+    assert url is not None
+    other = HostedWarehouse(url, "headwater_other")
+    try:
+        other.command("CREATE DATABASE IF NOT EXISTS headwater_other")
+        other.command(
+            "CREATE TABLE IF NOT EXISTS headwater_other.notes (n Int32) ENGINE = MergeTree "
+            "ORDER BY n"
+        )
+        assert other.insert("notes", ["n"], [[1], [2]]) == 2
+        assert other.query("SELECT sum(n) FROM headwater_other.notes").scalar() == 3
+    finally:
+        other.close()
