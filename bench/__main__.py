@@ -113,13 +113,13 @@ def run_one(name: str, context: Callable[[Callable[..., Any]], Mapping[str, Any]
 @contextmanager
 def local_broker() -> Iterator[Callable[[], Any]]:
     """A lazily started local Apache Kafka on bench ports under a temporary home, stopped at the
-    end; ``HEADWATER_BENCH_PORT_BASE`` moves the ports (default 39000: 39292, 39293; the +92
+    end; ``HEADWATER_BENCH_PORT_BASE`` moves the ports (default 31000: 31292, 31293; the +92
     ports stay free for benchmarks that start a platform of their own on the same base)."""
     from infra.kafka_clients import ensure_topics
     from infra.local_kafka import LocalKafka
     from infra.settings import HeadwaterSettings
 
-    base = int(os.environ.get("HEADWATER_BENCH_PORT_BASE", "39000"))
+    base = int(os.environ.get("HEADWATER_BENCH_PORT_BASE", "31000"))
     started: list[LocalKafka] = []
     with tempfile.TemporaryDirectory(prefix="hw-bench-") as home:
         bench = HeadwaterSettings(

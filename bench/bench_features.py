@@ -2,7 +2,7 @@
 
 ``python -m bench.bench_features [--events N]`` pre-loads N demo transactions (Avro) into
 ``events.raw`` on a local Apache Kafka of its own (ports from ``HEADWATER_BENCH_PORT_BASE``,
-default 39000; or the broker of the ``settings`` given to :func:`run`) and measures:
+default 31000; or the broker of the ``settings`` given to :func:`run`) and measures:
 
 * **raw**: a confluent-kafka loop — consume, decode and validate, encode a typed event,
   produce — in this process: the ceiling.
@@ -263,7 +263,7 @@ def _feature_latencies(settings: HeadwaterSettings, sent: dict[str, int]) -> lis
 
 @contextmanager
 def own_broker() -> Iterator[HeadwaterSettings]:
-    base = int(os.environ.get("HEADWATER_BENCH_PORT_BASE", "39000"))
+    base = int(os.environ.get("HEADWATER_BENCH_PORT_BASE", "31000"))
     with tempfile.TemporaryDirectory(prefix="hw-bench-features-") as home:
         settings = HeadwaterSettings(
             home=Path(home),

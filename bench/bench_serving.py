@@ -2,7 +2,7 @@
 plain FastAPI endpoint serving the same torch model, and the router's overhead.
 
 ``python -m bench.bench_serving [--rate 2000] [--seconds 5] [--http-requests 2000]`` starts a
-local Apache Kafka of its own (``HEADWATER_BENCH_PORT_BASE``, default 39000: broker +392, HTTP
+local Apache Kafka of its own (``HEADWATER_BENCH_PORT_BASE``, default 31000: broker +392, HTTP
 +380/+381) under a temporary home, trains and registers a small MLP, and prints a JSON object
 of figures and the ratios against the baselines measured in the same run:
 
@@ -407,7 +407,7 @@ def run(
     port_base: int | None = None,
 ) -> dict[str, Any]:
     """Every figure and ratio of the benchmark, measured in this run."""
-    base = port_base or int(os.environ.get("HEADWATER_BENCH_PORT_BASE", "39000"))
+    base = port_base or int(os.environ.get("HEADWATER_BENCH_PORT_BASE", "31000"))
     with platform(base) as settings:
         sha256 = register_model(settings)
         kafka = kafka_figures(settings, rate, seconds)
