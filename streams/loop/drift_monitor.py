@@ -32,14 +32,12 @@ from typing import Literal
 import numpy as np
 
 from schemas.models import DriftAlarm
+from streams.loop.alarms import WindowTest
 from streams.loop.calibration import jsd_threshold, ks_critical, psi_threshold
 from streams.loop.categorical import CategoricalSketch
 from streams.loop.histogram import HistogramSketch
 from streams.loop.numeric_block import NumericBlock
 from streams.loop.quantiles import QuantileSketch
-
-# A value this many times its threshold makes an alarm critical rather than a warning.
-CRITICAL_FACTOR = 2.0
 
 
 @dataclass(frozen=True)
@@ -169,7 +167,9 @@ class DriftMonitor:
             if values.size:
                 found += [(name, *t, values.size) for t in tests.statistics(values, per_test_alpha)]
         alarms = [
-            self._alarm(name, statistic, value, threshold, size, start_ms, end_ms)
+            WindowTest(name, statistic, value, threshold, size, start_ms, end_ms).alarm(
+                self.model, self.version, self.kind
+            )
             for name, statistic, value, threshold, size in found
             if value > threshold
         ]
@@ -208,32 +208,3 @@ class DriftMonitor:
         except KeyError:
             nan = float("nan")
             return np.array([[row.get(n, nan) for n in self._names] for row in self._rows])
-
-    def _alarm(
-        self,
-        feature: str,
-        statistic: str,
-        value: float,
-        threshold: float,
-        size: int,
-        start_ms: int,
-        end_ms: int,
-    ) -> DriftAlarm:
-        severity: Literal["warning", "critical"] = (
-            "critical" if value >= CRITICAL_FACTOR * threshold else "warning"
-        )
-        return DriftAlarm(
-            alarm_id=f"{self.kind}:{self.model}@{self.version}/{feature}/{statistic}/{end_ms}",
-            model=self.model,
-            version=self.version,
-            feature=feature,
-            kind=self.kind,
-            statistic=statistic,
-            value=value,
-            threshold=threshold,
-            window_size=size,
-            window_start_ms=start_ms,
-            window_end_ms=end_ms,
-            severity=severity,
-            detected_at_ms=end_ms,
-        )

@@ -20,11 +20,11 @@ touches: within ``window`` events of its start (two windows if it starts mid-win
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Literal
 
 import numpy as np
 
 from schemas.models import DriftAlarm
+from streams.loop.alarms import WindowTest
 from streams.loop.calibration import jsd_threshold, ks_critical
 from streams.loop.histogram import HistogramSketch
 
@@ -98,37 +98,9 @@ class SkewMonitor:
                 ("jsd", _jensen_shannon(live, reference), jsd_threshold(alpha, bins, n, n)),
             )
             for statistic, value, threshold in checks:
-                if value > threshold:
-                    alarms.append(
-                        self._alarm(name, statistic, value, threshold, n, start_ms, end_ms)
-                    )
+                if value > threshold:  # skew is a bug, never noise: always critical
+                    test = WindowTest(name, statistic, value, threshold, n, start_ms, end_ms)
+                    alarms.append(test.alarm(self.model, self.version, "skew", "critical"))
         self._served, self._offline = {}, {}
         self._seen, self._start_ms = 0, None
         return alarms
-
-    def _alarm(
-        self,
-        feature: str,
-        statistic: str,
-        value: float,
-        threshold: float,
-        size: int,
-        start_ms: int,
-        end_ms: int,
-    ) -> DriftAlarm:
-        severity: Literal["warning", "critical"] = "critical"  # skew is a bug, never noise
-        return DriftAlarm(
-            alarm_id=f"skew:{self.model}@{self.version}/{feature}/{statistic}/{end_ms}",
-            model=self.model,
-            version=self.version,
-            feature=feature,
-            kind="skew",
-            statistic=statistic,
-            value=value,
-            threshold=threshold,
-            window_size=size,
-            window_start_ms=start_ms,
-            window_end_ms=end_ms,
-            severity=severity,
-            detected_at_ms=end_ms,
-        )
