@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import queue
-import signal
 import sys
 import threading
 import time
@@ -24,10 +23,11 @@ from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 from infra.errors import HeadwaterError, SchemaError
 from infra.event_bus import EventBus
 from infra.kafka_clients import make_consumer
-from infra.metrics import METRICS, serve_process_metrics
+from infra.metrics import METRICS
 from infra.settings import HeadwaterSettings, load_settings
 from infra.warehouse import Warehouse, connect_warehouse
 from schemas.models import DeadLetter, RetrainRequest
+from trainers.foreground import run_until_sigterm
 from trainers.pipeline import TrainOutcome, TrainRequest, train_model
 from trainers.registry import ModelRegistry
 from trainers.retrain_queue import Retrain, RetrainQueue
@@ -211,16 +211,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     settings = load_settings()
     worker = RetrainWorker(settings, trial_workers=args.workers, epochs=args.epochs)
-    signal.signal(signal.SIGTERM, lambda *_: worker.stop())
-    serve_process_metrics(settings, "retrain-worker")
-    try:
-        worker.run()
-    except HeadwaterError as error:
-        print(f"retrain worker: {error}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
-    return 0
+    return run_until_sigterm(worker, settings, "retrain worker")
 
 
 if __name__ == "__main__":

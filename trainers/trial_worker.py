@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -32,12 +31,13 @@ from confluent_kafka import KafkaError, Message
 from infra.errors import HeadwaterError, SchemaError
 from infra.event_bus import EventBus
 from infra.kafka_clients import make_consumer
-from infra.metrics import METRICS, serve_process_metrics
+from infra.metrics import METRICS
 from infra.settings import HeadwaterSettings, load_settings
 from schemas.models import DeadLetter, ParamValue, Run, Trial
 from trainers.artifacts import ArtifactStore
 from trainers.dataset import TrainingSet
 from trainers.environment import settings_environment
+from trainers.foreground import run_until_sigterm
 from trainers.median_rule import MedianStoppingRule
 from trainers.model_family import ModelBundle
 from trainers.study_progress import StudyProgress
@@ -266,16 +266,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     settings = load_settings()
     worker = TrialWorker(settings, args.max_trials, args.idle_exit)
-    signal.signal(signal.SIGTERM, lambda *_: worker.stop())
-    serve_process_metrics(settings, "trial-worker")
-    try:
-        worker.run()
-    except HeadwaterError as error:
-        print(f"trial worker: {error}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
-    return 0
+    return run_until_sigterm(worker, settings, "trial worker")
 
 
 if __name__ == "__main__":
