@@ -1,11 +1,11 @@
 """The feature worker on librdkafka (``HEADWATER_STREAM_ENGINE=librdkafka``, the default).
 
-One confluent-kafka consumer in the group ``<prefix>headwater-features`` takes batches of up to
-``BATCH_MAX`` records (or what arrived within ``BATCH_WITHIN_S``) while librdkafka's own
-threads prefetch the next ones. Entity states live in a :class:`ChangelogStore`: when a
-partition of ``events.raw`` is assigned, the same partition of the changelog is read to its end
-first; when it is revoked, its offsets are committed and its states dropped. Assignment is
-cooperative-sticky, so a rebalance only moves (and recovers) the partitions that change hands.
+One confluent-kafka consumer in the group ``<prefix>headwater-features`` takes what has arrived
+(up to ``BATCH_MAX`` records) while librdkafka's own threads prefetch the next ones. Entity
+states live in a :class:`ChangelogStore`: when a partition of ``events.raw`` is assigned, the
+same partition of the changelog is read to its end first; when it is revoked, its offsets are
+committed and its states dropped. Assignment is cooperative-sticky, so a rebalance only moves
+(and recovers) the partitions that change hands.
 
 The loop, per batch: compute and send the outputs, wait for their acknowledgement, send the
 changed states, wait, then commit the batch's offsets (asynchronously: a lost commit only means
@@ -133,9 +133,22 @@ class RdkafkaFeatureWorker:
             batch.append(RawRecord(partition, offset, message.key(), message.value()))
         return batch
 
+    def _take(self, timeout_s: float) -> list[Message]:
+        """What has arrived, up to ``BATCH_MAX``; if nothing has, the first record to arrive
+        within ``timeout_s`` and whatever came with it. Batches grow with the load on their own
+        (records queue up while the previous batch is confirmed) and an idle stream is served
+        without waiting for a batch to fill."""
+        consume = self.consumer.consume
+        messages = consume(BATCH_MAX, timeout=0)
+        if not messages:
+            messages = consume(1, timeout=timeout_s)
+            if messages:
+                messages += consume(BATCH_MAX - 1, timeout=0)
+        return messages
+
     def step(self, timeout_s: float = BATCH_WITHIN_S) -> int:
-        """Process one batch (what arrives within ``timeout_s``); returns its size."""
-        batch = self._records(self.consumer.consume(BATCH_MAX, timeout=timeout_s))
+        """Process one batch (waiting up to ``timeout_s`` for one); returns its size."""
+        batch = self._records(self._take(timeout_s))
         if not batch:
             return 0
         batches, producer = self.batches, self.batches.producer
