@@ -168,9 +168,10 @@ PANELS: tuple[Panel, ...] = (
     ),
     Panel(
         "alarms",
-        "Open alarms",
-        "SELECT model, version, kind, statistic, feature, value, threshold, severity, "
-        "detected_at_ms FROM {db}.v_open_alarms ORDER BY detected_at_ms DESC LIMIT 50",
+        "Alarms, open ones first",
+        "SELECT open, model, version, kind, statistic, feature, value, threshold, severity, "
+        "detected_at_ms FROM {db}.v_drift_timeline "
+        "ORDER BY open DESC, detected_at_ms DESC LIMIT 50",
         "table",
     ),
     Panel(

@@ -34,7 +34,9 @@ def main() -> int:
         loop = LoopHandler(BundleReferences(ArtifactStore.from_settings(settings)))
         prefix = settings.topic_prefix
         runners = [
-            AgentRunner(settings, loop, f"{prefix}headwater-loop").start(),
+            AgentRunner(
+                settings, loop, f"{prefix}headwater-loop", observe_inputs=("predictions",)
+            ).start(),
             AgentRunner(settings, SkewHandler(feature_set), f"{prefix}headwater-skew").start(),
         ]
     except HeadwaterError as error:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -63,6 +63,7 @@ class AgentRunner:
         batch_size: int = 500,
         poll_s: float = 0.2,
         from_beginning: bool = True,
+        observe_inputs: Collection[str] = (),
     ) -> None:
         self.settings = settings
         self.handler = handler
@@ -71,6 +72,9 @@ class AgentRunner:
         self.poll_s = poll_s
         self.stats = AgentStats()
         self._from_beginning = from_beginning
+        # Input topics whose events feed this process's metrics (e.g. every scorer's predictions
+        # seen by the loop: platform-wide latency histograms); one runner per process each.
+        self._observe_inputs = frozenset(observe_inputs)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.error: BaseException | None = None
@@ -166,4 +170,6 @@ class AgentRunner:
                 failed_at_ms=_now_ms(),
             )
             return [("deadletter", dead)]
+        if topic in self._observe_inputs:
+            METRICS.observe(topic, event)
         return self.handler.handle(topic, event)

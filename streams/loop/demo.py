@@ -61,6 +61,7 @@ class DemoOptions:
     trials: int = 4
     retrain_rows: int = 800  # labelled rows of the new world before the retrain trains
     warmup_fraction: float = 0.05  # cards' first events, before their histories fill in
+    malformed_events: int = 2  # records no application should send: dead-lettered, never lost
     # The stream spans a few hours of event time: the model reads the features whose windows
     # fill within it (day-long windows and the hour of day would drift on their own).
     # Burst features (time since last event, 10-minute counts) would catch fraud whatever its
@@ -111,6 +112,7 @@ class DemoRun:
         self._progress = progress
         self._clock = _Clock()
         self.produced = 0
+        self.malformed = 0
         self.labels_produced = 0
         self.drift_started_ms: int | None = None
         self.event_times: list[int] = []
@@ -140,6 +142,7 @@ class DemoRun:
             stream = iter(DemoStream(self._demo_config()).records(self.options.events))
             self._produce(stream, self.bootstrap, paced=False)
             self._bootstrap_model(warehouse, observer)
+            self._send_malformed()
             self.say(
                 f"streaming {self.options.events - self.bootstrap} more events at "
                 f"{self.options.rate:g}/s; the drift begins at event {self.drift_at}"
@@ -253,6 +256,18 @@ class DemoRun:
         bus.flush()
         if count:
             self.say(f"{self.produced} events produced, {self.labels_produced} labels")
+
+    def _send_malformed(self) -> None:
+        """Records no application should send (not an event; an unknown schema's fingerprint),
+        so the run shows them dead-lettered with their reason, and counts them: none is lost."""
+        bus = EventBus(self.settings)
+        payloads = (b"not an event", b"\xc3\x01" + bytes(8) + b"\x02")
+        for i in range(self.options.malformed_events):
+            bus.send_bytes("events.raw", payloads[i % len(payloads)], f"malformed-{i}".encode())
+        bus.flush()
+        self.malformed = self.options.malformed_events
+        if self.malformed:
+            self.say(f"{self.malformed} malformed records sent: they must reach deadletter")
 
     def _rate(self, observer: DemoObserver | None) -> float:
         """Events per second now: while a retrain is in flight the stream slows to a tenth
@@ -409,13 +424,15 @@ class DemoRun:
     def _drain(self, observer: DemoObserver) -> int:
         def done() -> bool:
             answered = len(observer.answered) + observer.deadletters
-            return answered >= self.produced and observer.labels >= self.labels_produced
+            expected = self.produced + self.malformed
+            return answered >= expected and observer.labels >= self.labels_produced
 
         try:
             self._wait(done, 90, "every event's prediction and every label", observer)
         except DemoError as error:
             self.say(str(error))
-        missing = max(0, self.produced - len(observer.answered) - observer.deadletters)
+        answered = len(observer.answered) + observer.deadletters
+        missing = max(0, self.produced + self.malformed - answered)
         return missing + max(0, self.labels_produced - observer.labels)
 
     def _warehouse_rows(self, warehouse: Warehouse) -> dict[str, int]:
@@ -478,6 +495,7 @@ class DemoRun:
             "seconds_to_decision": since_drift(t.decision_ms),
             "lost_records": lost,
             "deadletters": observer.deadletters,
+            "malformed_events": self.malformed,
             "observed_records": dict(observer.seen),
             "alarms_before_drift": observer.alarms_before_drift,
             "skew_alarms": observer.skew_alarms,

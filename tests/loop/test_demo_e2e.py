@@ -1,6 +1,7 @@
 """``headwater demo`` end to end on the real broker and the embedded warehouse, at a small size:
 a better candidate is promoted step by step; with ``--bad-candidate`` it is rolled back. No
-record is lost either way."""
+record is lost either way. After the promotion run, the dashboard that ``demo`` leaves serving
+(inside the warehouse host) shows data in every panel in headless Chromium."""
 
 from __future__ import annotations
 
@@ -14,10 +15,13 @@ from typing import Any
 
 import pytest
 
+from infra.dashboard.panels import PANELS
+from infra.dashboard.service import running_dashboard_url
 from infra.platform import stop_pid
 from infra.settings import HeadwaterSettings
 from infra.warehouse_host import host_file, running_host_pid
 from tests.conftest import settings_env
+from tests.operate.chromium import chromium, panel_attributes
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -71,8 +75,14 @@ def _demo(env: dict[str, str], events: int, *flags: str) -> tuple[int, dict[str,
     return done.returncode, summary, done.stderr
 
 
-def test_demo_promotes_a_retrained_candidate(demo_env: dict[str, str]) -> None:
-    code, summary, progress = _demo(demo_env, 8000)
+@pytest.fixture(scope="module")
+def promoted(demo_env: dict[str, str]) -> tuple[int, dict[str, Any], str]:
+    """One demo run that promotes, shared by the tests that look at it."""
+    return _demo(demo_env, 8000)
+
+
+def test_demo_promotes_a_retrained_candidate(promoted: tuple[int, dict[str, Any], str]) -> None:
+    code, summary, progress = promoted
     assert code == 0, progress[-3000:]
     assert summary["decision"] == "promoted"
     assert summary["canary_steps"] == [0.1, 0.25, 0.5, 1.0]
@@ -81,6 +91,7 @@ def test_demo_promotes_a_retrained_candidate(demo_env: dict[str, str]) -> None:
     assert summary["drift_detected_at_event"] > summary["drift_injected_at_event"]
     assert summary["retrain_run_id"] and summary["candidate_version"] == 2
     assert summary["alarms_before_drift"] == 0
+    assert summary["deadletters"] >= summary["malformed_events"] == 2  # rejected, not lost
     quality = summary["quality"]
     assert quality["after_drift"]["roc_auc"] < quality["before_drift"]["roc_auc"]
     assert quality["after_decision"]["roc_auc"] > quality["after_drift"]["roc_auc"]
@@ -91,6 +102,26 @@ def test_demo_promotes_a_retrained_candidate(demo_env: dict[str, str]) -> None:
     assert rows["labels"] == 8000 and rows["features"] == 8000 and rows["predictions"] >= 8000
     assert min(rows["metrics"], rows["drift"], rows["retrain_requests"], rows["runs"]) > 0
     assert rows["model_versions"] >= 7 and rows["routing"] >= 5
+
+
+def test_dashboard_after_the_demo_has_data_in_every_panel(
+    kafka: HeadwaterSettings, promoted: tuple[int, dict[str, Any], str], tmp_path: Path
+) -> None:
+    assert promoted[1], promoted[2][-3000:]  # the demo ran (its own test judges its outcome)
+    url = running_dashboard_url(kafka)
+    assert url is not None, "the demo left no dashboard serving"
+
+    run = chromium(tmp_path, "--enable-logging=stderr", "--v=0", "--dump-dom", url)
+
+    assert [line for line in run.stderr.splitlines() if ":CONSOLE" in line] == []
+    assert 'data-ready="true"' in run.stdout
+    panels = panel_attributes(run.stdout)
+    assert set(panels) == {p.key for p in PANELS}
+    empty = [p.key for p in PANELS if int(panels[p.key]["data-points"]) == 0]
+    assert empty == [], f"panels without data after the demo: {empty}"
+    undrawn = [p.key for p in PANELS if p.kind != "table" and panels[p.key]["data-drawn"] != "true"]
+    assert undrawn == []
+    assert "canary" in run.stdout  # the loop's timeline: drift, retrain, canary, ...
 
 
 def test_demo_rolls_back_a_bad_candidate(demo_env: dict[str, str]) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -22,21 +21,11 @@ import pytest
 from infra.dashboard.panels import PANELS
 from infra.dashboard.server import DashboardServer
 from infra.warehouse import ChdbWarehouse
+from tests.operate.chromium import chromium, panel_attributes
 from tests.operate.story import loop_story, write_story
 
 pytestmark = pytest.mark.integration
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--hide-scrollbars",
-]
 MODEL = f"dash-{uuid.uuid4().hex[:8]}"
 
 
@@ -49,29 +38,15 @@ def dashboard(warehouse: ChdbWarehouse) -> Iterator[DashboardServer]:
     server.close()
 
 
-def _chromium(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    profile = tmp_path / "profile"
-    command = [CHROMIUM, *FLAGS, f"--user-data-dir={profile}", "--virtual-time-budget=3000", *args]
-    return subprocess.run(command, capture_output=True, text=True, timeout=120, check=True)
-
-
-def _panel_attributes(dom: str) -> dict[str, dict[str, str]]:
-    panels = {}
-    for tag in re.findall(r"<section [^>]*>", dom):
-        attributes = dict(re.findall(r'([\w-]+)="([^"]*)"', tag))
-        panels[attributes["id"].removeprefix("panel-")] = attributes
-    return panels
-
-
 def test_every_panel_draws_data_without_console_errors(
     dashboard: DashboardServer, tmp_path: Path
 ) -> None:
-    run = _chromium(tmp_path, "--enable-logging=stderr", "--v=0", "--dump-dom", dashboard.url)
+    run = chromium(tmp_path, "--enable-logging=stderr", "--v=0", "--dump-dom", dashboard.url)
 
     console = [line for line in run.stderr.splitlines() if ":CONSOLE" in line]
     assert console == []
     assert 'data-ready="true"' in run.stdout
-    panels = _panel_attributes(run.stdout)
+    panels = panel_attributes(run.stdout)
     assert set(panels) == {p.key for p in PANELS}
     for panel in PANELS:
         assert int(panels[panel.key]["data-points"]) > 0, f"panel {panel.key} has no data"
@@ -102,7 +77,7 @@ def test_loop_timeline_links_to_its_evidence(dashboard: DashboardServer) -> None
 
 def test_screenshot_of_the_dashboard(dashboard: DashboardServer, tmp_path: Path) -> None:
     shot = tmp_path / "dashboard.png"
-    _chromium(tmp_path, "--window-size=1400,1800", f"--screenshot={shot}", dashboard.url)
+    chromium(tmp_path, "--window-size=1400,1800", f"--screenshot={shot}", dashboard.url)
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     target = os.environ.get("HEADWATER_TEST_SCREENSHOT")
     if target:

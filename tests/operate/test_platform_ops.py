@@ -121,7 +121,9 @@ def test_up_serves_dashboard_metrics_and_status_operations(
     operations = json.loads(status.stdout)["operations"]
     events = ops_env["HEADWATER_TOPIC_PREFIX"] + "events"
     assert {"group_id": group, "topic": events, "lag": 3} in operations["lag"]
-    assert [metrics_url in url for url in operations["metrics"]] == [True]
+    roles = {e.rpartition(" (")[2].rstrip(")") for e in operations["metrics"]}
+    assert {"dashboard", "sink"} <= roles  # the long-running processes `up` started
+    assert f"{metrics_url} (dashboard)" in operations["metrics"]
     text = headwater("status", env=ops_env).stdout
     for section in ("consumer lag", "routing", "open alarms", "last loop decisions", group):
         assert section in text

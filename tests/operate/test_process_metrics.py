@@ -1,14 +1,13 @@
 """``/metrics`` of the platform's long-running processes, started for real (``python -m``) on the
 test broker with a warehouse host of their own, scraped over HTTP as Prometheus would: each
-records what it does — the sink its batches, the loop's agents their inputs and outputs, the
-retrain and trial workers the requests and trials they could not read."""
+records what it does — the sink its batches, the loop's agents their inputs and outputs (and the
+scorers' latencies from the predictions they read), the retrain and trial workers the requests
+and trials they could not read."""
 
 from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -23,8 +22,8 @@ from infra.metrics import metrics_dir
 from infra.settings import HeadwaterSettings
 from infra.warehouse import HostedWarehouse
 from infra.warehouse_host import running_host_url
-from schemas.models import Label
-from streams.loop.demo_processes import REPO, settings_environment
+from schemas.models import Label, Prediction
+from streams.loop.demo_processes import Workers
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -35,6 +34,10 @@ PROCESSES = {
     "retrain-worker": "trainers.retrain",
     "trial-worker": "trainers.trial_worker",
 }
+PREDICTION = Prediction(
+    request_id="pm-r1", entity_id="m-1", model="pm", version=2, route="canary", output=0.7,
+    features={}, event_time_ms=1_000, served_at_ms=1_040, latency_ms=2.0,
+)  # fmt: skip
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 
@@ -45,27 +48,6 @@ def _wait(check: Callable[[], bool], timeout_s: float, what: str, logs: Path) ->
             tails = {p.name: p.read_text(errors="replace")[-1500:] for p in logs.glob("*.log")}
             raise AssertionError(f"timed out waiting for {what}; logs: {tails}")
         time.sleep(0.5)
-
-
-def _start(module: str, settings: HeadwaterSettings, log: Path) -> subprocess.Popen[bytes]:
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", module],
-            env=settings_environment(settings),
-            cwd=REPO,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
-
-
-def _stop(process: subprocess.Popen[bytes]) -> int:
-    process.terminate()
-    try:
-        return process.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        return process.wait()
 
 
 def _endpoints(settings: HeadwaterSettings) -> dict[str, str]:
@@ -97,25 +79,28 @@ def platform(
         }
     )
     ensure_topics(settings)
-    logs = root / "logs"
-    logs.mkdir()
-    host = _start("infra.warehouse_host", settings, logs / "warehouse-host.log")
+    host = Workers(root / "logs")
+    host.start("warehouse-host", "infra.warehouse_host", settings)
     try:
-        _wait(lambda: running_host_url(settings) is not None, 120, "the warehouse host", logs)
-        yield settings, logs
+        _wait(lambda: running_host_url(settings) is not None, 120, "the warehouse host", host.logs)
+        yield settings, host.logs
     finally:
-        _stop(host)
+        host.stop()
 
 
 def test_every_long_running_process_serves_what_it_does(
     platform: tuple[HeadwaterSettings, Path],
 ) -> None:
     settings, logs = platform
-    processes = {role: _start(m, settings, logs / f"{role}.log") for role, m in PROCESSES.items()}
+    workers = Workers(logs)
+    for role, module in PROCESSES.items():
+        workers.start(role, module, settings)
+    processes = dict(workers.processes)
     try:
         _wait(lambda: set(_endpoints(settings)) >= set(PROCESSES), 180, "/metrics", logs)
         bus = EventBus(settings)
         bus.send("labels", Label(entity_id="m-1", label=1.0, event_time_ms=1, labeled_at_ms=2))
+        bus.send("predictions", PREDICTION)
         for topic in ("labels", "retrain-requests", "trials"):
             bus.send_bytes(topic, b"\xc3\x01not avro at all", b"k")
         bus.flush()
@@ -129,6 +114,7 @@ def test_every_long_running_process_serves_what_it_does(
             "loop": [
                 ("headwater_records_total", {"topic": "labels", "stage": "headwater-loop"}),
                 ("headwater_batch_records_count", {"stage": "headwater-loop"}),
+                ("headwater_scoring_latency_seconds_count", {"model": "pm", "route": "canary"}),
                 (
                     "headwater_deadletter_records_total",
                     {"source_topic": "labels", "reason_code": "undecodable"},
@@ -157,7 +143,8 @@ def test_every_long_running_process_serves_what_it_does(
 
         _wait(recorded, 180, f"every process's metrics at {urls}", logs)
     finally:
-        codes = {role: _stop(p) for role, p in processes.items()}
+        workers.stop()  # SIGTERM: each stops as it would under a supervisor
+    codes = {role: p.returncode for role, p in processes.items()}
     assert codes == dict.fromkeys(PROCESSES, 0), codes
     assert _endpoints(settings) == {}  # each took its record along when it stopped
 
