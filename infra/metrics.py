@@ -150,6 +150,12 @@ class PlatformMetrics:
             ["model", "feature", "statistic"],
             registry=r,
         )
+        self.drift_threshold = Gauge(
+            "headwater_drift_threshold",
+            "The threshold the latest drift statistic is held to, per model and feature",
+            ["model", "feature", "statistic"],
+            registry=r,
+        )
         self.drift_alarms = Counter(
             "headwater_drift_alarms",
             "Drift alarms raised",

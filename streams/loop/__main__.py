@@ -13,11 +13,12 @@ import sys
 import threading
 
 from infra.errors import HeadwaterError
-from infra.metrics import serve_process_metrics
+from infra.metrics import METRICS, serve_process_metrics
 from infra.settings import load_settings
 from streams.feature_module import load_feature_module
 from streams.loop.agent_runner import AgentRunner
 from streams.loop.loop_handler import LoopHandler
+from streams.loop.loop_metrics import drift_gauges
 from streams.loop.references import BundleReferences
 from streams.loop.skew_handler import SkewHandler
 from trainers.artifacts import ArtifactStore
@@ -32,6 +33,7 @@ def main() -> int:
         serve_process_metrics(settings, "loop")
         feature_set = load_feature_module(settings.features).feature_set
         loop = LoopHandler(BundleReferences(ArtifactStore.from_settings(settings)))
+        METRICS.before_scrape(drift_gauges(METRICS, loop))
         prefix = settings.topic_prefix
         runners = [
             AgentRunner(

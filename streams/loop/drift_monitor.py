@@ -19,6 +19,8 @@ defaults).
 >>> alarms = [a for t in range(500) for a in monitor.update({"amount": rng.gauss(70, 10)}, t)]
 >>> sorted({a.statistic for a in alarms}), alarms[0].kind, alarms[0].feature
 (['jsd', 'ks', 'psi'], 'data', 'amount')
+>>> sorted(t.statistic for t in monitor.last_window)  # passed or not: what gauges show
+['jsd', 'ks', 'psi']
 """
 
 from __future__ import annotations
@@ -140,6 +142,7 @@ class DriftMonitor:
         self._rows: list[Mapping[str, float]] = []
         self._start_ms: int | None = None
         self.windows_tested = 0
+        self.last_window: list[WindowTest] = []  # every test of the latest window, passed or not
 
     @property
     def tests_per_window(self) -> int:
@@ -166,13 +169,16 @@ class DriftMonitor:
             values = values[~np.isnan(values)]
             if values.size:
                 found += [(name, *t, values.size) for t in tests.statistics(values, per_test_alpha)]
-        alarms = [
-            WindowTest(name, statistic, value, threshold, size, start_ms, end_ms).alarm(
-                self.model, self.version, self.kind
-            )
+        window = [
+            WindowTest(name, statistic, value, threshold, size, start_ms, end_ms)
             for name, statistic, value, threshold, size in found
-            if value > threshold
         ]
+        alarms = [
+            test.alarm(self.model, self.version, self.kind)
+            for test in window
+            if test.value > test.threshold
+        ]
+        self.last_window = window
         self._rows, self._start_ms = [], None
         self.windows_tested += 1
         return alarms

@@ -107,6 +107,10 @@ class LoopHandler:
         self.decisions: list[CanaryDecision] = []
         self.alarms: list[DriftAlarm] = []
 
+    def drift_monitors(self) -> list[DriftMonitor]:
+        """The drift monitor of every watched model version (read by the process's gauges)."""
+        return [w.drift for w in list(self._watches.values()) if w.drift is not None]
+
     # -- events in --------------------------------------------------------------------------
     def handle(self, topic: str, event: EventModel) -> list[Output]:
         if isinstance(event, Prediction):
