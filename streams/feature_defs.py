@@ -5,21 +5,21 @@ event — as of one event's time, and returns its value(s). Nothing here knows a
 ClickHouse: the online worker and the offline path call exactly these methods.
 
 >>> from streams.windows import Window
->>> times, rows = [1_000, 2_000, 5_000], [(2.0,), (4.0,), (9.0,)]
->>> view = HistoryView(times, rows, {"amount": 0}, 0.0)
->>> Mean("amount", Window.sliding(4_000)).compute(view, 3, 5_000)
-[6.5]
->>> Count(Window.tumbling(10_000)).compute(view, 2, 2_000), TimeSinceLast().compute(view, 3, 5_000)
-([2.0], [3.0])
+>>> times, amounts = [1_000, 2_000, 5_000], [2.0, 4.0, 9.0]
+>>> view = HistoryView(times, {"amount": amounts}, 0.0, t=5_000)
+>>> Mean("amount", Window.sliding(4_000)).compute(view), TimeSinceLast().compute(view)
+([6.5], [3.0])
+>>> Count(Window.tumbling(10_000)).compute(HistoryView(times, {"amount": amounts}, 0.0, 2_000))
+[2.0]
 """
 
 from __future__ import annotations
 
 import math
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, cast
 
 from streams.errors import FeatureSetError
 from streams.windows import Window
@@ -28,14 +28,30 @@ Cell = float | str | None
 Row = tuple[Cell, ...]
 
 
-@dataclass(frozen=True)
 class HistoryView:
-    """An entity's retained history: event times ascending, rows of the used fields."""
+    """An entity's retained history as of time ``t``: event times ascending, one column of
+    cells per field the features read, and ``high``, the index after the last event with time
+    ``<= t``. Window bounds are found once per window and shared by the features that use it."""
 
-    times: Sequence[int]
-    rows: Sequence[Row]
-    columns: Mapping[str, int]
-    missing: float
+    __slots__ = ("_lows", "columns", "high", "missing", "t", "times")
+
+    def __init__(
+        self, times: Sequence[int], columns: Mapping[str, Sequence[Cell]], missing: float, t: int
+    ) -> None:
+        self.times, self.columns, self.missing, self.t = times, columns, missing, t
+        self.high = bisect_right(times, t)
+        self._lows: dict[Window, int] = {}
+
+    def low(self, window: Window) -> int:
+        """The index of the window's first event."""
+        found = self._lows.get(window)
+        if found is None:
+            found = self._lows[window] = bisect_left(self.times, window.start(self.t), 0, self.high)
+        return found
+
+    def cells(self, field: str, window: Window) -> Sequence[Cell]:
+        """The field's cells of the events in the window, oldest first."""
+        return self.columns[field][self.low(window) : self.high]
 
 
 class Feature:
@@ -47,15 +63,19 @@ class Feature:
     def reads(self) -> tuple[str, ...]:
         return ()
 
-    def compute(self, view: HistoryView, high: int, t: int) -> list[float]:
-        """Values as of time ``t``; ``high`` is the index after the last event with time <= t."""
+    def reads_numbers(self) -> tuple[str, ...]:
+        """The fields it reads as numbers: the domain must declare them numeric."""
+        return ()
+
+    def compute(self, view: HistoryView) -> list[float]:
+        """Values as of ``view.t``, from the events before ``view.high``."""
         raise FeatureSetError(f"{type(self).__name__} cannot be computed from history")
 
 
 Aggregation = Literal["count", "sum", "mean", "min", "max", "stddev", "distinct"]
 
 
-def _aggregate(how: Aggregation, values: list[float], missing: float) -> float:
+def _aggregate(how: Aggregation, values: Sequence[float], missing: float) -> float:
     if how == "sum":
         return math.fsum(values)
     if not values:
@@ -67,7 +87,7 @@ def _aggregate(how: Aggregation, values: list[float], missing: float) -> float:
     if how == "max":
         return max(values)
     mean = math.fsum(values) / len(values)
-    return math.sqrt(math.fsum((v - mean) ** 2 for v in values) / len(values))
+    return math.sqrt(math.fsum([(v - mean) ** 2 for v in values]) / len(values))
 
 
 @dataclass(frozen=True)
@@ -91,18 +111,31 @@ class Aggregate(Feature):
     def reads(self) -> tuple[str, ...]:
         return tuple(f for f in (self.field, self.where[0] if self.where else "") if f)
 
-    def compute(self, view: HistoryView, high: int, t: int) -> list[float]:
-        low = bisect_left(view.times, self.window.start(t), 0, high)
-        rows = view.rows[low:high]
+    def reads_numbers(self) -> tuple[str, ...]:
+        return () if self.how in ("count", "distinct") else (self.field,)
+
+    def compute(self, view: HistoryView) -> list[float]:
         if self.where:
-            j, wanted = view.columns[self.where[0]], self.where[1]
-            rows = [row for row in rows if row[j] == wanted]
-        if self.how == "count":
-            return [float(len(rows))]
-        k = view.columns[self.field]
+            j, wanted = self.where
+            keep = view.cells(j, self.window)
+            if self.how == "count":
+                return [float(keep.count(wanted))]
+            cells: Sequence[Cell] = [
+                c
+                for c, w in zip(view.cells(self.field, self.window), keep, strict=True)
+                if w == wanted
+            ]
+        elif self.how == "count":
+            return [float(view.high - view.low(self.window))]
+        else:
+            cells = view.cells(self.field, self.window)
         if self.how == "distinct":
-            return [float(len({row[k] for row in rows if row[k] is not None}))]
-        values = [v for row in rows if isinstance((v := row[k]), float)]
+            distinct = set(cells)
+            distinct.discard(None)
+            return [float(len(distinct))]
+        # Numeric columns hold floats, or None where an event lacked the field.
+        kept = [c for c in cells if c is not None] if None in cells else cells
+        values = cast(Sequence[float], kept)
         return [_aggregate(self.how, values, view.missing)]
 
 
@@ -150,8 +183,11 @@ class LastValue(Feature):
     def reads(self) -> tuple[str, ...]:
         return (self.field,)
 
-    def compute(self, view: HistoryView, high: int, t: int) -> list[float]:
-        value = view.rows[high - 1][view.columns[self.field]] if high else None
+    def reads_numbers(self) -> tuple[str, ...]:
+        return (self.field,)
+
+    def compute(self, view: HistoryView) -> list[float]:
+        value = view.columns[self.field][view.high - 1] if view.high else None
         return [value if isinstance(value, float) else view.missing]
 
 
@@ -174,12 +210,15 @@ class LastN(Feature):
     def reads(self) -> tuple[str, ...]:
         return (self.field,)
 
-    def compute(self, view: HistoryView, high: int, t: int) -> list[float]:
-        j = view.columns[self.field]
+    def reads_numbers(self) -> tuple[str, ...]:
+        return (self.field,)
+
+    def compute(self, view: HistoryView) -> list[float]:
+        column, missing = view.columns[self.field], view.missing
         out = []
-        for index in range(high - 1, high - 1 - self.n, -1):
-            value = view.rows[index][j] if index >= 0 else None
-            out.append(value if isinstance(value, float) else view.missing)
+        for index in range(view.high - 1, view.high - 1 - self.n, -1):
+            value = column[index] if index >= 0 else None
+            out.append(value if isinstance(value, float) else missing)
         return out
 
 
@@ -192,10 +231,10 @@ class TimeSinceLast(Feature):
     def names(self) -> list[str]:
         return [self.name]
 
-    def compute(self, view: HistoryView, high: int, t: int) -> list[float]:
-        if high < 2:
+    def compute(self, view: HistoryView) -> list[float]:
+        if view.high < 2:
             return [view.missing]
-        return [(t - view.times[high - 2]) / 1000.0]
+        return [(view.t - view.times[view.high - 2]) / 1000.0]
 
 
 @dataclass(frozen=True)

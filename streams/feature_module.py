@@ -43,6 +43,14 @@ class FeatureModule:
                 f"{self.path}: feature set {fs.name!r} reads {sorted(unknown)}, which are not "
                 f"numeric or categorical fields of {domain.name} ({sorted(fields)})"
             )
+        numbers = {f for feature in fs.features for f in feature.reads_numbers()}
+        not_numeric = numbers - set(domain.numeric_fields)
+        if not_numeric:
+            raise FeatureSetError(
+                f"{self.path}: feature set {fs.name!r} computes numbers from "
+                f"{sorted(not_numeric)}, which are not numeric fields of {domain.name} "
+                f"({sorted(domain.numeric_fields)})"
+            )
 
 
 def load_feature_module(path: str) -> FeatureModule:

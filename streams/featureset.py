@@ -24,7 +24,7 @@ from functools import cached_property
 import orjson
 
 from streams.errors import FeatureSetError
-from streams.feature_defs import Aggregate, Feature, HistoryView, LastN, Ratio, Row
+from streams.feature_defs import Aggregate, Cell, Feature, HistoryView, LastN, Ratio, Row
 
 
 @dataclass(frozen=True)
@@ -105,13 +105,14 @@ class EntityState:
     """One entity's history for one feature set: ``update`` with an event, ``read`` its values.
 
     ``update`` skips an event whose source offset was already applied (redelivery after a
-    restart) and returns None for it and for an event later than the grace allows.
+    restart) and returns None for it and for an event later than the grace allows. History is
+    kept by column (one list of cells per field read), so a window's values are one slice.
     """
 
     def __init__(self, feature_set: FeatureSet) -> None:
         self.feature_set = feature_set
         self._times: list[int] = []
-        self._rows: list[Row] = []
+        self._columns: dict[str, list[Cell]] = {name: [] for name in feature_set.columns}
         self._newest = -1
         self._offset = -1
         self.events = 0
@@ -137,9 +138,17 @@ class EntityState:
         """Apply one event; its feature values as of its own time, or None if not applied."""
         if (offset >= 0 and offset <= self._offset) or self.is_late(t):
             return None
-        position = bisect_right(self._times, t)
-        self._times.insert(position, t)
-        self._rows.insert(position, self.feature_set.row_of(numeric, categorical))
+        row = self.feature_set.row_of(numeric, categorical)
+        times = self._times
+        if not times or t >= times[-1]:  # in order: the usual case
+            times.append(t)
+            for column, cell in zip(self._columns.values(), row, strict=True):
+                column.append(cell)
+        else:
+            position = bisect_right(times, t)
+            times.insert(position, t)
+            for column, cell in zip(self._columns.values(), row, strict=True):
+                column.insert(position, cell)
         self._newest = max(self._newest, t)
         self._offset = max(self._offset, offset)
         self.events += 1
@@ -150,12 +159,11 @@ class EntityState:
     def read(self, t: int) -> dict[str, float]:
         """The feature values as of time ``t`` (events with time <= t)."""
         fs = self.feature_set
-        view = HistoryView(self._times, self._rows, fs.columns, fs.missing)
-        high = bisect_right(self._times, t)
+        view = HistoryView(self._times, self._columns, fs.missing, t)
         values: dict[str, float] = {}
         base, ratios = fs.plan
         for feature, names in base:
-            computed = feature.compute(view, high, t)
+            computed = feature.compute(view)
             if len(names) == 1:
                 values[names[0]] = computed[0]
             else:
@@ -170,17 +178,23 @@ class EntityState:
         drop = min(old, len(self._times) - fs.keep_last)
         if drop > 0:
             del self._times[:drop]
-            del self._rows[:drop]
+            for column in self._columns.values():
+                del column[:drop]
 
     def to_bytes(self) -> bytes:
-        """The changelog form of the state (JSON; floats round-trip exactly)."""
-        return orjson.dumps([self._times, self._rows, self._newest, self._offset, self.events])
+        """The changelog form of the state: JSON of times, rows of cells, newest time, applied
+        offset and event count (floats round-trip exactly)."""
+        columns = self._columns.values()
+        rows = list(zip(*columns, strict=True)) if columns else [()] * len(self._times)
+        return orjson.dumps([self._times, rows, self._newest, self._offset, self.events])
 
     @classmethod
     def from_bytes(cls, feature_set: FeatureSet, data: bytes) -> EntityState:
         times, rows, newest, offset, events = orjson.loads(data)
         state = cls(feature_set)
         state._times = times
-        state._rows = [tuple(row) for row in rows]
+        if rows:
+            by_column = zip(*rows, strict=True)
+            state._columns = dict(zip(feature_set.columns, map(list, by_column), strict=True))
         state._newest, state._offset, state.events = newest, offset, events
         return state

@@ -16,7 +16,7 @@ from :meth:`Window.start` on.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from streams.errors import FeatureSetError
@@ -39,8 +39,13 @@ class Window:
     kind: Literal["tumbling", "hopping", "sliding"]
     size_ms: int
     hop_ms: int = 0
+    _hash: int = field(init=False, repr=False, compare=False, default=0)
+
+    def __hash__(self) -> int:  # computed once: windows key the per-read bounds cache
+        return self._hash
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "_hash", hash((self.kind, self.size_ms, self.hop_ms)))
         if self.size_ms <= 0:
             raise FeatureSetError(f"a {self.kind} window needs a positive size, got {self.size_ms}")
         if self.kind == "hopping" and not 0 < self.hop_ms <= self.size_ms:

@@ -25,8 +25,8 @@ class ExplodesOnBigAmounts(Feature):
     def reads(self) -> tuple[str, ...]:
         return ("amount",)
 
-    def compute(self, view: HistoryView, high: int, t: int) -> list[float]:
-        amount = view.rows[high - 1][view.columns["amount"]]
+    def compute(self, view: HistoryView) -> list[float]:
+        amount = view.columns["amount"][view.high - 1]
         assert isinstance(amount, float)
         if amount > 1000:
             raise ZeroDivisionError("fragile feature")
