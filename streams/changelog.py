@@ -12,7 +12,7 @@ changelog partitions up to the end they had when called (worker recovery, lookup
 >>> _ = state.update(60_000, {"amount": 12.0}, {"channel": "pos"}, offset=4)
 >>> store = ChangelogStore(fs)
 >>> store.restore(1, [(b"card-1", state.to_bytes()), (b"card-2", b"[]"), (b"card-2", None)])
-2
+3
 >>> store.get("card-1").applied_offset, store.get("card-2"), len(store)
 (4, None, 1)
 >>> store.drop({1}), len(store)

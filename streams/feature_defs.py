@@ -115,28 +115,32 @@ class Aggregate(Feature):
         return () if self.how in ("count", "distinct") else (self.field,)
 
     def compute(self, view: HistoryView) -> list[float]:
+        return [self.over(view.columns, view.low(self.window), view.high, view.missing)]
+
+    def over(
+        self, columns: Mapping[str, Sequence[Cell]], low: int, high: int, missing: float
+    ) -> float:
+        """The value over the events ``low:high`` (the window's, found by the caller)."""
+        how = self.how
         if self.where:
             j, wanted = self.where
-            keep = view.cells(j, self.window)
-            if self.how == "count":
-                return [float(keep.count(wanted))]
+            keep = columns[j][low:high]
+            if how == "count":
+                return float(keep.count(wanted))
             cells: Sequence[Cell] = [
-                c
-                for c, w in zip(view.cells(self.field, self.window), keep, strict=True)
-                if w == wanted
+                c for c, w in zip(columns[self.field][low:high], keep, strict=True) if w == wanted
             ]
-        elif self.how == "count":
-            return [float(view.high - view.low(self.window))]
+        elif how == "count":
+            return float(high - low)
         else:
-            cells = view.cells(self.field, self.window)
-        if self.how == "distinct":
+            cells = columns[self.field][low:high]
+        if how == "distinct":
             distinct = set(cells)
             distinct.discard(None)
-            return [float(len(distinct))]
+            return float(len(distinct))
         # Numeric columns hold floats, or None where an event lacked the field.
         kept = [c for c in cells if c is not None] if None in cells else cells
-        values = cast(Sequence[float], kept)
-        return [_aggregate(self.how, values, view.missing)]
+        return _aggregate(how, cast(Sequence[float], kept), missing)
 
 
 def Count(window: Window, *, name: str = "", where: tuple[str, str] | None = None) -> Aggregate:

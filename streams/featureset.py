@@ -16,7 +16,7 @@ True
 
 from __future__ import annotations
 
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -25,6 +25,7 @@ import orjson
 
 from streams.errors import FeatureSetError
 from streams.feature_defs import Aggregate, Cell, Feature, HistoryView, LastN, Ratio, Row
+from streams.windows import Window
 
 
 @dataclass(frozen=True)
@@ -67,11 +68,19 @@ class FeatureSet:
         return [n for f in self.features for n in f.names()]
 
     @cached_property
-    def plan(self) -> tuple[list[tuple[Feature, tuple[str, ...]]], list[tuple[Ratio, str]]]:
-        """Base features with their output names, then ratios with theirs (computed last)."""
-        base = [(f, tuple(f.names())) for f in self.features if not isinstance(f, Ratio)]
-        ratios = [(f, f.names()[0]) for f in self.features if isinstance(f, Ratio)]
-        return base, ratios
+    def plan(self) -> ReadPlan:
+        """How :meth:`EntityState.read` computes the features, fastest first: windowed
+        aggregates grouped by window (its bounds found once), the others, then ratios."""
+        windows: dict[Window, list[tuple[Aggregate, str]]] = {}
+        others, ratios = [], []
+        for f in self.features:
+            if isinstance(f, Ratio):
+                ratios.append((f, f.names()[0]))
+            elif isinstance(f, Aggregate):
+                windows.setdefault(f.window, []).append((f, f.names()[0]))
+            else:
+                others.append((f, tuple(f.names())))
+        return ReadPlan(list(windows.items()), others, ratios)
 
     @cached_property
     def columns(self) -> dict[str, int]:
@@ -99,6 +108,13 @@ class FeatureSet:
             value = numeric.get(column)
             cells.append(float(value) if value is not None else categorical.get(column))
         return tuple(cells)
+
+
+@dataclass(frozen=True)
+class ReadPlan:
+    windowed: list[tuple[Window, list[tuple[Aggregate, str]]]]
+    others: list[tuple[Feature, tuple[str, ...]]]
+    ratios: list[tuple[Ratio, str]]
 
 
 class EntityState:
@@ -157,20 +173,26 @@ class EntityState:
         return values
 
     def read(self, t: int) -> dict[str, float]:
-        """The feature values as of time ``t`` (events with time <= t)."""
+        """The feature values as of time ``t`` (events with time <= t), in declaration order."""
         fs = self.feature_set
-        view = HistoryView(self._times, self._columns, fs.missing, t)
+        plan, times, columns, missing = fs.plan, self._times, self._columns, fs.missing
+        high = bisect_right(times, t)
         values: dict[str, float] = {}
-        base, ratios = fs.plan
-        for feature, names in base:
-            computed = feature.compute(view)
-            if len(names) == 1:
-                values[names[0]] = computed[0]
-            else:
-                values.update(zip(names, computed, strict=True))
-        for ratio, name in ratios:
-            values[name] = ratio.ratio(values, fs.missing)
-        return values
+        for window, aggregates in plan.windowed:
+            low = bisect_left(times, window.start(t), 0, high)
+            for aggregate, name in aggregates:
+                values[name] = aggregate.over(columns, low, high, missing)
+        if plan.others:
+            view = HistoryView(times, columns, missing, t)
+            for feature, names in plan.others:
+                computed = feature.compute(view)
+                if len(names) == 1:
+                    values[names[0]] = computed[0]
+                else:
+                    values.update(zip(names, computed, strict=True))
+        for ratio, name in plan.ratios:
+            values[name] = ratio.ratio(values, missing)
+        return {name: values[name] for name in fs.names}
 
     def _prune(self) -> None:
         fs = self.feature_set
