@@ -38,8 +38,8 @@ import numpy as np
 import torch
 from pydantic import BaseModel
 
-from infra.event_bus import EventBus
-from infra.kafka_clients import ensure_topics, make_consumer
+from infra.event_bus import EventBus, make_codec
+from infra.kafka_clients import ensure_topics, make_consumer, make_producer
 from infra.local_kafka import LocalKafka
 from infra.settings import HeadwaterSettings
 from schemas.models import FeatureVector
@@ -53,6 +53,9 @@ from trainers.registry import ModelRegistry
 
 FEATURES = ("amount", "velocity", "distance", "hour", "merchant_risk", "country_risk")
 MODEL = "bench-fraud"
+TICKS = os.sysconf("SC_CLK_TCK")
+# The load generator's and the clock's clients, configured like the scorer's own.
+CLIENT_CONFIG = {"linger.ms": 1, "socket.nagle.disable": True}
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -137,8 +140,12 @@ class PredictionClock:
     def __init__(self, settings: HeadwaterSettings) -> None:
         self.arrived: dict[str, float] = {}
         self._stop = threading.Event()
+        # fetch.min.bytes=1: the broker answers a fetch as soon as a record is there; a long
+        # fetch.wait.max.ms only spares it empty fetches (the cores are shared with the scorer).
         self._consumer = make_consumer(
-            settings, f"bench-{uuid.uuid4().hex[:8]}", **{"fetch.wait.max.ms": 1}
+            settings,
+            f"bench-{uuid.uuid4().hex[:8]}",
+            **{"fetch.min.bytes": 1, "fetch.wait.max.ms": 100, "socket.nagle.disable": True},
         )
         self._consumer.subscribe([settings.topic("predictions")])
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -146,7 +153,7 @@ class PredictionClock:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            # A short wait: the clock must not add a batching delay of its own.
+            # A short wait: consume() waits for all 1000 or the timeout, whichever first.
             for message in self._consumer.consume(1000, timeout=0.001):
                 key = message.key()
                 if message.error() is None and key is not None:
@@ -164,69 +171,125 @@ class PredictionClock:
         self._consumer.close()
 
 
-def offer(settings: HeadwaterSettings, tag: str, rate: float, count: int) -> dict[str, float]:
-    """Send ``count`` feature vectors on an open-loop schedule; their scheduled times (the
-    ``sent`` key holds when the last send was acknowledged)."""
-    bus = EventBus(settings, **{"linger.ms": 1})
+def encoded_vectors(settings: HeadwaterSettings, tag: str, count: int) -> list[tuple[str, bytes]]:
+    """``count`` feature vectors, Avro-encoded before the clock starts: the load generator
+    shares the machine with the scorer it measures, so sending must cost it next to nothing."""
+    codec = make_codec(settings)
     rng = np.random.default_rng(1)
+    now_ms = int(time.time() * 1000)
+    records = []
+    for i in range(count):
+        event = FeatureVector(
+            entity_id=f"card-{i % 5000}",
+            feature_set="bench",
+            feature_set_version=1,
+            event_id=f"{tag}-{i}",
+            event_time_ms=now_ms,
+            computed_at_ms=now_ms,
+            values=vector(i, rng),
+        )
+        records.append((event.entity_id, codec.encode(event.SCHEMA, event.to_avro())))
+    return records
+
+
+def offer(
+    settings: HeadwaterSettings, tag: str, rate: float, count: int, *, topic: str = "features"
+) -> dict[str, float]:
+    """Send ``count`` feature vectors on an open-loop schedule; their scheduled times (the
+    ``sent`` key holds when the last send was acknowledged). To ``predictions`` they go keyed
+    by their event id, as the scorer's predictions are: the clock times them the same way."""
+    records = encoded_vectors(settings, tag, count)
+    producer = make_producer(settings, **CLIENT_CONFIG)
+    name = settings.topic(topic)
     scheduled: dict[str, float] = {}
     start = time.perf_counter() + 0.05
-    for i in range(count):
+    for i, (key, value) in enumerate(records):
         due = start + i / rate
         while (wait := due - time.perf_counter()) > 0.0005:
             time.sleep(wait / 2)
         event_id = f"{tag}-{i}"
         scheduled[event_id] = due
-        now_ms = int(time.time() * 1000)
-        bus.send(
-            "features",
-            FeatureVector(
-                entity_id=f"card-{i % 5000}",
-                feature_set="bench",
-                feature_set_version=1,
-                event_id=event_id,
-                event_time_ms=now_ms,
-                computed_at_ms=now_ms,
-                values=vector(i, rng),
-            ),
-        )
-    bus.flush()
+        producer.produce(name, value, (event_id if topic == "predictions" else key).encode())
+        producer.poll(0)
+    if producer.flush(60):
+        raise RuntimeError(f"the load generator's records to {name} were not acknowledged")
     scheduled["sent"] = time.perf_counter()
     return scheduled
 
 
-def kafka_figures(settings: HeadwaterSettings, rate: float, seconds: float) -> dict[str, float]:
-    clock = PredictionClock(settings)
-    scorer = subprocess.Popen(
-        [sys.executable, "-m", "serving.kafka_scorer"],
-        env=child_env(settings),
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        warm = offer(settings, "warm", 200.0, 400)  # group joined, model warm, caches hot
-        clock.wait_for([i for i in warm if i != "sent"], 120)
-        scheduled = offer(settings, "load", rate, int(rate * seconds))
-        sent_at = scheduled.pop("sent")
-        clock.wait_for(list(scheduled), 60)
-        capacity = drain_rate(settings, scorer, clock, int(rate * seconds))
-    finally:
-        scorer.terminate()
-        scorer.wait(30)
-        clock.stop()
+def latency_figures(scheduled: dict[str, float], clock: PredictionClock) -> dict[str, float]:
+    """Latency from each scheduled send to its prediction's arrival, and the throughput."""
+    sent_at = scheduled.pop("sent")
     done = {i: clock.arrived[i] - t for i, t in scheduled.items() if i in clock.arrived}
     latencies = [v * 1000 for v in done.values()]
     first = min(scheduled.values())
     last = max((clock.arrived[i] for i in done), default=first)
     return {
-        "offered_per_s": rate,
-        "sent_per_s": len(scheduled) / max(sent_at - first, 1e-9),
         "events": len(scheduled),
+        "sent_per_s": len(scheduled) / max(sent_at - first, 1e-9),
         "predicted": len(done),
         "throughput_per_s": len(done) / max(last - first, 1e-9),
         "p50_ms": percentile(latencies, 50),
         "p99_ms": percentile(latencies, 99),
-        "capacity_per_s": capacity,
     }
+
+
+def cpu_seconds(pid: int) -> float:
+    """A process's own CPU time so far (user + system), from ``/proc``."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def kafka_figures(settings: HeadwaterSettings, rate: float, seconds: float) -> dict[str, Any]:
+    """The floor first (the same load straight to ``predictions``, no scorer: what the broker,
+    the clients and this machine cost by themselves), then the scorer under that load."""
+    count = int(rate * seconds)
+    clock = PredictionClock(settings)
+    try:
+        # Warm the broker and the clients at the offered rate, then measure the floor.
+        warm = offer(settings, "floor-warm", rate, count // 2, topic="predictions")
+        clock.wait_for([i for i in warm if i != "sent"], 60)
+        floor = latency_figures(offer(settings, "floor", rate, count, topic="predictions"), clock)
+        clock.wait_for([f"floor-{count - 1}"], 60)
+        log = settings.home / "bench-scorer.log"
+        with log.open("wb") as out:
+            scorer = subprocess.Popen(
+                [sys.executable, "-m", "serving.kafka_scorer"],
+                env=child_env(settings),
+                stderr=out,
+            )
+        try:
+            warm = offer(settings, "warm", rate, count // 2)  # group joined, model warm
+            clock.wait_for([i for i in warm if i != "sent"], 120)
+            cpu_before = cpu_seconds(scorer.pid)
+            scheduled = offer(settings, "load", rate, count)
+            clock.wait_for([i for i in scheduled if i != "sent"], 60)
+            cpu = cpu_seconds(scorer.pid) - cpu_before
+            loaded = latency_figures(scheduled, clock)
+            capacity = drain_rate(settings, scorer, clock, count)
+        finally:
+            scorer.terminate()
+            scorer.wait(30)
+    finally:
+        clock.stop()
+    return {
+        "offered_per_s": rate,
+        **loaded,
+        "capacity_per_s": capacity,
+        "scorer_cpu_ms_per_1k_events": cpu / max(loaded["predicted"], 1) * 1e6,
+        "scorer_batches": scorer_batches(log),
+        "floor": floor,
+    }
+
+
+def scorer_batches(log: Path) -> dict[str, float]:
+    """What the scorer said of its batches when it stopped (its last ``batches`` line)."""
+    lines = [line for line in log.read_text(errors="replace").splitlines() if line.startswith("{")]
+    try:
+        found: dict[str, float] = json.loads(lines[-1]) if lines else {}
+    except json.JSONDecodeError:
+        found = {}
+    return found
 
 
 def drain_rate(
@@ -398,6 +461,9 @@ def router_figures(bundle: ModelBundle, calls: int = 10_000) -> dict[str, float]
     }
 
 
+PARTS = ("kafka", "http", "router")
+
+
 def run(
     *,
     rate: float = 2000.0,
@@ -405,29 +471,35 @@ def run(
     http_requests: int = 2000,
     concurrency: int = 32,
     port_base: int | None = None,
+    parts: tuple[str, ...] = PARTS,
 ) -> dict[str, Any]:
-    """Every figure and ratio of the benchmark, measured in this run."""
+    """Every figure and ratio of the benchmark (or of the named ``parts``), measured in this
+    run."""
     base = port_base or int(os.environ.get("HEADWATER_BENCH_PORT_BASE", "31000"))
-    with platform(base) as settings:
-        sha256 = register_model(settings)
-        kafka = kafka_figures(settings, rate, seconds)
-        http = http_figures(settings, sha256, http_requests, concurrency)
-    router = router_figures(train_bundle())
-    return {
-        "kafka": kafka,
-        "http": http,
-        "router": router,
-        "ratios": {
-            "kafka_p99_vs_25ms_target": kafka["p99_ms"] / 25.0,
-            "kafka_throughput_vs_offered": kafka["throughput_per_s"] / rate,
-            "kafka_capacity_vs_offered": kafka["capacity_per_s"] / rate,
-            "http_throughput_vs_plain": http["headwater"]["throughput_per_s"]
-            / http["plain"]["throughput_per_s"],
-            "http_p99_vs_plain": http["headwater"]["p99_ms"] / http["plain"]["p99_ms"],
-            "router_overhead_p99_vs_0.2ms_target": router["overhead_p99_ms"] / 0.2,
-            "router_assign_p99_vs_0.2ms_target": router["assign_p99_ms"] / 0.2,
-        },
-    }
+    figures: dict[str, Any] = {}
+    ratios: dict[str, float] = {}
+    if "kafka" in parts or "http" in parts:
+        with platform(base) as settings:
+            sha256 = register_model(settings)
+            if "kafka" in parts:
+                kafka = figures["kafka"] = kafka_figures(settings, rate, seconds)
+                ratios["kafka_p99_vs_25ms_target"] = kafka["p99_ms"] / 25.0
+                ratios["kafka_throughput_vs_offered"] = kafka["throughput_per_s"] / rate
+                ratios["kafka_capacity_vs_offered"] = kafka["capacity_per_s"] / rate
+            if "http" in parts:
+                http = figures["http"] = http_figures(settings, sha256, http_requests, concurrency)
+                ours, plain = http["headwater"], http["plain"]
+                ratios["http_throughput_vs_plain"] = (
+                    ours["throughput_per_s"] / plain["throughput_per_s"]
+                )
+                ratios["http_p99_vs_plain"] = ours["p99_ms"] / plain["p99_ms"]
+                ratios["http_p99_vs_50ms_target"] = ours["p99_ms"] / 50.0
+    if "router" in parts:
+        router = figures["router"] = router_figures(train_bundle())
+        ratios["router_overhead_p99_vs_0.2ms_target"] = router["overhead_p99_ms"] / 0.2
+        ratios["router_assign_p99_vs_0.2ms_target"] = router["assign_p99_ms"] / 0.2
+    figures["ratios"] = ratios
+    return figures
 
 
 class PlainBody(BaseModel):
@@ -446,8 +518,13 @@ def plain_server(port: int, artifact: Path) -> None:
     bundle = load_bundle(artifact.read_bytes())
     app = FastAPI()
 
+    single = threading.local()
+
     @app.post("/predict")
     def predict(body: PlainBody) -> dict[str, float]:
+        if not getattr(single, "set", False):  # per worker thread, as Headwater's predictor
+            torch.set_num_threads(1)
+            single.set = True
         row = np.array([[body.features[name] for name in bundle.feature_names]])
         return {"output": float(bundle.predict(row)[0])}
 
@@ -460,6 +537,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=5.0, help="length of the Kafka load")
     parser.add_argument("--http-requests", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument(
+        "--parts", default=",".join(PARTS), help="which to measure, e.g. kafka or kafka,router"
+    )
     parser.add_argument("--plain-server", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--artifact", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -471,6 +551,7 @@ def main(argv: list[str] | None = None) -> int:
         seconds=args.seconds,
         http_requests=args.http_requests,
         concurrency=args.concurrency,
+        parts=tuple(p.strip() for p in args.parts.split(",") if p.strip()),
     )
     print(json.dumps(figures, indent=2))
     return 0

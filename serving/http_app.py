@@ -84,6 +84,9 @@ class PredictAnswer(BaseModel):
     fallback_reason: str
     latency_ms: float
     features_from: str
+    features: dict[str, float]  # the exact values the model read (as logged)
+    event_time_ms: int  # the features' event time (online: of the entity's newest event)
+    freshness_ms: int | None  # online features' age when scored; None when sent in the body
 
 
 class RoutingBody(BaseModel):
@@ -123,6 +126,7 @@ class ScoringService:
             raise HTTPException(503, f"scoring failed: {error}") from None
         if isinstance(answer, Rejected):
             raise HTTPException(422, answer.reason)
+        online = None if body.features is not None else answer.served_at_ms - answer.event_time_ms
         # Rendered directly (the route declares PredictAnswer for its schema): re-validating
         # a body built from a validated Prediction would only cost time on every request.
         content = {
@@ -135,7 +139,10 @@ class ScoringService:
             "fallback": answer.fallback,
             "fallback_reason": answer.fallback_reason,
             "latency_ms": answer.latency_ms,
-            "features_from": "body" if body.features is not None else "online",
+            "features_from": "body" if online is None else "online",
+            "features": answer.features,
+            "event_time_ms": answer.event_time_ms,
+            "freshness_ms": online,
         }
         return Response(orjson.dumps(content), media_type="application/json")
 

@@ -1,8 +1,8 @@
 """Running the HTTP scoring app with uvicorn, bound to loopback unless configured otherwise.
 
 :class:`HttpServer` runs it on a background thread (tests, the benchmark); ``python -m
-serving.http_server`` runs it in the foreground with the streams' online feature lookup when the
-feature worker's changelog exists.
+serving.http_server`` runs it in the foreground with the streams' online feature lookup (a
+replica of the feature worker's changelog, opened once that exists).
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ import torch
 import uvicorn
 from fastapi import FastAPI
 
-from infra.errors import HeadwaterError, PortInUse
+from infra.errors import BrokerUnavailable, HeadwaterError, PortInUse
+from infra.local_kafka import port_is_free
 from infra.metrics import serve_process_metrics
 from infra.settings import HeadwaterSettings, load_settings
 from serving.http_app import OnlineLookup, create_app
@@ -51,22 +52,32 @@ class HttpServer:
         self._thread.join(timeout=30)
 
 
-def online_lookup(settings: HeadwaterSettings) -> OnlineLookup | None:
-    """The streams' changelog replica of the configured feature set, if its topic exists."""
-    try:
-        from streams.feature_module import load_feature_module
-        from streams.lookup import ChangelogReplica, OnlineFeatures
-
-        replica = ChangelogReplica(settings, load_feature_module(settings.features).feature_set)
-    except HeadwaterError as error:
-        print(f"serving.http_server: no online lookup ({error})", file=sys.stderr)
-        return None
+def online_lookup(settings: HeadwaterSettings) -> OnlineLookup:
+    """The streams' changelog replica of the configured feature set, opened on first use: the
+    feature worker may create its changelog topic after this server starts (``headwater up``
+    starts both at once). Until the topic exists a lookup raises :class:`BrokerUnavailable`
+    naming it (the request gets a 503 saying so) and the next lookup tries again."""
+    from infra.kafka_clients import cluster_metadata
+    from streams.feature_module import load_feature_module
+    from streams.lookup import ChangelogReplica, OnlineFeatures
+    from streams.worker import changelog_topic
 
     guard = threading.Lock()  # the replica is one consumer: one caller at a time
+    replicas: list[ChangelogReplica] = []
     refreshed = [0.0]
 
     def lookup(entity_id: str) -> OnlineFeatures | None:
         with guard:
+            if not replicas:
+                feature_set = load_feature_module(settings.features).feature_set
+                topic = changelog_topic(settings, feature_set)
+                if topic not in cluster_metadata(settings).topics:
+                    raise BrokerUnavailable(
+                        f"changelog topic {topic} does not exist yet: has the feature worker "
+                        "(python -m streams.worker) run?"
+                    )
+                replicas.append(ChangelogReplica(settings, feature_set))
+            replica = replicas[0]
             if time.monotonic() - refreshed[0] > 0.1:  # fresh to 100 ms, not a round trip each
                 replica.refresh()
                 refreshed[0] = time.monotonic()
@@ -81,6 +92,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(1)  # small batches: intra-op threads only contend for the cores
     settings = load_settings()
+    if not port_is_free(settings.http_port, settings.bind_host):
+        print(
+            f"serving.http_server: port {settings.http_port} on {settings.bind_host} is in use; "
+            "stop what holds it or set HEADWATER_HTTP_PORT",
+            file=sys.stderr,
+        )
+        return 1
     try:
         runtime = start_runtime(settings, args.model)
     except HeadwaterError as error:

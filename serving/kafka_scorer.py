@@ -18,11 +18,12 @@ Run one with ``python -m serving.kafka_scorer`` (``HEADWATER_SERVING_MODEL`` nam
 from __future__ import annotations
 
 import argparse
+import json
 import signal
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import torch
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
@@ -41,6 +42,20 @@ from serving.runtime import ServingRuntime, start_runtime
 from serving.scorer import Scorer, ScoreRequest
 
 MAX_UNACKNOWLEDGED_BATCHES = 16
+IDLE_WAIT_S = 0.1  # how long one step waits for a first record when none is queued
+
+# The consumer: the broker answers a fetch as soon as one byte is there (fetch.min.bytes=1),
+# so the long poll adds no latency while it spares the broker (and the cores it shares) an
+# empty fetch every few milliseconds when the topic is quiet. Nagle off on both clients: a
+# small request must not wait for the acknowledgement of the previous one.
+CONSUMER_CONFIG = {
+    "fetch.min.bytes": 1,
+    "fetch.wait.max.ms": 100,
+    "socket.nagle.disable": True,
+}
+# The producer: a micro-batch's predictions are produced together; 1 ms lets them share one
+# request without holding the first back for long.
+PRODUCER_CONFIG = {"linger.ms": 1, "socket.nagle.disable": True}
 
 
 @dataclass
@@ -52,12 +67,14 @@ class StreamCounts:
 
 
 class KafkaScorer:
-    """Consumes ``features`` in group ``group`` and produces ``predictions``."""
+    """Consumes ``features`` in group ``group`` (default ``<topic prefix>headwater-scorer-<model>``,
+    so the scorers of several prefixes on one cluster never share a group) and produces
+    ``predictions``."""
 
     def __init__(self, runtime: ServingRuntime, *, group: str | None = None) -> None:
         self.runtime = runtime
         self.settings = runtime.settings
-        self.group = group or f"headwater-scorer-{runtime.model}"
+        self.group = group or f"{self.settings.topic_prefix}headwater-scorer-{runtime.model}"
         self.scorer: Scorer = runtime.scorer("kafka")
         self.policy = BatchPolicy(
             max_batch_size=self.settings.serving_batch_max,
@@ -65,28 +82,58 @@ class KafkaScorer:
         )
         self.counts = StreamCounts()
         self._codec = make_codec(self.settings)
-        self._consumer: Consumer = make_consumer(
-            self.settings, self.group, **{"fetch.wait.max.ms": 5}
-        )
-        self._consumer.subscribe([self.settings.topic("features")])
-        self._producer = make_producer(self.settings, **{"linger.ms": 1})
+        self._consumer: Consumer = make_consumer(self.settings, self.group, **CONSUMER_CONFIG)
+        self._subscribed = False
+        self._producer = make_producer(self.settings, **PRODUCER_CONFIG)
         self._ledger = DeliveryLedger()
         self._ticket: BatchTicket | None = None
 
     def run(self, stop: threading.Event) -> None:
-        """Score until ``stop`` is set; then commit what was acknowledged and leave the group."""
+        """Score until ``stop`` is set; then commit what was acknowledged and leave the group.
+        Until the model has a routing there is nothing to serve: the scorer waits without
+        consuming, so the features queue up in the topic and are scored once it has one."""
         try:
+            waiting_since = time.monotonic()
+            while not stop.is_set() and not self.subscribe_when_routed():
+                if time.monotonic() - waiting_since > 60:
+                    print(f"serving.kafka_scorer: {self.waiting_reason()}", file=sys.stderr)
+                    waiting_since = time.monotonic()
+                stop.wait(0.2)
             while not stop.is_set():
                 self.step()
             self.drain()
         finally:
             self._consumer.close()
 
+    def waiting_reason(self) -> str:
+        return (
+            f"model {self.runtime.model!r} has no routing yet: waiting before consuming "
+            f"{self.settings.topic('features')} (publish one: headwater models route)"
+        )
+
+    def subscribe_when_routed(self) -> bool:
+        """Join the group once the model has a routing; whether it has joined."""
+        if not self._subscribed and self.runtime.routing.router(self.runtime.model) is not None:
+            self._consumer.subscribe([self.settings.topic("features")])
+            self._subscribed = True
+        return self._subscribed
+
     def step(self) -> int:
         """Consume, score and produce one micro-batch; commit every batch acknowledged so far.
-        Returns the batch's size."""
-        wait = max(0.001, self.policy.max_latency_s - self.policy.expected_cost(1))
-        messages = self._consumer.consume(self.policy.batch_limit, timeout=wait)
+        Returns the batch's size.
+
+        A batch is what has arrived, up to the policy's limit: the step waits for a first
+        record, never for a full batch. At low load every record goes at once; under load
+        records queue while a batch is scored, so batches grow by themselves and the fixed
+        cost of a batch is paid less often (a backlog drains in full batches)."""
+        if not self.subscribe_when_routed():
+            return 0
+        limit = self.policy.batch_limit
+        messages = self._consumer.consume(limit, timeout=0)
+        if not messages:
+            messages = self._consumer.consume(1, timeout=IDLE_WAIT_S)
+            if messages and limit > 1:  # and whatever came with it
+                messages += self._consumer.consume(limit - 1, timeout=0)
         if messages:
             started = time.monotonic()
             self._process(messages, started)
@@ -231,7 +278,10 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     serve_process_metrics(runtime.settings, "kafka-scorer", serving=runtime)
     try:
-        KafkaScorer(runtime, group=args.group).run(stop)
+        scorer = KafkaScorer(runtime, group=args.group)
+        scorer.run(stop)
+        # What it did, as one JSON line on the way out (operators, the benchmark).
+        print(json.dumps(asdict(scorer.counts)), file=sys.stderr)
     except HeadwaterError as error:
         print(f"serving.kafka_scorer: {error}", file=sys.stderr)
         return 1

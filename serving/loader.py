@@ -39,6 +39,7 @@ from schemas.models import DeadLetter, ModelVersion
 from serving.errors import ArtifactRefused, ModelUnavailable
 from serving.fallback import Predictor
 from serving.follower import TopicFollower
+from serving.predictor import ServingPredictor
 from serving.router import WeightedRouter
 from trainers.artifacts import ArtifactStore
 from trainers.errors import ArtifactMissing, ArtifactTampered
@@ -165,8 +166,8 @@ class ModelLoader:
         name = f"{model}@{version}"
         try:
             data = self.store.get_bytes(ref.sha256)
-            bundle = load_bundle(data)
-            _warm_up(bundle)
+            served = ServingPredictor(load_bundle(data))
+            _warm_up(served)
         except ArtifactMissing as error:
             raise self._refuse(model, version, ref, "artifact_missing", str(error)) from None
         except ArtifactTampered as error:
@@ -174,7 +175,7 @@ class ModelLoader:
         except (HeadwaterError, RuntimeError, ValueError) as error:
             reason = f"artifact {ref.sha256} of {name} does not load as a model: {error}"
             raise self._refuse(model, version, ref, "artifact_unloadable", reason) from None
-        return LoadedModel(model, version, ref.sha256, bundle, int(time.time() * 1000))
+        return LoadedModel(model, version, ref.sha256, served, int(time.time() * 1000))
 
     def _remember(self, key: tuple[str, int], loaded: LoadedModel) -> None:
         with self._lock:

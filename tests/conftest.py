@@ -29,6 +29,7 @@ TEST_PORTS = {
     "controller": _BASE + 93,
     "warehouse_host": _BASE + 123,
     "metrics": _BASE + 160,  # processes tests start serve /metrics from here upwards
+    "http": _BASE + 185,  # the HTTP scoring server `headwater up` starts
 }
 
 
@@ -50,6 +51,7 @@ def settings(test_home: Path) -> HeadwaterSettings:
         kafka_local_controller_port=TEST_PORTS["controller"],
         warehouse_host_port=TEST_PORTS["warehouse_host"],
         metrics_port=TEST_PORTS["metrics"],
+        http_port=TEST_PORTS["http"],
         topic_partitions=3,
     )
 
@@ -63,6 +65,7 @@ def settings_env(settings: HeadwaterSettings) -> dict[str, str]:
         HEADWATER_KAFKA_LOCAL_CONTROLLER_PORT=str(settings.kafka_local_controller_port),
         HEADWATER_WAREHOUSE_HOST_PORT=str(settings.warehouse_host_port),
         HEADWATER_METRICS_PORT=str(settings.metrics_port),
+        HEADWATER_HTTP_PORT=str(settings.http_port),
         HEADWATER_TOPIC_PREFIX=settings.topic_prefix,
     )
     if settings.artifact_store:

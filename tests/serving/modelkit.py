@@ -23,14 +23,16 @@ from trainers.registry import ModelRegistry
 FEATURES = ("amount", "velocity", "distance")
 
 
-def train_bundle(seed: int, tag: str, steps: int = 40) -> ModelBundle:
-    """A small MLP trained on a synthetic fraud rule (large amounts at high velocity)."""
+def train_bundle(
+    seed: int, tag: str, steps: int = 40, features: tuple[str, ...] = FEATURES
+) -> ModelBundle:
+    """A small MLP trained on a synthetic fraud rule (the first two features large)."""
     rng = np.random.default_rng(seed)
-    x = rng.normal(size=(256, len(FEATURES)))
+    x = rng.normal(size=(256, len(features)))
     y = ((x[:, 0] + x[:, 1]) > 0.5).astype(np.float32)
     torch.manual_seed(seed)
     config = MLPConfig(width=8, depth=1)
-    network = build_network(config, len(FEATURES))
+    network = build_network(config, len(features))
     normalizer = Normalizer.fit(x)
     inputs, targets = torch.from_numpy(normalizer.apply(x)), torch.from_numpy(y)
     optimizer = torch.optim.Adam(network.parameters(), lr=0.05)
@@ -40,7 +42,7 @@ def train_bundle(seed: int, tag: str, steps: int = 40) -> ModelBundle:
         loss(network(inputs), targets).backward()
         optimizer.step()
     return ModelBundle.create(
-        network, config, FEATURES, x, normalizer, metadata={"tag": tag, "seed": str(seed)}
+        network, config, features, x, normalizer, metadata={"tag": tag, "seed": str(seed)}
     )
 
 
@@ -49,13 +51,17 @@ def open_registry(settings: HeadwaterSettings) -> ModelRegistry:
 
 
 def register_versions(
-    settings: HeadwaterSettings, model: str, tag: str, count: int
+    settings: HeadwaterSettings,
+    model: str,
+    tag: str,
+    count: int,
+    features: tuple[str, ...] = FEATURES,
 ) -> tuple[ModelRegistry, dict[int, ModelBundle]]:
     """Train and register ``count`` versions of ``model``; returns them by version."""
     registry = open_registry(settings)
     bundles: dict[int, ModelBundle] = {}
     for seed in range(count):
-        bundle = train_bundle(seed, tag)
+        bundle = train_bundle(seed, tag, features=features)
         sha256 = registry.store.put_bytes(bundle.to_bytes())
         state = registry.register(model, sha256, run_id=f"run-{tag}-{seed}", actor="test")
         bundles[state.version] = bundle

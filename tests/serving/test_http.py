@@ -81,8 +81,11 @@ def test_predict_from_body_and_from_online_features(served: Served) -> None:
     body = answer.json()
     assert (body["version"], body["route"], body["fallback"]) == (1, "champion", False)
     assert body["output"] == pytest.approx(expected(served.bundles[1], VECTOR), rel=1e-5)
+    assert (body["features"], body["freshness_ms"]) == (VECTOR, None)
     online = served.client.post("/predict", json={"entity_id": "card-known"}).json()
     assert online["features_from"] == "online" and online["output"] == body["output"]
+    assert online["features"] == VECTOR and online["event_time_ms"] == 1234
+    assert online["freshness_ms"] >= 0
     unknown = served.client.post("/predict", json={"entity_id": "card-never-seen"})
     assert unknown.status_code == 404 and "card-never-seen" in unknown.text
 
