@@ -128,7 +128,7 @@ def up(settings: HeadwaterSettings, processes: bool = True) -> PlatformReport:
             warehouse.close()
     if not processes:
         return status(settings)
-    start_stream_processes(settings)  # feature worker and sink (streams.processes)
+    start_stream_processes(settings)  # workers, sink, scorers, loop (streams.processes)
     if settings.warehouse_mode == "server":
         # No warehouse host to serve the dashboard with a server: it gets a process of its own.
         child = start_dashboard_process(settings)

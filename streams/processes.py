@@ -1,15 +1,20 @@
-"""The long-running stream processes ``headwater up`` starts: the feature worker and the sink.
+"""The long-running processes ``headwater up`` starts: the feature worker, the sink, the Kafka
+scorer, the HTTP scoring server, the loop's agents and the retrain worker.
 
 Each runs detached (its own session, log under ``HEADWATER_HOME``), records its pid in
 ``<home>/<name>[.<topic prefix>].pid`` — several prefixes can share one platform — and is
-stopped by ``headwater down`` (SIGTERM, then SIGKILL), which stops those of every prefix.
+stopped by ``headwater down`` (SIGTERM to all, then SIGKILL to any left), which stops those of
+every prefix. Each idles until it has work: the scorers until their model has a routing, the
+loop and the retrain worker until events reach their topics. ``headwater demo`` runs workers
+of its own on topics (and consumer groups) of its own prefix, so the two never share a group.
 
 >>> sorted(STREAM_PROCESSES)
-['feature_worker', 'sink']
+['feature_worker', 'http_server', 'loop', 'retrain_worker', 'scorer', 'sink']
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -22,7 +27,14 @@ from pydantic import SecretStr
 from infra.local_kafka import pid_alive
 from infra.settings import ENV_PREFIX, HeadwaterSettings
 
-STREAM_PROCESSES = {"feature_worker": "streams.worker", "sink": "streams.sink"}
+STREAM_PROCESSES = {
+    "feature_worker": "streams.worker",
+    "sink": "streams.sink",
+    "scorer": "serving.kafka_scorer",
+    "http_server": "serving.http_server",
+    "loop": "streams.loop",
+    "retrain_worker": "trainers.retrain",
+}
 
 # Children this process started, kept so they are reaped when stopped, not left as zombies.
 _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
@@ -87,27 +99,34 @@ def start_stream_processes(settings: HeadwaterSettings) -> dict[str, int]:
     return pids
 
 
-def _stop(pid: int, timeout_s: float) -> None:
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
+def _stop_all(pids: list[int], timeout_s: float) -> None:
+    """SIGTERM to every pid at once (each shuts down in parallel), SIGKILL after ``timeout_s``
+    to any still running; returns when all are gone."""
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout_s
-    child = _CHILDREN.pop(pid, None)
-    while pid_alive(pid) and (child is None or child.poll() is None):
-        if time.monotonic() > deadline:
-            os.kill(pid, signal.SIGKILL)
+    left = list(pids)
+    while left:
+        for pid in list(left):
+            child = _CHILDREN.get(pid)
+            if not pid_alive(pid) or (child is not None and child.poll() is not None):
+                left.remove(pid)
+                if child is not None:
+                    _CHILDREN.pop(pid).wait()
+            elif time.monotonic() > deadline:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
         time.sleep(0.05)
-    if child is not None:
-        child.wait()
 
 
 def stop_stream_processes(
     settings: HeadwaterSettings, timeout_s: float = 30.0, every_prefix: bool = False
 ) -> dict[str, bool]:
-    """Stop the stream processes of these settings' topic prefix (or of every prefix under
+    """Stop the processes of these settings' topic prefix (or of every prefix under
     ``HEADWATER_HOME``); which kinds were stopped."""
     stopped = {}
+    pids: list[int] = []
     for name in STREAM_PROCESSES:
         own = pid_file(settings, name)
         paths = set(settings.home.glob(f"{name}*.pid")) | {own} if every_prefix else {own}
@@ -115,9 +134,10 @@ def stop_stream_processes(
         for path in paths:
             pid = _pid_of(path, name)
             if pid is not None:
-                _stop(pid, timeout_s)
+                pids.append(pid)
                 stopped[name] = True
             path.unlink(missing_ok=True)
+    _stop_all(pids, timeout_s)
     return stopped
 
 

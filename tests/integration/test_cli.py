@@ -18,6 +18,7 @@ from infra.platform import stop_pid
 from infra.settings import HeadwaterSettings
 from infra.warehouse_host import running_host_pid
 from schemas.topics import TOPICS
+from streams.processes import STREAM_PROCESSES
 from tests.conftest import TEST_PORTS, settings_env
 
 pytestmark = pytest.mark.integration
@@ -129,6 +130,8 @@ def _lifecycle_env(tmp_path: Path, base: int) -> dict[str, str]:
         HEADWATER_KAFKA_LOCAL_PORT=str(base + 1),
         HEADWATER_KAFKA_LOCAL_CONTROLLER_PORT=str(base + 2),
         HEADWATER_WAREHOUSE_HOST_PORT=str(base + 3),
+        HEADWATER_HTTP_PORT=str(base + 4),  # the HTTP scoring server `up` starts
+        HEADWATER_METRICS_PORT=str(base + 10),  # its processes' /metrics, upwards from here
     )
     return env
 
@@ -141,10 +144,11 @@ def test_up_then_down_leaves_no_process(tmp_path: Path) -> None:
     print(f"cold-ish `headwater up`: {time.monotonic() - started:.1f} s")
     pids = json.loads(up.stdout)["processes"]
     assert pids["kafka"] and pids["warehouse_host"]
+    assert all(pids[name] for name in STREAM_PROCESSES), pids  # scorers, loop, retrain too
     down = headwater("down", "--json", env=env)
     assert down.returncode == 0, down.stderr
     stopped = json.loads(down.stdout)["stopped"]
-    assert {"warehouse_host", "kafka", "feature_worker", "sink"} <= set(stopped)
+    assert {"warehouse_host", "kafka", *STREAM_PROCESSES} <= set(stopped)
     assert all(stopped.values()), stopped
     assert not any(pid_alive(pid) for pid in pids.values() if pid)
     left = subprocess.run(

@@ -1,5 +1,6 @@
-"""`headwater up` runs the stream processes: produced lines become features, warehouse rows and
-dead letters, and the processes show in `status` and stop with the platform."""
+"""`headwater up` runs the platform's processes: produced lines become features, predictions
+(once a model is routed), warehouse rows and dead letters; the processes show in `status`, idle
+while there is no model, and stop with the platform."""
 
 from __future__ import annotations
 
@@ -8,14 +9,19 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import orjson
 import pytest
 
+from infra.event_bus import EventBus
+from infra.local_kafka import pid_alive
 from infra.platform import stop_pid
 from infra.settings import HeadwaterSettings
 from infra.warehouse import HostedWarehouse
 from infra.warehouse_host import host_file, running_host_pid, running_host_url
-from streams.processes import stop_stream_processes, stream_process_pids
+from serving.routing import publish_routing, routing_event
+from streams.processes import STREAM_PROCESSES, stop_stream_processes, stream_process_pids
+from tests.serving.modelkit import register_versions
 from tests.streams.poison import transaction
 from tests.streams.workers import REPO, wait_until, worker_env
 
@@ -33,11 +39,21 @@ def _headwater(settings: HeadwaterSettings, *args: str) -> subprocess.CompletedP
     )
 
 
+def _status_of(url: str) -> int:
+    try:
+        return httpx.get(url, timeout=5).status_code
+    except httpx.TransportError:
+        return 0  # not listening yet
+
+
 def _count(warehouse: HostedWarehouse, sql: str) -> int:
     return int(warehouse.query(sql).scalar())
 
 
-def test_up_runs_worker_and_sink_end_to_end(
+MODEL_FEATURES = ("txn_count_1h", "amount_sum_1h", "amount_max_1h")  # of streams.demo.features
+
+
+def test_up_runs_every_process_end_to_end(
     kafka: HeadwaterSettings, unique: str, tmp_path: Path
 ) -> None:
     settings = kafka.model_copy(update={"topic_prefix": f"up-{unique}-"})
@@ -51,7 +67,21 @@ def test_up_runs_worker_and_sink_end_to_end(
     assert started.returncode == 0, started.stderr
     try:
         processes = json.loads(started.stdout)["processes"]
-        assert processes["feature_worker"] and processes["sink"]
+        assert all(processes[name] for name in STREAM_PROCESSES), processes
+        # No model yet: the scorers idle (the HTTP server says so) rather than fail.
+        health = f"http://127.0.0.1:{settings.http_port}/healthz"
+        wait_until(
+            lambda: _status_of(health) == 503,
+            120,
+            "the HTTP server",
+            settings.home / "http_server.log",
+        )
+        assert "no routing yet" in httpx.get(health, timeout=10).text
+        running = stream_process_pids(settings)
+        assert all(pid is not None and pid_alive(pid) for pid in running.values()), running
+        register_versions(settings, settings.serving_model, unique, 1, features=MODEL_FEATURES)
+        publish_routing(EventBus(settings), routing_event(settings.serving_model, {1: 1.0}))
+        wait_until(lambda: _status_of(health) == 200, 60, "the routing to reach HTTP serving")
         produced = _headwater(settings, "produce", "events.raw", "--file", str(source))
         assert produced.returncode == 0, produced.stderr
         url = running_host_url(settings)
@@ -73,6 +103,13 @@ def test_up_runs_worker_and_sink_end_to_end(
                         f"WHERE source_topic = '{settings.topic('events.raw')}'",
                     )
                     == 2
+                    and _count(
+                        warehouse,
+                        f"SELECT count() FROM {db}.predictions FINAL "
+                        f"WHERE entity_id LIKE '{unique}-%' AND source = 'kafka' "
+                        "AND NOT fallback",
+                    )
+                    == 30
                 ),
                 120,
                 "features and dead letters in the warehouse",
@@ -89,9 +126,10 @@ def test_up_runs_worker_and_sink_end_to_end(
             warehouse.close()
     finally:
         # `down` would also stop the session's broker; stop what `up` added to it instead.
-        assert stop_stream_processes(settings) == {"feature_worker": True, "sink": True}
+        stopped = stop_stream_processes(settings)
+        assert stopped == dict.fromkeys(STREAM_PROCESSES, True), stopped
         host = running_host_pid(settings)
         if host is not None:
             stop_pid(host)
             host_file(settings).unlink(missing_ok=True)
-    assert stream_process_pids(settings) == {"feature_worker": None, "sink": None}
+    assert stream_process_pids(settings) == dict.fromkeys(STREAM_PROCESSES)
