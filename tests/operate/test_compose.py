@@ -54,7 +54,12 @@ def test_every_service_command_exists(service: str) -> None:
         assert command[:2] == ["python", "-m"], f"{service}: run `headwater` or `python -m`"
         spec = importlib.util.find_spec(command[2])
         assert spec is not None and spec.origin is not None, f"{service}: no {command[2]}"
-        assert '__name__ == "__main__"' in Path(spec.origin).read_text()
+        origin = spec.origin
+        if spec.submodule_search_locations is not None:  # a package runs its __main__
+            main = importlib.util.find_spec(f"{command[2]}.__main__")
+            assert main is not None and main.origin is not None, f"{service}: no __main__"
+            origin = main.origin
+        assert '__name__ == "__main__"' in Path(origin).read_text()
 
 
 @pytest.mark.parametrize("service", PLATFORM)
