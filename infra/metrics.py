@@ -1,9 +1,13 @@
 """Prometheus metrics of the platform, and ``/metrics`` for every long-running process.
 
 Processes record what they do on :data:`METRICS` (one :class:`PlatformMetrics` per process) and
-call :func:`serve_metrics` once at start; any Prometheus picks them up. Events that already say
-what happened (a prediction with its latency, a drift alarm, a routing change) update the right
-metrics through :meth:`PlatformMetrics.observe`, so callers need not know the metric names.
+call :func:`serve_process_metrics` once at start; any Prometheus picks them up
+(:func:`serve_metrics` is the strict form: any registry, a chosen port, an error when none is
+free). Events that already say what happened (a prediction with its latency, a drift alarm, a
+routing change) update the right metrics through :meth:`PlatformMetrics.observe`, and batches go
+through :func:`record_batch`, so callers need not know the metric names. Gauges of live state
+(breakers, routing, drift windows) are set just before each scrape by refreshers
+(:meth:`PlatformMetrics.before_scrape`).
 
 >>> from schemas.models import Routing
 >>> m = PlatformMetrics()
