@@ -123,3 +123,43 @@ def test_engines_share_the_changelog(
     vectors = {v["event_id"]: v["values"] for v in _features(isolated, unique, 0)}
     assert len(vectors) == 800
     assert vectors == _uninterrupted(isolated, unique)
+
+
+def test_second_worker_takes_over_partitions_with_their_state(
+    isolated: HeadwaterSettings, unique: str, tmp_path: Path
+) -> None:
+    """Scaling out: a second worker joins the group, the partitions it takes over are revoked
+    from the first (offsets committed, states dropped) and recovered from the changelog by the
+    second; every event still gets the values of one uninterrupted run."""
+    generator = iter(TransactionGenerator(DemoConfig(seed=6, cards=30, fraud_rate=0.05)))
+    transactions = [next(generator).transaction for _ in range(1000)]
+    first_log, second_log = tmp_path / "first.log", tmp_path / "second.log"
+
+    _produce(isolated, transactions[:500])
+    first = start_worker(isolated, "streams.worker", first_log)
+    second = None
+    try:
+        wait_until(lambda: end_offsets(isolated, "features") >= 500, 90, "the first", first_log)
+        second = start_worker(isolated, "streams.worker", second_log)
+        wait_until(
+            lambda: (
+                "state record(s) recovered" in second_log.read_text(errors="replace")
+                and "revoked" in first_log.read_text(errors="replace")
+            ),
+            60,
+            "the second worker to take partitions over",
+            second_log,
+        )
+        _produce(isolated, transactions[500:])
+        wait_until(lambda: end_offsets(isolated, "features") >= 1000, 90, "the rest", second_log)
+    finally:
+        stop_worker(first)
+        if second is not None:
+            stop_worker(second)
+
+    vectors: dict[str, list[dict[str, float]]] = {}
+    for vector in _features(isolated, unique, 0):
+        vectors.setdefault(vector["event_id"], []).append(vector["values"])
+    assert len(vectors) == 1000
+    assert all(all(v == versions[0] for v in versions) for versions in vectors.values())
+    assert {k: v[0] for k, v in vectors.items()} == _uninterrupted(isolated, unique)
