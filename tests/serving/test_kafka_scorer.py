@@ -118,3 +118,30 @@ def test_unreadable_vectors_are_dead_lettered_and_counts_add_up(
         assert "FeatureVector" in reasons["undecodable"]
     finally:
         runtime.stop()
+
+
+def test_scorer_idles_without_a_routing_then_scores_what_queued(
+    topics: HeadwaterSettings, unique: str
+) -> None:
+    model = f"fraud-{unique}"
+    register_versions(topics, model, unique, 1)
+    send_all(topics, "features", feature_vectors(unique, 30))
+    runtime = start_runtime(topics, model)
+    scorer = KafkaScorer(runtime, group=f"scorer-{unique}")
+    try:
+        for _ in range(20):  # no routing: nothing to serve, nothing consumed, no error
+            assert scorer.step() == 0
+        assert scorer.counts.consumed == 0
+        assert model in scorer.waiting_reason() and "headwater models route" in (
+            scorer.waiting_reason()
+        )
+        publish_routing(EventBus(topics), routing_event(model, {1: 1.0}))
+        assert runtime.routing.wait_for(model, lambda r: r.weights == {"1": 1.0}, 30)
+        deadline = time.monotonic() + 60
+        while scorer.counts.predicted < 30 and time.monotonic() < deadline:
+            scorer.step()
+        scorer.drain()
+        found = read_predictions(topics, 30, unique)
+        assert len(found) == 30 and {(p.version, p.fallback) for p in found} == {(1, False)}
+    finally:
+        runtime.stop()
