@@ -32,6 +32,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from infra.event_bus import make_codec
+from infra.metrics import record_batch, serve_process_metrics
 from infra.settings import HeadwaterSettings, load_settings
 from schemas.domain import load_domain
 from streams.batch_producer import BatchProducer
@@ -111,14 +112,17 @@ class FeatureBatches:
         )
 
     def done(self, consumed: int, out: BatchOutput) -> None:
-        counters = self.counters
+        counters, finished = self.counters, time.perf_counter()
         counters.add(consumed, out)
         counters.process_s += self._processed - self._started
-        counters.confirm_s += time.perf_counter() - self._processed
+        counters.confirm_s += finished - self._processed
+        took = finished - self._started
+        record_batch("features", "events.raw", consumed, took, rejected=out.rejected)
 
 
 def main() -> None:
     settings = load_settings()
+    serve_process_metrics(settings, "feature_worker")
     if settings.stream_engine == "faust":
         from streams.faust_engine import run_faust_worker
 

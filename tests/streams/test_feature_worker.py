@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from pathlib import Path
 
+import httpx
 import orjson
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from infra.event_bus import EventBus
+from infra.metrics import metrics_dir
 from infra.settings import HeadwaterSettings
 from streams.feature_module import load_feature_module
 from streams.lookup import ChangelogReplica
@@ -44,6 +48,20 @@ def _produce_mixed(bus: EventBus) -> tuple[int, list[tuple[bytes, str]]]:
     return sent + 1, poison
 
 
+def _scrape_worker(settings: HeadwaterSettings) -> dict[tuple[str, str], float]:
+    """The feature worker's counters by (name, topic), from the /metrics it recorded."""
+    records = [json.loads(p.read_text()) for p in metrics_dir(settings).glob("*.json")]
+    urls = [r["url"] for r in records if r["role"] == "feature_worker"]
+    assert urls, f"the feature worker recorded no /metrics endpoint: {records}"
+    text = httpx.get(urls[-1], timeout=10).text
+    return {
+        (sample.name, sample.labels.get("topic", "")): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.labels.get("stage") == "features"
+    }
+
+
 def test_worker_validates_featurizes_and_agrees_with_offline(
     isolated: HeadwaterSettings, tmp_path: Path, unique: str
 ) -> None:
@@ -60,6 +78,18 @@ def test_worker_validates_featurizes_and_agrees_with_offline(
             ),
             90,
             "the worker to process every record",
+            log,
+        )
+        # Its /metrics counts what it consumed and rejected, as the counts below add up.
+        # (A batch is counted just after its outputs are acknowledged: poll briefly.)
+        wanted = {
+            ("headwater_records_total", "events.raw"): consumed,
+            ("headwater_records_total", "deadletter"): len(poison),
+        }
+        wait_until(
+            lambda: {k: _scrape_worker(isolated).get(k) for k in wanted} == wanted,
+            30,
+            f"the worker's /metrics to count {wanted}",
             log,
         )
     finally:
