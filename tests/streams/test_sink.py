@@ -14,7 +14,7 @@ from infra.kafka_clients import ensure_topics
 from infra.migrations import table_for_topic
 from infra.settings import HeadwaterSettings
 from infra.warehouse import ChdbWarehouse, QueryResult
-from schemas.models import DeadLetter, Label
+from schemas.models import DeadLetter, Label, Prediction
 from schemas.topics import TOPICS
 from streams.sink import Batch, ClickHouseSink, SinkConfig, SinkStats
 from tests.unit.test_schemas import SAMPLES
@@ -153,8 +153,9 @@ def test_undecodable_record_goes_to_deadletter(
 def test_runs_under_other_topic_prefixes_keep_their_own_rows(
     kafka: HeadwaterSettings, warehouse: ChdbWarehouse, unique: str
 ) -> None:
-    """events_raw and deadletter rows are keyed by where they were read: the same partition and
-    offset of two prefixes' topics (two demo runs) are two rows, not one replacing the other."""
+    """events_raw, deadletter and predictions rows are keyed with the topic they were read from:
+    the same offsets, or the same request id, under two prefixes (two demo runs of one seed)
+    are two rows, not one replacing the other."""
     runs = [kafka.model_copy(update={"topic_prefix": f"p{n}-{unique}-"}) for n in (1, 2)]
     letter = DeadLetter(
         source_topic=f"shared-{unique}",
@@ -164,13 +165,17 @@ def test_runs_under_other_topic_prefixes_keep_their_own_rows(
         reason="the same rejection in both runs",
         failed_at_ms=1,
     )
+    prediction = Prediction.model_validate(
+        {**SAMPLES["Prediction"], "request_id": f"tx-{unique}", "model": f"m-{unique}"}
+    )
     for run in runs:
         ensure_topics(run)
         bus = EventBus(run)
         bus.send_bytes("events.raw", f'{{"run": "{unique}"}}'.encode(), unique.encode())
         bus.send("deadletter", letter)
+        bus.send("predictions", prediction)
         bus.flush()
-        assert _drain(ClickHouseSink(run, warehouse, FAST), 2).inserted == 2
+        assert _drain(ClickHouseSink(run, warehouse, FAST), 3).inserted == 3
 
     raw = warehouse.query(
         "SELECT _topic FROM headwater.events_raw FINAL "
@@ -182,3 +187,8 @@ def test_runs_under_other_topic_prefixes_keep_their_own_rows(
         f"WHERE source_topic = 'shared-{unique}' ORDER BY _topic"
     ).rows
     assert [r[0] for r in dead] == [run.topic("deadletter") for run in runs]
+    predicted = warehouse.query(
+        f"SELECT _topic FROM headwater.predictions FINAL WHERE request_id = 'tx-{unique}' "
+        "ORDER BY _topic"
+    ).rows
+    assert [r[0] for r in predicted] == [run.topic("predictions") for run in runs]
