@@ -76,7 +76,10 @@ def _count(warehouse: ChdbWarehouse, unique: str, final: bool = True) -> int:
 def _table_counts(warehouse: ChdbWarehouse) -> dict[str, int]:
     return {
         topic: int(
-            warehouse.query(f"SELECT count() FROM headwater.{table_for_topic(topic)}").scalar()
+            # FINAL: a background merge of earlier duplicates must not change the count
+            warehouse.query(
+                f"SELECT count() FROM headwater.{table_for_topic(topic)} FINAL"
+            ).scalar()
         )
         for topic in TOPICS
     }
