@@ -498,6 +498,7 @@ class DemoRun:
             "malformed_events": self.malformed,
             "observed_records": dict(observer.seen),
             "alarms_before_drift": observer.alarms_before_drift,
+            "in_sample_predictions_not_watched": self.loop.not_watched(),
             "skew_alarms": observer.skew_alarms,
             "label_join": asdict(self.loop.joiner.counts),
             "topic_prefix": self.settings.topic_prefix,

@@ -80,6 +80,31 @@ class CategoricalReference:
     size: int = 1
 
 
+@dataclass(frozen=True)
+class VersionReference:
+    """What one model version was trained on: each feature's training distribution and the
+    event time of the newest training row (``None``: not recorded).
+
+    Drift is a change of the world *after* training. An event at or before ``trained_until_ms``
+    is in (or older than) the training sample: a window of such events is not an independent
+    sample of what the version now serves — it may even be the reference itself, or the
+    population training left out on purpose (a stream's cold start) — so the loop watches only
+    the events after it (:meth:`watches`). Scoring a backlog when a version starts serving
+    is such a case, and how much of it falls into the first windows depends on timing.
+
+    >>> ref = VersionReference({}, trained_until_ms=1_000)
+    >>> ref.watches(1_000), ref.watches(1_001), VersionReference({}).watches(0)
+    (False, True, True)
+    """
+
+    features: Mapping[str, FeatureReference | CategoricalReference]
+    trained_until_ms: int | None = None
+
+    def watches(self, event_time_ms: int) -> bool:
+        """Whether an event of this time is evidence about the world after training."""
+        return self.trained_until_ms is None or event_time_ms > self.trained_until_ms
+
+
 @dataclass
 class _Tests:
     """How one feature is tested per window: numeric features go through the shared

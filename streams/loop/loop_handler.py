@@ -6,6 +6,11 @@ Per model version it keeps a :class:`DriftMonitor` over the champion's served fe
 the training reference of that version), ADWIN and Page–Hinkley on the champion's mistakes, and
 per model a :class:`RetrainPolicy` and a :class:`CanaryController`. The registry's state is the
 fold of ``model-versions`` (:class:`trainers.registry_state.RegistryState`).
+
+A version is watched only on the events after its training data
+(:class:`~streams.loop.drift_monitor.VersionReference`): a backlog it scores when it starts
+serving, or a replay, holds events it was trained on (or older ones), which say nothing about
+how the world changed since — and which of them reach the first windows would depend on timing.
 """
 
 from __future__ import annotations
@@ -26,7 +31,12 @@ from schemas.models import (
 from streams.loop.agent_runner import Output
 from streams.loop.canary import ACTOR as CANARY_ACTOR
 from streams.loop.canary import CanaryConfig, CanaryController, CanaryDecision
-from streams.loop.drift_monitor import CategoricalReference, DriftMonitor, FeatureReference
+from streams.loop.drift_monitor import (
+    CategoricalReference,
+    DriftMonitor,
+    FeatureReference,
+    VersionReference,
+)
 from streams.loop.error_detectors import AdwinDetector, ErrorDetector, PageHinkleyDetector
 from streams.loop.label_join import LabelJoiner, Outcome
 from streams.loop.live_metrics import LiveQuality
@@ -35,7 +45,8 @@ from trainers.errors import RegistryError
 from trainers.registry_state import RegistryState
 
 References = Mapping[str, FeatureReference | CategoricalReference]
-ReferenceSource = Callable[[str, int, str], References | None]
+# a version's references: a mapping alone, or with the time its training data ends
+ReferenceSource = Callable[[str, int, str], References | VersionReference | None]
 
 
 @dataclass(frozen=True)
@@ -63,7 +74,9 @@ class _Watch:
 
     drift: DriftMonitor | None
     errors: list[ErrorDetector]
+    reference: VersionReference = field(default_factory=lambda: VersionReference({}))
     labelled: int = 0
+    skipped: int = 0  # predictions of events the version was trained on (or older)
 
 
 @dataclass
@@ -106,6 +119,10 @@ class LoopHandler:
         self.counts = LoopCounts()
         self.decisions: list[CanaryDecision] = []
         self.alarms: list[DriftAlarm] = []
+
+    def not_watched(self) -> int:
+        """Champion predictions of events a version was trained on (or older): not watched."""
+        return sum(w.skipped for w in list(self._watches.values()))
 
     def drift_monitors(self) -> list[DriftMonitor]:
         """The drift monitor of every watched model version (read by the process's gauges)."""
@@ -185,7 +202,9 @@ class LoopHandler:
                 outputs += self._decisions(controller.observe_failure(candidate, why, self.clock()))
         if prediction.route == "champion" and not prediction.fallback:
             watch = self._watch(prediction.model, prediction.version)
-            if watch.drift is not None:
+            if not watch.reference.watches(prediction.event_time_ms):
+                watch.skipped += 1
+            elif watch.drift is not None:
                 alarms = watch.drift.update(prediction.features, self.clock())
                 outputs += self._alarms(alarms)
         return outputs + self._outcomes(self.joiner.add_prediction(prediction))
@@ -207,6 +226,8 @@ class LoopHandler:
     def _errors(self, outcome: Outcome) -> list[Output]:
         p = outcome.prediction
         watch = self._watch(p.model, p.version)
+        if not watch.reference.watches(p.event_time_ms):
+            return []  # an in-sample mistake rate is no baseline for the live one
         watch.labelled += 1
         mistake = float((p.output >= self.config.threshold) != (outcome.label.label > 0.5))
         alarms = []
@@ -238,15 +259,21 @@ class LoopHandler:
                 sha256 = self.registry.version(model, version).artifact_sha256
             except RegistryError:
                 sha256 = ""
-            references = self.references(model, version, sha256)
+            found = self.references(model, version, sha256)
+            reference = (
+                found
+                if isinstance(found, VersionReference)
+                else VersionReference(found if found is not None else {})
+            )
+            features = reference.features
             drift = (
                 DriftMonitor(
-                    model, version, references, self.config.drift_window, self.config.drift_alpha
+                    model, version, features, self.config.drift_window, self.config.drift_alpha
                 )
-                if references
+                if features
                 else None
             )
-            watch = _Watch(drift, [AdwinDetector(), PageHinkleyDetector()])
+            watch = _Watch(drift, [AdwinDetector(), PageHinkleyDetector()], reference)
             self._watches[(model, version)] = watch
         return watch
 

@@ -3,7 +3,8 @@
 A bundle (:mod:`trainers.model_family`) keeps, per feature, the training data's decile edges
 (minimum and maximum included) and the share of rows in each ``numpy.histogram`` bin. Its inner
 edges are the drift monitor's bins and its quantiles; the cumulative shares are the reference
-CDF just below each edge (``strict_cdf``).
+CDF just below each edge (``strict_cdf``). Its metadata's ``data_end_ms`` (the newest training
+row's event time, recorded by :func:`training_span`) says from when on the loop watches it.
 
 >>> from trainers.model_family import FeatureReference as Trained
 >>> trained = Trained((0.0, 1.0, 2.0, 3.0), (0.25, 0.25, 0.5), 1.6, 0.9, 400)
@@ -19,7 +20,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from infra.errors import HeadwaterError
-from streams.loop.drift_monitor import FeatureReference
+from streams.loop.drift_monitor import FeatureReference, VersionReference
 from trainers.artifacts import ArtifactStore
 from trainers.model_family import FeatureReference as TrainedReference
 from trainers.model_family import load_bundle
@@ -41,6 +42,28 @@ def references_of(trained: Mapping[str, TrainedReference]) -> dict[str, FeatureR
     }
 
 
+TRAINING_SPAN_KEYS = ("data_start_ms", "data_end_ms")
+
+
+def training_span(lineage: Mapping[str, str]) -> dict[str, str]:
+    """The event-time span of a training set (from its lineage), for a bundle's metadata.
+
+    >>> training_span({"data_start_ms": "5", "data_end_ms": "9", "query": "SELECT 1"})
+    {'data_start_ms': '5', 'data_end_ms': '9'}
+    """
+    return {key: lineage[key] for key in TRAINING_SPAN_KEYS if key in lineage}
+
+
+def trained_until(metadata: Mapping[str, str]) -> int | None:
+    """The newest training row's event time a bundle records, if it records one.
+
+    >>> trained_until({"data_end_ms": "1700"}), trained_until({})
+    (1700, None)
+    """
+    value = metadata.get("data_end_ms", "")
+    return int(value) if value.lstrip("-").isdigit() else None
+
+
 class BundleReferences:
     """Reference lookup by artifact: loads the bundle once per version from the store."""
 
@@ -48,9 +71,7 @@ class BundleReferences:
         self.store = store
         self.failures: dict[str, str] = {}
 
-    def __call__(
-        self, model: str, version: int, artifact_sha256: str
-    ) -> dict[str, FeatureReference] | None:
+    def __call__(self, model: str, version: int, artifact_sha256: str) -> VersionReference | None:
         if not artifact_sha256:
             return None
         try:
@@ -59,4 +80,4 @@ class BundleReferences:
             # no reference means no data-drift monitor for this version; say why, don't crash
             self.failures[f"{model}@{version}"] = str(error)
             return None
-        return references_of(bundle.reference)
+        return VersionReference(references_of(bundle.reference), trained_until(bundle.metadata))

@@ -2,6 +2,7 @@
 training set from the warehouse, a small Bayesian search (Optuna TPE, ask and tell) of the
 torch MLP's hyperparameters, each trial a real training run tracked on ``runs``, and the best
 bundle stored and registered on ``model-versions`` — where the canary controller takes over.
+The bundle records its training data's event-time span, from which the loop watches it.
 
 ``sabotage=True`` (the demo's ``--bad-candidate``) trains every trial on inverted labels: a real
 model, honestly worse, that the canary must catch.
@@ -21,6 +22,7 @@ from infra.settings import HeadwaterSettings
 from infra.warehouse import Warehouse
 from schemas.models import EventModel, RetrainRequest
 from streams.loop.agent_runner import Output
+from streams.loop.references import training_span
 from trainers.artifacts import ArtifactStore
 from trainers.dataset import TrainingSet
 from trainers.errors import DatasetError
@@ -163,6 +165,8 @@ class Retrainer:
             )
             tracker.start(f"retrain request {request.request_id}: {request.reason}")
             result = Trainer(config, data, listener=tracker, progress=False).fit()
+            # the loop watches the version on the events after its training data
+            result.bundle.metadata.update(training_span(data.lineage))
             score = float(result.metrics.get("valid_auc", 0.0))
             artifact = result.bundle.to_bytes()
             sha = self.store.put_bytes(artifact)

@@ -19,7 +19,7 @@ from schemas.models import (
 )
 from streams.loop.agent_runner import Output
 from streams.loop.canary import CanaryConfig
-from streams.loop.drift_monitor import FeatureReference
+from streams.loop.drift_monitor import FeatureReference, VersionReference
 from streams.loop.loop_handler import LoopConfig, LoopHandler, References
 
 SHA = {1: "a" * 64, 2: "b" * 64}
@@ -173,3 +173,56 @@ def test_versions_handed_over_by_the_retrain_worker_are_routed_and_tried() -> No
     assert handler.controllers["fraud"].candidate == 2
     # a replay of the old promotion routes nothing back
     assert batch(event(1, "promoted")) == []
+
+
+def test_a_version_is_watched_only_on_events_after_its_training_data() -> None:
+    """A version that starts serving scores a backlog: the cold start its training left out
+    (cards without a history: ``amount_last_3`` missing, 0) and its own training rows. They
+    are not the world after training, so however they reach the loop they raise no alarm;
+    the same cold start after the training data does."""
+    rng = np.random.default_rng(4)
+    trained_until = 10_000
+
+    def references(model: str, version: int, sha256: str) -> VersionReference:
+        sample = rng.lognormal(3.0, 1, 5000)
+        features = {"amount_last_3": FeatureReference.from_sample("amount_last_3", sample)}
+        return VersionReference(features, trained_until_ms=trained_until)
+
+    handler = LoopHandler(references, LoopConfig(drift_window=300), clock=lambda: 5)
+    handler.handle(
+        "model-versions",
+        ModelVersion(
+            model="fraud", version=1, action="registered", artifact_sha256=SHA[1], event_time_ms=1
+        ),
+    )
+
+    def serve(event_times: range, cold: bool) -> list[DriftAlarm]:
+        out: list[Output] = []
+        for t in event_times:
+            value = 0.0 if cold else float(rng.lognormal(3.0, 1))
+            prediction = Prediction(
+                request_id=f"r{t}",
+                entity_id="c",
+                model="fraud",
+                version=1,
+                route="champion",
+                output=0.1,
+                features={"amount_last_3": value},
+                event_time_ms=t,
+                served_at_ms=50_000,
+                latency_ms=1.0,
+            )
+            label = Label(
+                request_id=f"r{t}", entity_id="c", label=1.0, event_time_ms=t, labeled_at_ms=t + 1
+            )
+            out += handler.handle("predictions", prediction) + handler.handle("labels", label)
+        return [e for _, e in out if isinstance(e, DriftAlarm)]
+
+    # the backlog: the cold start, then the training rows, every one of them a mistake
+    assert serve(range(1, 601), cold=True) == []
+    assert serve(range(601, trained_until + 1, 16), cold=False) == []
+    assert handler.not_watched() == 600 + len(range(601, trained_until + 1, 16))
+    # live, like the training data: nothing; a cold start now is a change of the world
+    assert serve(range(trained_until + 1, trained_until + 601), cold=False) == []
+    alarms = serve(range(trained_until + 601, trained_until + 901), cold=True)
+    assert {(a.kind, a.feature) for a in alarms if a.kind == "data"} == {("data", "amount_last_3")}
