@@ -8,7 +8,11 @@ of figures and the ratios against the baselines measured in the same run:
 
 * Kafka: open-loop load (events scheduled at a fixed rate whatever the scorer does; latency
   counted from the scheduled send time, so a stall is not hidden) through the scorer process
-  (``python -m serving.kafka_scorer``); p50/p99 event→prediction latency and the throughput.
+  (``python -m serving.kafka_scorer``), after a warm-up at the same rate; p50/p99
+  event→prediction latency, the throughput, the scorer's own CPU per 1k events (``/proc``),
+  its batches, and its capacity (a paused scorer draining a backlog). The **floor** comes first
+  in the same run: the same load sent straight to ``predictions`` and timed by the same clock,
+  no scorer — what the broker, the clients and the machine cost by themselves.
 * HTTP: the same closed-loop load (``--concurrency`` clients) against Headwater's server
   (``python -m serving.http_server``: batching, routing, guards, logging to Kafka) and against a
   plain FastAPI endpoint that runs the same bundle per request (``--plain-server``).
