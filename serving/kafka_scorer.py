@@ -181,8 +181,9 @@ class KafkaScorer:
     def _commit_acknowledged(self, *, now: bool = False) -> None:
         """Commit the offsets of every acknowledged batch: at most every
         :data:`COMMIT_INTERVAL_S` (each commit is a request the broker writes to its offsets
-        log: one per micro-batch is broker work that buys nothing), and at once with ``now``. A crash replays what was not committed yet; the replayed
-        predictions carry the same request ids and the warehouse keeps one row per id."""
+        log: one per micro-batch is broker work that buys nothing), and at once with ``now``.
+        A crash replays what was not committed yet; the replayed predictions carry the same
+        request ids and the warehouse keeps one row per id."""
         try:
             released = self._ledger.releasable()
         except DeliveryFailed as error:
