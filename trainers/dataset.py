@@ -22,6 +22,18 @@ import numpy as np
 
 from trainers.errors import DatasetError
 
+TRAINING_SPAN_KEYS = ("data_start_ms", "data_end_ms")
+
+
+def training_span(lineage: Mapping[str, str]) -> dict[str, str]:
+    """The event-time span of a training set (from its lineage), for a bundle's metadata: the
+    loop watches a version only on events after it (see ``streams.loop.references``).
+
+    >>> training_span({"data_start_ms": "5", "data_end_ms": "9", "query": "SELECT 1"})
+    {'data_start_ms': '5', 'data_end_ms': '9'}
+    """
+    return {key: lineage[key] for key in TRAINING_SPAN_KEYS if key in lineage}
+
 
 @dataclass(frozen=True)
 class TrainingSet:

@@ -20,7 +20,7 @@ from infra.sql_literals import render
 from infra.warehouse import Warehouse
 from schemas.models import ParamValue
 from trainers.artifacts import ArtifactStore
-from trainers.dataset import TrainingSet
+from trainers.dataset import TrainingSet, training_span
 from trainers.distributed import run_distributed
 from trainers.errors import DatasetError, SearchError
 from trainers.job import JobResult
@@ -168,6 +168,7 @@ def _single(
     checkpoint.unlink(missing_ok=True)
     metrics = dict(history[-1]) if history else {}
     bundle.metadata.update(run_id=tracker.run_id, model=request.model, dataset_sha256=dataset_sha)
+    bundle.metadata.update(training_span(data.lineage))
     artifacts = _store_artifacts(registry.store, bundle, dataset_sha)
     tracker.complete(metrics, artifacts)
     version = _register(

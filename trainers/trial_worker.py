@@ -35,7 +35,7 @@ from infra.metrics import METRICS
 from infra.settings import HeadwaterSettings, load_settings
 from schemas.models import DeadLetter, ParamValue, Run, Trial
 from trainers.artifacts import ArtifactStore
-from trainers.dataset import TrainingSet
+from trainers.dataset import TrainingSet, training_span
 from trainers.environment import settings_environment
 from trainers.foreground import run_until_sigterm
 from trainers.median_rule import MedianStoppingRule
@@ -216,6 +216,7 @@ class TrialWorker:
         result.bundle.metadata.update(
             run_id=tracker.run_id, model=trial.model, dataset_sha256=trial.dataset
         )
+        result.bundle.metadata.update(training_span(data.lineage))
         bundle_sha = store.put_bytes(result.bundle.to_bytes())
         tracker.complete(metrics, {"bundle": bundle_sha, "dataset": trial.dataset})
         checkpoint.unlink(missing_ok=True)

@@ -4,7 +4,8 @@ A bundle (:mod:`trainers.model_family`) keeps, per feature, the training data's 
 (minimum and maximum included) and the share of rows in each ``numpy.histogram`` bin. Its inner
 edges are the drift monitor's bins and its quantiles; the cumulative shares are the reference
 CDF just below each edge (``strict_cdf``). Its metadata's ``data_end_ms`` (the newest training
-row's event time, recorded by :func:`training_span`) says from when on the loop watches it.
+row's event time, recorded by :func:`trainers.dataset.training_span`) says from when on the
+loop watches it.
 
 >>> from trainers.model_family import FeatureReference as Trained
 >>> trained = Trained((0.0, 1.0, 2.0, 3.0), (0.25, 0.25, 0.5), 1.6, 0.9, 400)
@@ -40,18 +41,6 @@ def references_of(trained: Mapping[str, TrainedReference]) -> dict[str, FeatureR
         for name, ref in trained.items()
         if ref.count > 0 and len(ref.proportions) == len(ref.edges) - 1
     }
-
-
-TRAINING_SPAN_KEYS = ("data_start_ms", "data_end_ms")
-
-
-def training_span(lineage: Mapping[str, str]) -> dict[str, str]:
-    """The event-time span of a training set (from its lineage), for a bundle's metadata.
-
-    >>> training_span({"data_start_ms": "5", "data_end_ms": "9", "query": "SELECT 1"})
-    {'data_start_ms': '5', 'data_end_ms': '9'}
-    """
-    return {key: lineage[key] for key in TRAINING_SPAN_KEYS if key in lineage}
 
 
 def trained_until(metadata: Mapping[str, str]) -> int | None:

@@ -22,9 +22,8 @@ from infra.settings import HeadwaterSettings
 from infra.warehouse import Warehouse
 from schemas.models import EventModel, RetrainRequest
 from streams.loop.agent_runner import Output
-from streams.loop.references import training_span
 from trainers.artifacts import ArtifactStore
-from trainers.dataset import TrainingSet
+from trainers.dataset import TrainingSet, training_span
 from trainers.errors import DatasetError
 from trainers.model_family import MLPConfig
 from trainers.point_in_time import DatasetSpec, build_training_set

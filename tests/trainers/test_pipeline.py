@@ -46,6 +46,8 @@ def test_a_single_run_is_tracked_stored_and_registered(
     bundle = load_bundle(store.get_bytes(outcome.artifacts["bundle"]))
     assert bundle.feature_names == ("amount", "mean_1h", "n_1h")
     assert bundle.metadata["run_id"] == outcome.run_id
+    # The loop watches the version only on events after its training data.
+    assert bundle.metadata["data_end_ms"] == outcome.lineage["data_end_ms"]
     for name in ("dataset", "reference", "preprocessing"):
         store.verify(outcome.artifacts[name])
     assert outcome.lineage["row_count"] == "400"
