@@ -24,7 +24,17 @@ class BatchProducer:
     """An idempotent librdkafka producer whose batches are confirmed as a whole."""
 
     def __init__(self, settings: HeadwaterSettings) -> None:
-        self._producer = make_producer(settings, **{"linger.ms": 2, "batch.num.messages": 10_000})
+        # Reports of failed records only, through one configured callback: a per-record
+        # callback for every success costs more than producing the record.
+        self._producer = make_producer(
+            settings,
+            **{
+                "linger.ms": 2,
+                "batch.num.messages": 10_000,
+                "delivery.report.only.error": True,
+                "on_delivery": self._on_delivery,
+            },
+        )
         self._timeout_s = settings.kafka_timeout_s * 3
         self._address = settings.bootstrap_servers
         self._errors: list[str] = []
@@ -38,7 +48,7 @@ class BatchProducer:
         for topic, key, value, partition in records:
             while True:
                 try:
-                    produce(topic, value, key, partition, on_delivery=self._on_delivery)
+                    produce(topic, value, key, partition)
                     break
                 except BufferError:
                     poll(0.01)  # the local queue is full: let deliveries drain
