@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_left, bisect_right
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, cast
 
@@ -121,26 +121,57 @@ class Aggregate(Feature):
         self, columns: Mapping[str, Sequence[Cell]], low: int, high: int, missing: float
     ) -> float:
         """The value over the events ``low:high`` (the window's, found by the caller)."""
-        how = self.how
+        index = {name: i for i, name in enumerate(columns)}
+        return self.compiled(index)(list(columns.values()), low, high, missing)
+
+    def compiled(self, index: Mapping[str, int]) -> Reader:
+        """This aggregate as one function of (columns, low, high, missing), the columns in
+        ``index`` order: what :meth:`over` computes, without re-reading the declaration for
+        every event (the online worker runs it on each of them)."""
+        how, fsum = self.how, math.fsum
         if self.where:
-            j, wanted = self.where
-            keep = columns[j][low:high]
+            j, wanted = index[self.where[0]], self.where[1]
             if how == "count":
-                return float(keep.count(wanted))
-            cells: Sequence[Cell] = [
-                c for c, w in zip(columns[self.field][low:high], keep, strict=True) if w == wanted
-            ]
+                return lambda cols, low, high, missing: float(cols[j][low:high].count(wanted))
+            k = index[self.field]
+
+            def matching(cols: Columns, low: int, high: int) -> Sequence[Cell]:
+                keep = cols[j][low:high]
+                return [c for c, w in zip(cols[k][low:high], keep, strict=True) if w == wanted]
+
         elif how == "count":
-            return float(high - low)
+            return lambda cols, low, high, missing: float(high - low)
         else:
-            cells = columns[self.field][low:high]
+            k = index[self.field]
+
+            def matching(cols: Columns, low: int, high: int) -> Sequence[Cell]:
+                return cols[k][low:high]
+
         if how == "distinct":
-            distinct = set(cells)
-            distinct.discard(None)
-            return float(len(distinct))
-        # Numeric columns hold floats, or None where an event lacked the field.
-        kept = [c for c in cells if c is not None] if None in cells else cells
-        return _aggregate(how, cast(Sequence[float], kept), missing)
+
+            def distinct(cols: Columns, low: int, high: int, missing: float) -> float:
+                found = set(matching(cols, low, high))
+                found.discard(None)
+                return float(len(found))
+
+            return distinct
+        if how == "sum" and not self.where:
+            return lambda cols, low, high, missing: fsum(_numbers(cols[k][low:high]))
+
+        def aggregate(cols: Columns, low: int, high: int, missing: float) -> float:
+            return _aggregate(how, _numbers(matching(cols, low, high)), missing)
+
+        return aggregate
+
+
+Columns = Sequence[Sequence[Cell]]
+Reader = Callable[[Columns, int, int, float], float]
+
+
+def _numbers(cells: Sequence[Cell]) -> Sequence[float]:
+    """A numeric column's cells without the None of events that lacked the field."""
+    kept = [c for c in cells if c is not None] if None in cells else cells
+    return cast(Sequence[float], kept)
 
 
 def Count(window: Window, *, name: str = "", where: tuple[str, str] | None = None) -> Aggregate:

@@ -24,7 +24,16 @@ from functools import cached_property
 import orjson
 
 from streams.errors import FeatureSetError
-from streams.feature_defs import Aggregate, Cell, Feature, HistoryView, LastN, Ratio, Row
+from streams.feature_defs import (
+    Aggregate,
+    Cell,
+    Feature,
+    HistoryView,
+    LastN,
+    Ratio,
+    Reader,
+    Row,
+)
 from streams.windows import Window
 
 
@@ -70,14 +79,16 @@ class FeatureSet:
     @cached_property
     def plan(self) -> ReadPlan:
         """How :meth:`EntityState.read` computes the features, fastest first: windowed
-        aggregates grouped by window (its bounds found once), the others, then ratios."""
-        windows: dict[Window, list[tuple[Aggregate, str]]] = {}
+        aggregates grouped by window (its bounds found once, each aggregate compiled to one
+        function of the state's columns), the others, then ratios."""
+        windows: dict[Window, list[tuple[str, Reader]]] = {}
         others, ratios = [], []
         for f in self.features:
             if isinstance(f, Ratio):
                 ratios.append((f, f.names()[0]))
             elif isinstance(f, Aggregate):
-                windows.setdefault(f.window, []).append((f, f.names()[0]))
+                reader = f.compiled(self.columns)
+                windows.setdefault(f.window, []).append((f.names()[0], reader))
             else:
                 others.append((f, tuple(f.names())))
         return ReadPlan(list(windows.items()), others, ratios)
@@ -112,7 +123,7 @@ class FeatureSet:
 
 @dataclass(frozen=True)
 class ReadPlan:
-    windowed: list[tuple[Window, list[tuple[Aggregate, str]]]]
+    windowed: list[tuple[Window, list[tuple[str, Reader]]]]
     others: list[tuple[Feature, tuple[str, ...]]]
     ratios: list[tuple[Ratio, str]]
 
@@ -129,6 +140,7 @@ class EntityState:
         self.feature_set = feature_set
         self._times: list[int] = []
         self._columns: dict[str, list[Cell]] = {name: [] for name in feature_set.columns}
+        self._column_list = list(self._columns.values())  # the same lists, by column index
         self._newest = -1
         self._offset = -1
         self.events = 0
@@ -158,12 +170,12 @@ class EntityState:
         times = self._times
         if not times or t >= times[-1]:  # in order: the usual case
             times.append(t)
-            for column, cell in zip(self._columns.values(), row, strict=True):
+            for column, cell in zip(self._column_list, row, strict=True):
                 column.append(cell)
         else:
             position = bisect_right(times, t)
             times.insert(position, t)
-            for column, cell in zip(self._columns.values(), row, strict=True):
+            for column, cell in zip(self._column_list, row, strict=True):
                 column.insert(position, cell)
         self._newest = max(self._newest, t)
         self._offset = max(self._offset, offset)
@@ -176,12 +188,13 @@ class EntityState:
         """The feature values as of time ``t`` (events with time <= t), in declaration order."""
         fs = self.feature_set
         plan, times, columns, missing = fs.plan, self._times, self._columns, fs.missing
-        high = bisect_right(times, t)
+        high = len(times) if times and t >= times[-1] else bisect_right(times, t)
         values: dict[str, float] = {}
-        for window, aggregates in plan.windowed:
+        column_list = self._column_list
+        for window, readers in plan.windowed:
             low = bisect_left(times, window.start(t), 0, high)
-            for aggregate, name in aggregates:
-                values[name] = aggregate.over(columns, low, high, missing)
+            for name, reader in readers:
+                values[name] = reader(column_list, low, high, missing)
         if plan.others:
             view = HistoryView(times, columns, missing, t)
             for feature, names in plan.others:
@@ -195,8 +208,11 @@ class EntityState:
         return {name: values[name] for name in fs.names}
 
     def _prune(self) -> None:
-        fs = self.feature_set
-        old = bisect_right(self._times, self._newest - fs.horizon_ms - 1)
+        fs, times = self.feature_set, self._times
+        oldest_kept = self._newest - fs.horizon_ms
+        if not times or times[0] >= oldest_kept:
+            return  # nothing is out of every window yet: the usual case
+        old = bisect_right(times, oldest_kept - 1)
         drop = min(old, len(self._times) - fs.keep_last)
         if drop > 0:
             del self._times[:drop]
@@ -204,19 +220,34 @@ class EntityState:
                 del column[:drop]
 
     def to_bytes(self) -> bytes:
-        """The changelog form of the state: JSON of times, rows of cells, newest time, applied
-        offset and event count (floats round-trip exactly)."""
-        columns = self._columns.values()
-        rows = list(zip(*columns, strict=True)) if columns else [()] * len(self._times)
-        return orjson.dumps([self._times, rows, self._newest, self._offset, self.events])
+        """The changelog form of the state: JSON of the format version (2), times, one list of
+        cells per column, newest time, applied offset and event count (floats round-trip
+        exactly). Version 1 (rows of cells, no version number) is still read."""
+        return orjson.dumps(
+            [STATE_FORMAT, self._times, self._column_list, self._newest, self._offset, self.events]
+        )
 
     @classmethod
     def from_bytes(cls, feature_set: FeatureSet, data: bytes) -> EntityState:
-        times, rows, newest, offset, events = orjson.loads(data)
+        decoded = orjson.loads(data)
         state = cls(feature_set)
+        if decoded and isinstance(decoded[0], int):  # versioned: columns
+            _, times, column_list, newest, offset, events = decoded
+        else:  # version 1: rows
+            times, rows, newest, offset, events = decoded
+            column_list = [list(c) for c in zip(*rows, strict=True)] if rows else []
+        if column_list:
+            if len(column_list) != len(feature_set.columns):
+                raise FeatureSetError(
+                    f"a changelog state of {feature_set.name!r} has {len(column_list)} columns, "
+                    f"the feature set reads {len(feature_set.columns)}: was it written by "
+                    "another version of the feature set?"
+                )
+            state._columns = dict(zip(feature_set.columns, column_list, strict=True))
+            state._column_list = list(state._columns.values())
         state._times = times
-        if rows:
-            by_column = zip(*rows, strict=True)
-            state._columns = dict(zip(feature_set.columns, map(list, by_column), strict=True))
         state._newest, state._offset, state.events = newest, offset, events
         return state
+
+
+STATE_FORMAT = 2

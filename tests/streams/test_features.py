@@ -5,12 +5,14 @@ from __future__ import annotations
 import math
 import random
 
+import orjson
 import pytest
 
 from schemas.catalog import SchemaCatalog
 from schemas.domain import load_domain
 from streams.errors import FeatureSetError
 from streams.feature_defs import (
+    Aggregate,
     Count,
     CountDistinct,
     Feature,
@@ -47,6 +49,7 @@ def _feature_set(grace_ms: int = 0) -> FeatureSet:
             StdDev("x", window, name=f"std_{label}"),
             CountDistinct("c", window, name=f"distinct_{label}"),
             Count(window, name=f"n_a_{label}", where=("c", "a")),
+            Aggregate("mean", "x", window, name=f"mean_a_{label}", where=("c", "a")),
         ]
     features += [LastValue("x"), LastN("x", 2), TimeSinceLast(), Ratio("x", "mean_sliding")]
     return FeatureSet("test", 1, "id", "t.Event", tuple(features), grace_ms=grace_ms, missing=-1.0)
@@ -69,6 +72,8 @@ def _brute(events: list[tuple[int, float, str]], t: int, missing: float) -> dict
         )
         out[f"distinct_{label}"] = float(len({e[2] for e in inside}))
         out[f"n_a_{label}"] = float(sum(e[2] == "a" for e in inside))
+        xa = [e[1] for e in inside if e[2] == "a"]
+        out[f"mean_a_{label}"] = math.fsum(xa) / len(xa) if xa else missing
     return out
 
 
@@ -127,6 +132,34 @@ def test_state_survives_serialization_midstream() -> None:
             resumed = EntityState.from_bytes(fs, resumed.to_bytes())
         got.append(resumed.update(t, {"x": x}, {"c": c}, i))
     assert got == expected
+
+
+def test_state_of_the_first_changelog_format_is_read() -> None:
+    """States written as rows (format 1, before columns) recover to the same values."""
+    fs = _feature_set()
+    state = fs.new_state()
+    for i in range(20):
+        state.update(1_000 * i, {"x": float(i)}, {"c": "ab"[i % 2]}, i)
+    times, columns, newest, offset, events = orjson.loads(state.to_bytes())[1:]
+    rows = [list(row) for row in zip(*columns, strict=True)]
+    first = orjson.dumps([times, rows, newest, offset, events])
+    recovered = EntityState.from_bytes(fs, first)
+    assert recovered.read(19_000) == state.read(19_000)
+    assert recovered.to_bytes() == state.to_bytes()
+
+
+def test_events_without_a_numeric_field_are_left_out_of_its_aggregates() -> None:
+    window = Window.sliding(60_000)
+    fs = FeatureSet(
+        "gaps", 1, "id", "t.Event",
+        (Sum("x", window, name="s"), Mean("x", window, name="m"), Count(window, name="n"),
+         LastValue("x", name="last")),
+        missing=-1.0,
+    )  # fmt: skip
+    state = fs.new_state()
+    state.update(1_000, {"x": 2.0}, {})
+    assert state.update(2_000, {}, {}) == {"s": 2.0, "m": 2.0, "n": 2.0, "last": -1.0}
+    assert state.update(3_000, {"x": 4.0}, {}) == {"s": 6.0, "m": 3.0, "n": 3.0, "last": 4.0}
 
 
 def test_history_is_pruned_to_the_horizon() -> None:
