@@ -7,6 +7,7 @@ training does; ``tag`` makes the artifact's bytes (and so its sha256) unique to 
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterable
 
@@ -90,3 +91,27 @@ def send_all(settings: HeadwaterSettings, topic: str, events: Iterable[FeatureVe
     for event in events:
         bus.send(topic, event)
     bus.flush()
+
+
+class Sabotaged:
+    """A real trained model that can be told to raise (with ``error``) or to hang until
+    ``release`` is set."""
+
+    def __init__(
+        self,
+        bundle: ModelBundle,
+        release: threading.Event,
+        error: Exception | None = None,
+    ) -> None:
+        self.bundle = bundle
+        self.feature_names = bundle.feature_names
+        self.mode = "ok"
+        self.release = release
+        self.error = error or RuntimeError("weights exploded")
+
+    def predict(self, features: np.ndarray) -> np.ndarray:
+        if self.mode == "raise":
+            raise self.error
+        if self.mode == "hang":
+            self.release.wait()
+        return self.bundle.predict(features)

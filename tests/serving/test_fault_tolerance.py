@@ -17,25 +17,7 @@ from serving.guard import GuardPolicy
 from serving.routing import RoutingTable, publish_routing, routing_event
 from serving.runtime import start_runtime
 from serving.scorer import Scorer, ScoreRequest
-from tests.serving.modelkit import FEATURES, register_versions, train_bundle
-from trainers.model_family import ModelBundle
-
-
-class Sabotaged:
-    """A real trained model that can be made to raise or to hang."""
-
-    def __init__(self, bundle: ModelBundle, release: threading.Event) -> None:
-        self.bundle = bundle
-        self.feature_names = bundle.feature_names
-        self.mode = "ok"
-        self.release = release
-
-    def predict(self, features: np.ndarray) -> np.ndarray:
-        if self.mode == "raise":
-            raise RuntimeError("weights exploded")
-        if self.mode == "hang":
-            self.release.wait()
-        return self.bundle.predict(features)
+from tests.serving.modelkit import FEATURES, Sabotaged, register_versions, train_bundle
 
 
 class Clock:

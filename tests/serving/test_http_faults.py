@@ -9,7 +9,6 @@ import time
 from collections.abc import Iterator
 
 import httpx
-import numpy as np
 import pytest
 
 from infra.event_bus import EventBus
@@ -19,29 +18,11 @@ from serving.http_app import create_app
 from serving.http_server import HttpServer
 from serving.routing import publish_routing, routing_event
 from serving.runtime import start_runtime
-from tests.serving.modelkit import register_versions
-from trainers.model_family import ModelBundle
+from tests.serving.modelkit import Sabotaged, register_versions
 
 pytestmark = pytest.mark.integration
 PORT = int(os.environ.get("HEADWATER_TEST_PORT_BASE", "29000")) + 181
 VECTOR = {"amount": 0.7, "velocity": 1.2, "distance": -0.3}
-
-
-class Switchable:
-    """A real trained model that can be told to hang or raise."""
-
-    def __init__(self, bundle: ModelBundle, release: threading.Event) -> None:
-        self.bundle = bundle
-        self.feature_names = bundle.feature_names
-        self.mode = "ok"
-        self.release = release
-
-    def predict(self, features: np.ndarray) -> np.ndarray:
-        if self.mode == "hang":
-            self.release.wait()
-        if self.mode == "raise":
-            raise ValueError("corrupted activations")
-        return self.bundle.predict(features)
 
 
 @pytest.fixture
@@ -60,7 +41,8 @@ def test_hanging_and_raising_models_fall_back_without_stalling_the_server(
     bus = EventBus(settings)
     publish_routing(bus, routing_event(model, {1: 1.0}))
     runtime = start_runtime(settings, model)
-    models: dict[int, Switchable] = {v: Switchable(b, release) for v, b in bundles.items()}
+    corrupted = ValueError("corrupted activations")
+    models = {v: Sabotaged(b, release, corrupted) for v, b in bundles.items()}
 
     def load(version: int) -> Predictor:
         runtime.loader.get(model, version)  # the real loading path still decides
