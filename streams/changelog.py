@@ -11,7 +11,7 @@ changelog partitions up to the end they had when called (worker recovery, lookup
 >>> state = fs.new_state()
 >>> _ = state.update(60_000, {"amount": 12.0}, {"channel": "pos"}, offset=4)
 >>> store = ChangelogStore(fs)
->>> store.restore(1, [(b"card-1", state.to_bytes()), (b"card-2", b"[]"), (b"card-2", None)])
+>>> store.restore([(1, b"card-1", state.to_bytes()), (1, b"card-2", b"[]"), (1, b"card-2", None)])
 3
 >>> store.get("card-1").applied_offset, store.get("card-2"), len(store)
 (4, None, 1)
@@ -69,10 +69,11 @@ class ChangelogStore:
             raise KeyError(f"no state for entity {entity!r}")
         return state.to_bytes()
 
-    def restore(self, partition: int, records: Iterable[tuple[bytes, bytes | None]]) -> int:
-        """Apply changelog records of one partition (None deletes); returns how many."""
+    def restore(self, records: Iterable[tuple[int, bytes, bytes | None]]) -> int:
+        """Apply changelog records (partition, key, value; a None value deletes) as
+        :func:`catch_up` yields them; returns how many."""
         count = 0
-        for key, value in records:
+        for partition, key, value in records:
             if value is None:
                 self._data.pop(key, None)
                 self._partition_of.pop(key, None)

@@ -23,7 +23,7 @@ from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 from infra.errors import BrokerUnavailable
 from infra.kafka_clients import cluster_metadata, make_consumer
 from infra.settings import HeadwaterSettings
-from streams.changelog import catch_up
+from streams.changelog import ChangelogStore, catch_up
 from streams.featureset import EntityState, FeatureSet
 from streams.worker import changelog_topic
 
@@ -64,7 +64,7 @@ class ChangelogReplica:
     def __init__(self, settings: HeadwaterSettings, feature_set: FeatureSet) -> None:
         self.feature_set = feature_set
         self.topic = changelog_topic(settings, feature_set)
-        self._states: dict[str, bytes | EntityState] = {}
+        self._store = ChangelogStore(feature_set)
         self._consumer = make_consumer(settings, f"{self.topic}-replica")
         metadata = cluster_metadata(settings).topics.get(self.topic)
         if metadata is None:
@@ -81,21 +81,11 @@ class ChangelogReplica:
     def refresh(self) -> int:
         """Apply every changelog record written before this call; returns how many."""
         partitions = [tp.partition for tp in self._partitions]
-        applied = 0
-        for _, key, value in catch_up(self._consumer, self.topic, partitions, self._timeout_s * 3):
-            if value is None:
-                self._states.pop(key.decode(), None)
-            else:
-                self._states[key.decode()] = value
-            applied += 1
-        return applied
+        timeout = self._timeout_s * 3
+        return self._store.restore(catch_up(self._consumer, self.topic, partitions, timeout))
 
     def state(self, entity_id: str) -> EntityState | None:
-        found = self._states.get(entity_id)
-        if isinstance(found, bytes):
-            found = EntityState.from_bytes(self.feature_set, found)
-            self._states[entity_id] = found
-        return found
+        return self._store.get(entity_id)
 
     def lookup(self, entity_id: str, now_ms: int | None = None) -> OnlineFeatures | None:
         """The entity's current feature vector, or None for an entity never seen."""

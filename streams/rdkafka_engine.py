@@ -76,13 +76,12 @@ class RdkafkaFeatureWorker:
         owned = sorted(tp.partition for tp in partitions)
         if not owned:
             return
-        started, restored = time.perf_counter(), 0
+        started = time.perf_counter()
         reader = make_consumer(self.settings, f"{app_id(self.settings)}-restore")
         try:
             reader.assign([TopicPartition(self.changelog, p, OFFSET_BEGINNING) for p in owned])
             timeout = self.settings.kafka_timeout_s * 6
-            for partition, key, value in catch_up(reader, self.changelog, owned, timeout):
-                restored += self.store.restore(partition, [(key, value)])
+            restored = self.store.restore(catch_up(reader, self.changelog, owned, timeout))
         finally:
             reader.close()
         log.info(
