@@ -5,7 +5,9 @@
 default 31000; or the broker of the ``settings`` given to :func:`run`) and measures:
 
 * **raw**: a confluent-kafka loop — consume, decode and validate, encode a typed event,
-  produce — in this process: the ceiling.
+  produce — in this process, with fastavro as the Avro codec: the ceiling.
+* **raw_native**: the same loop on Headwater's native Avro codec (``native/``), which the
+  feature worker uses: shown so the two codecs' share of the ratio is plain.
 * **naive_faust**: a Faust agent doing the feature work one event at a time (two table
   updates and a send per event: ``bench.naive_faust_agent``).
 * **headwater**: the feature worker (``streams.worker``) on its default librdkafka engine:
@@ -36,7 +38,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import KafkaError, Producer
+from confluent_kafka import KafkaError, Producer, TopicPartition
 
 from infra.event_bus import make_codec
 from infra.kafka_clients import ensure_topics, make_consumer, make_producer, topic_states
@@ -45,12 +47,22 @@ from infra.settings import HeadwaterSettings
 from schemas.domain import load_domain
 from schemas.models import Event, Transaction
 from streams.demo.generator import DemoConfig, TransactionGenerator
+from streams.fast_avro import FastAvro
 from streams.feature_module import load_feature_module
 from streams.processes import settings_environment
 from streams.validation import EventValidator
 
 REPO = Path(__file__).resolve().parents[1]
 TICKS = os.sysconf("SC_CLK_TCK")
+
+
+MODES = ("raw", "raw_native", "naive_faust", "headwater_faust", "headwater")
+BASELINES = {  # mode -> its name in the ratios
+    "raw": "raw",
+    "raw_native": "raw_native_codec",
+    "naive_faust": "naive_faust",
+    "headwater_faust": "its_faust_engine",
+}
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -106,17 +118,38 @@ def preload(
     return sent
 
 
-def _end(settings: HeadwaterSettings, topic: str) -> int:
-    states = topic_states(settings, [settings.topic(topic)])
-    return states[0].records if states else 0
+class EndWatcher:
+    """How many records a topic holds (the sum of its partitions' end offsets), read through
+    one consumer kept open: polling must not cost the measured worker's cores more than a
+    few watermark requests (a client per poll took a visible share of them)."""
+
+    def __init__(self, settings: HeadwaterSettings, topic: str) -> None:
+        self.settings = settings
+        self.consumer = make_consumer(settings, f"bench-watch-{uuid.uuid4().hex[:6]}")
+        states = topic_states(settings, [settings.topic(topic)])
+        if not states:
+            raise RuntimeError(f"topic {settings.topic(topic)} does not exist")
+        self.partitions = [TopicPartition(states[0].name, p) for p in range(states[0].partitions)]
+
+    def records(self) -> int:
+        timeout = self.settings.kafka_timeout_s
+        return sum(self.consumer.get_watermark_offsets(tp, timeout)[1] for tp in self.partitions)
+
+    def close(self) -> None:
+        self.consumer.close()
 
 
-def measure_raw(settings: HeadwaterSettings, n: int) -> dict[str, float]:
-    """Consume, decode and validate, encode an ``Event``, produce: confluent-kafka alone."""
+def measure_raw(settings: HeadwaterSettings, n: int, native: bool = False) -> dict[str, float]:
+    """Consume, decode and validate, encode an ``Event``, produce: confluent-kafka and fastavro
+    (with ``native``, Headwater's native Avro codec in place of fastavro)."""
     codec = make_codec(settings)
     validator = EventValidator(
-        load_domain(codec.catalog), codec, load_feature_module(settings.features).constraints
+        load_domain(codec.catalog),
+        codec,
+        load_feature_module(settings.features).constraints,
+        native=native,
     )
+    encode = FastAvro(codec).encode if native else codec.encode
     consumer = make_consumer(settings, settings.topic("bench-raw"), **{"fetch.min.bytes": 1})
     consumer.subscribe([settings.topic("events.raw")])
     producer = make_producer(settings, **{"linger.ms": 5})
@@ -136,7 +169,7 @@ def measure_raw(settings: HeadwaterSettings, n: int) -> dict[str, float]:
                 message.value(), message.partition() or 0, message.offset() or 0
             )
             if not isinstance(checked, list):
-                value = codec.encode(Event.SCHEMA, checked)
+                value = encode(Event.SCHEMA, checked)
                 while True:
                     try:
                         producer.produce(out, value, message.key())
@@ -190,17 +223,21 @@ def measure_worker(
     settings: HeadwaterSettings, module: str, n: int, timeout_s: float = 300.0
 ) -> dict[str, float]:
     """A Faust worker over the pre-loaded backlog: from its first output to its last."""
-    with worker(settings, module) as child:
-        deadline = time.monotonic() + timeout_s
-        first = 0
-        while not (first := _end(settings, "features")):
-            _check_alive(child, deadline, module)
-            time.sleep(0.02)
-        started, cpu0 = time.perf_counter(), _cpu_seconds(child.pid)
-        while (done := _end(settings, "features")) < n:
-            _check_alive(child, deadline, module)
-            time.sleep(0.05)
-        seconds, cpu = time.perf_counter() - started, _cpu_seconds(child.pid) - cpu0
+    watcher = EndWatcher(settings, "features")
+    try:
+        with worker(settings, module) as child:
+            deadline = time.monotonic() + timeout_s
+            first = 0
+            while not (first := watcher.records()):
+                _check_alive(child, deadline, module)
+                time.sleep(0.01)
+            started, cpu0 = time.perf_counter(), _cpu_seconds(child.pid)
+            while (done := watcher.records()) < n:
+                _check_alive(child, deadline, module)
+                time.sleep(0.01)
+            seconds, cpu = time.perf_counter() - started, _cpu_seconds(child.pid) - cpu0
+    finally:
+        watcher.close()
     return _figures(done - first, seconds, cpu)
 
 
@@ -221,7 +258,8 @@ def measure_latency(settings: HeadwaterSettings, rate: float, seconds: float) ->
         preload(settings, warmup, producer)
         producer.flush(60)
         deadline = time.monotonic() + 120
-        while _end(settings, "features") < len(warmup) and time.monotonic() < deadline:
+        watcher = EndWatcher(settings, "features")
+        while watcher.records() < len(warmup) and time.monotonic() < deadline:
             time.sleep(0.1)
         load = _transactions(int(rate * seconds), seed=5)
         sent: dict[str, int] = {}
@@ -234,10 +272,11 @@ def measure_latency(settings: HeadwaterSettings, rate: float, seconds: float) ->
             if pause > 0:
                 time.sleep(pause)  # flush(pause) would return early: paced means waiting
         producer.flush(60)
-        while _end(settings, "features") < len(warmup) + len(load):
+        while watcher.records() < len(warmup) + len(load):
             if time.monotonic() > deadline + seconds * 4:
                 break
             time.sleep(0.1)
+        watcher.close()
     latencies = _feature_latencies(settings, sent)
     return {
         "offered_per_s": rate,
@@ -293,6 +332,7 @@ def run(
     events: int | None = None,
     latency_rate: float | None = None,
     latency_seconds: float = 5.0,
+    modes: tuple[str, ...] = MODES,
 ) -> dict[str, Any]:
     """Every figure and ratio, measured in this run (``events`` is the bench runner's size).
 
@@ -302,14 +342,17 @@ def run(
     n = events or n_events
     if settings is None:
         with own_broker() as local:
-            return run(n, local, latency_rate=latency_rate, latency_seconds=latency_seconds)
+            return run(n, local, None, latency_rate, latency_seconds, modes)
+    unknown = set(modes) - set(MODES)
+    if unknown or "headwater" not in modes:
+        raise ValueError(f"modes {sorted(modes)}: choose among {MODES}, headwater included")
     transactions = _transactions(n)
     figures: dict[str, Any] = {}
-    for mode in ("raw", "naive_faust", "headwater_faust", "headwater"):
+    for mode in modes:
         isolated = _isolated(settings, mode)
         preload(isolated, transactions)
-        if mode == "raw":
-            figures[mode] = measure_raw(isolated, n)
+        if mode in ("raw", "raw_native"):
+            figures[mode] = measure_raw(isolated, n, native=mode == "raw_native")
         elif mode == "naive_faust":
             figures[mode] = measure_worker(isolated, "bench.naive_faust_agent", n)
         else:
@@ -322,17 +365,17 @@ def run(
     figures["latency_at_half_throughput"] = measure_latency(
         _isolated(settings, "lat-half"), half, latency_seconds
     )
-    raw, naive, ours = figures["raw"], figures["naive_faust"], figures["headwater"]
-    figures["ratios"] = {
-        "headwater_vs_naive_faust": ours["events_per_s"] / naive["events_per_s"],
-        "headwater_vs_raw": ours["events_per_s"] / raw["events_per_s"],
-        "headwater_vs_its_faust_engine": ours["events_per_s"]
-        / figures["headwater_faust"]["events_per_s"],
-        # CPU per event does not depend on what else the machine runs; wall-clock rates do.
-        "cpu_per_event_naive_vs_headwater": naive["cpu_s_per_million"] / ours["cpu_s_per_million"],
-        "cpu_per_event_raw_vs_headwater": raw["cpu_s_per_million"] / ours["cpu_s_per_million"],
-        "latency_p99_vs_1s_target": figures["latency"]["p99_ms"] / 1000.0,
-    }
+    ours = figures["headwater"]
+    ratios: dict[str, float] = {"latency_p99_vs_1s_target": figures["latency"]["p99_ms"] / 1000.0}
+    for mode, label in BASELINES.items():
+        if mode in figures:
+            base = figures[mode]
+            ratios[f"headwater_vs_{label}"] = ours["events_per_s"] / base["events_per_s"]
+            # CPU per event depends less on what else the machine runs than wall-clock rates.
+            ratios[f"cpu_per_event_{label}_vs_headwater"] = (
+                base["cpu_s_per_million"] / ours["cpu_s_per_million"]
+            )
+    figures["ratios"] = ratios
     figures["targets"] = {"vs_naive": 10.0, "vs_raw": 0.5, "p99_ms": 1000.0}
     return figures
 
@@ -342,8 +385,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument("--latency-rate", type=float, default=None, help="events/s (default 200)")
     parser.add_argument("--latency-seconds", type=float, default=5.0)
+    parser.add_argument(
+        "--modes", default=",".join(MODES), help=f"comma-separated, of {','.join(MODES)}"
+    )
     args = parser.parse_args(argv)
-    figures = run(args.events, latency_rate=args.latency_rate, latency_seconds=args.latency_seconds)
+    modes = tuple(m for m in args.modes.split(",") if m)
+    figures = run(args.events, None, None, args.latency_rate, args.latency_seconds, modes)
     print(json.dumps(figures, indent=2))
     return 0
 

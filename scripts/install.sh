@@ -23,5 +23,16 @@ fi
 # pip keeps its download cache under the user's cache directory (~/.cache/pip).
 python3 -m pip install --disable-pip-version-check -q -e '.[dev]'
 
+# The native Avro codec (native/: Rust, through PyO3 and maturin) that the feature worker's hot
+# path uses. Cargo keeps its downloads in ~/.cargo and its build under the user's cache
+# directory, so building again in a fresh clone only relinks.
+if ! command -v cargo >/dev/null; then
+  echo "cargo (Rust) is required to build native/, the hot-path Avro codec: install Rust" \
+    "with rustup, then run this again" >&2
+  exit 1
+fi
+CARGO_TARGET_DIR="${XDG_CACHE_HOME:-$HOME/.cache}/headwater/native-target" \
+  python3 -m pip install --disable-pip-version-check -q ./native
+
 # Resolve the Kafka jars once (Maven caches them in ~/.m2); later starts download nothing.
 mvn -q -B -f infra/kafka/pom.xml dependency:resolve >/dev/null

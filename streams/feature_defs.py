@@ -87,7 +87,9 @@ def _aggregate(how: Aggregation, values: Sequence[float], missing: float) -> flo
     if how == "max":
         return max(values)
     mean = math.fsum(values) / len(values)
-    return math.sqrt(math.fsum([(v - mean) ** 2 for v in values]) / len(values))
+    # (v - mean) * (v - mean), not ** 2: one correctly rounded product, as the native reader
+    # computes it (libm's pow may round differently in the last bit).
+    return math.sqrt(math.fsum([(v - mean) * (v - mean) for v in values]) / len(values))
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 import orjson
 
@@ -34,7 +35,11 @@ from streams.feature_defs import (
     Reader,
     Row,
 )
+from streams.native_features import native_reader
 from streams.windows import Window
+
+if TYPE_CHECKING:
+    from headwater_native import FeatureReader
 
 
 @dataclass(frozen=True)
@@ -109,6 +114,11 @@ class FeatureSet:
     def keep_last(self) -> int:
         """Events always kept, whatever their age: last-N and time-since-last need them."""
         return max([f.n for f in self.features if isinstance(f, LastN)] + [2])
+
+    @cached_property
+    def native_reader(self) -> FeatureReader | None:
+        """The native reader of the features (``streams.native_features``), if they have one."""
+        return native_reader(self)
 
     def new_state(self) -> EntityState:
         return EntityState(self)
@@ -186,6 +196,16 @@ class EntityState:
 
     def read(self, t: int) -> dict[str, float]:
         """The feature values as of time ``t`` (events with time <= t), in declaration order."""
+        reader = self.feature_set.native_reader
+        if reader is not None:
+            values = reader.read(self._times, self._column_list, t, self.feature_set.missing)
+            if values is not None:
+                return values
+        return self.read_in_python(t)
+
+    def read_in_python(self, t: int) -> dict[str, float]:
+        """:meth:`read` without the native reader: for features it does not cover, and the
+        reference it is tested against."""
         fs = self.feature_set
         plan, times, columns, missing = fs.plan, self._times, self._columns, fs.missing
         high = len(times) if times and t >= times[-1] else bisect_right(times, t)

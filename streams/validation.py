@@ -126,7 +126,11 @@ class EventValidator:
     """Checks application events of one domain against its schema and declared constraints."""
 
     def __init__(
-        self, domain: Domain, codec: AvroCodec, constraints: Constraints | None = None
+        self,
+        domain: Domain,
+        codec: AvroCodec,
+        constraints: Constraints | None = None,
+        native: bool = True,
     ) -> None:
         self.domain = domain
         self.codec = codec
@@ -147,7 +151,7 @@ class EventValidator:
         self._names = frozenset(domain.schema.field_names)
         self._numeric = domain.numeric_fields
         self._categorical = domain.categorical_fields
-        self._fast = FastAvro(codec)
+        self._fast = FastAvro(codec, native)
 
     def decode(self, value: bytes | None) -> dict[str, Any] | Anomaly:
         """The record in ``value``: Avro (either framing) or UTF-8 JSON."""

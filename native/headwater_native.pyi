@@ -1,0 +1,23 @@
+"""Headwater's hot-path Avro codec (Rust): see native/src/lib.rs."""
+
+from typing import Any
+
+class AvroType:
+    """One Avro schema compiled from its plan (``schemas.avro_plan.plan_of``)."""
+
+    def __init__(self, plan: Any, name: str = "record") -> None: ...
+    @property
+    def name(self) -> str: ...
+    def encode(self, datum: Any, prefix: bytes | None = None) -> bytes:
+        """The Avro binary encoding of ``datum`` after ``prefix``; ValueError names the field."""
+    def decode(self, data: bytes, start: int = 0) -> Any:
+        """The datum in ``data[start:]``, which it must fill exactly; ValueError otherwise."""
+
+class FeatureReader:
+    """A feature set's built-in features compiled from ``streams.native_features.plan_of``."""
+
+    def __init__(self, plan: tuple[list[Any], list[Any], list[str]]) -> None: ...
+    def read(
+        self, times: list[int], columns: list[list[Any]], t: int, missing: float
+    ) -> dict[str, float] | None:
+        """The values as of ``t`` in declaration order; None where Python must read instead."""
