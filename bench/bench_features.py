@@ -149,7 +149,7 @@ def measure_raw(settings: HeadwaterSettings, n: int, native: bool = False) -> di
         load_feature_module(settings.features).constraints,
         native=native,
     )
-    encode = FastAvro(codec).encode if native else codec.encode
+    encode = FastAvro(codec, native=native).encode
     consumer = make_consumer(settings, settings.topic("bench-raw"), **{"fetch.min.bytes": 1})
     consumer.subscribe([settings.topic("events.raw")])
     producer = make_producer(settings, **{"linger.ms": 5})

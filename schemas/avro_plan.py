@@ -21,6 +21,13 @@ from __future__ import annotations
 
 from typing import Any
 
+try:
+    import headwater_native
+
+    NATIVE_BUILT = True
+except ImportError:  # not built (see scripts/install.sh): fastavro does the work, slower
+    NATIVE_BUILT = False
+
 PRIMITIVES = frozenset({"null", "boolean", "int", "long", "float", "double", "bytes", "string"})
 
 Plan = str | tuple[Any, ...]
@@ -28,6 +35,16 @@ Plan = str | tuple[Any, ...]
 
 class Unsupported(Exception):
     """A schema the native codec does not cover: use fastavro for it."""
+
+
+def native_type(schema: Any, name: str) -> headwater_native.AvroType | None:
+    """The schema compiled by the native codec; None if it is not built or does not cover it."""
+    if not NATIVE_BUILT:
+        return None
+    try:
+        return headwater_native.AvroType(plan_of(schema), name)
+    except Unsupported:
+        return None
 
 
 def plan_of(schema: Any) -> Plan:

@@ -25,20 +25,16 @@ from __future__ import annotations
 import io
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastavro import parse_schema, schemaless_reader, schemaless_writer
 
 from infra.errors import SchemaError
-from schemas.avro_plan import Unsupported, plan_of
+from schemas.avro_plan import NATIVE_BUILT, native_type
 from schemas.codec import SINGLE_OBJECT_MAGIC, AvroCodec
 
-try:
+if TYPE_CHECKING:
     import headwater_native
-
-    NATIVE_BUILT = True
-except ImportError:  # not built (see scripts/install.sh): fastavro does the work, slower
-    NATIVE_BUILT = False
 
 
 @dataclass(frozen=True)
@@ -61,12 +57,7 @@ class FastAvro:
         found = self._schemas.get(name)
         if found is None:
             schema = self.codec.catalog.get(name)
-            native = None
-            if self.native:
-                try:
-                    native = headwater_native.AvroType(plan_of(schema.source), name)
-                except Unsupported:
-                    native = None
+            native = native_type(schema.source, name) if self.native else None
             prefix = SINGLE_OBJECT_MAGIC + schema.fingerprint
             found = _Compiled(prefix, parse_schema(schema.source), native)
             self._schemas[name] = found

@@ -35,7 +35,7 @@ from infra.event_bus import make_codec
 from infra.metrics import record_batch, serve_process_metrics
 from infra.settings import HeadwaterSettings, load_settings
 from schemas.domain import load_domain
-from streams.batch_producer import BatchProducer
+from streams.batch_producer import BatchProducer, Record
 from streams.changelog import ChangelogStore
 from streams.feature_module import load_feature_module
 from streams.featureset import FeatureSet
@@ -97,26 +97,49 @@ class FeatureBatches:
         self._started = self._processed = 0.0
 
     def outputs(self, batch: Sequence[RawRecord], store: ChangelogStore) -> BatchOutput:
+        """Compute the batch and send its outputs."""
         self._started = time.perf_counter()
-        out = self.pipeline.process(batch, store, int(time.time() * 1000))
-        names = self._names
-        self.producer.send((names[r.topic], r.key, r.value, r.partition) for r in out.records)
+        out = self.compute(batch, store)
+        self.send_outputs(out)
         self._processed = time.perf_counter()
         return out
 
-    def states(self, out: BatchOutput, store: ChangelogStore) -> None:
+    def compute(self, batch: Sequence[RawRecord], store: ChangelogStore) -> BatchOutput:
+        """Validate the batch and apply it to the states; nothing is sent."""
+        return self.pipeline.process(batch, store, int(time.time() * 1000))
+
+    def send_outputs(self, out: BatchOutput) -> None:
+        names = self._names
+        self.producer.send((names[r.topic], r.key, r.value, r.partition) for r in out.records)
+
+    def state_records(self, out: BatchOutput, store: ChangelogStore) -> list[Record]:
+        """The changelog records of the states the batch changed, as they are now."""
         changelog, state_bytes = self.changelog, store.state_bytes
-        self.producer.send(
+        return [
             (changelog, entity.encode(), state_bytes(entity), partition)
             for entity, partition in out.changed.items()
-        )
+        ]
 
-    def done(self, consumed: int, out: BatchOutput) -> None:
+    def states(self, out: BatchOutput, store: ChangelogStore) -> None:
+        """Send the changed states (once the outputs are acknowledged)."""
+        self.producer.send(self.state_records(out, store))
+
+    def done(
+        self,
+        consumed: int,
+        out: BatchOutput,
+        started: float | None = None,
+        processed: float | None = None,
+    ) -> None:
+        """Count a batch whose outputs and states are acknowledged; ``started`` and
+        ``processed`` (``perf_counter`` times) default to those of the last :meth:`outputs`."""
         counters, finished = self.counters, time.perf_counter()
+        started = self._started if started is None else started
+        processed = self._processed if processed is None else processed
         counters.add(consumed, out)
-        counters.process_s += self._processed - self._started
-        counters.confirm_s += finished - self._processed
-        took = finished - self._started
+        counters.process_s += processed - started
+        counters.confirm_s += finished - processed
+        took = finished - started
         record_batch("features", "events.raw", consumed, took, rejected=out.rejected)
 
 

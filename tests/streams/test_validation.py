@@ -73,3 +73,23 @@ def test_constraints_on_unknown_fields_fail_early(codec: AvroCodec) -> None:
         EventValidator(
             load_domain(codec.catalog), codec, Constraints({"amout": FieldConstraint(minimum=0)})
         )
+
+
+def test_avro_records_that_break_a_constraint_are_explained(
+    codec: AvroCodec, validator: EventValidator
+) -> None:
+    cases = [
+        ({"amount": -0.5}, ReasonCode.OUT_OF_RANGE, "amount=-0.5 is below 0.0"),
+        ({"amount": 2e6}, ReasonCode.OUT_OF_RANGE, "amount=2000000.0 is above 1000000.0"),
+        ({"distance_km": float("nan")}, ReasonCode.NON_FINITE, "distance_km=nan"),
+        ({"amount": float("inf")}, ReasonCode.NON_FINITE, "amount=inf"),
+        ({"hour_of_day": 24}, ReasonCode.OUT_OF_RANGE, "hour_of_day=24 is above 23"),
+        ({"channel": "fax"}, ReasonCode.UNKNOWN_CATEGORY, "channel='fax' is not one of"),
+    ]
+    for change, code, reason in cases:
+        value = codec.encode(TRANSACTION, {**transaction(1), **change})
+        found = validator.validate(value, 0, 0)
+        assert isinstance(found, list), change
+        assert [a.code for a in found] == [code], change
+        assert reason in found[0].reason, found[0].reason
+    assert not isinstance(validator.validate(codec.encode(TRANSACTION, transaction(1)), 0, 0), list)

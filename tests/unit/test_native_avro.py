@@ -14,10 +14,10 @@ import fastavro
 import pytest
 
 from infra.errors import SchemaError
-from schemas.avro_plan import Plan, Unsupported, plan_of
+from schemas.avro_plan import NATIVE_BUILT, Plan, Unsupported, plan_of
 from schemas.catalog import AVRO_DIR, SchemaCatalog
 from schemas.codec import AvroCodec
-from streams.fast_avro import NATIVE_BUILT, FastAvro
+from streams.fast_avro import FastAvro
 
 if not NATIVE_BUILT:  # a failure, not a skip: the worker would silently run several times slower
     raise RuntimeError("headwater_native is not built: run scripts/install.sh")
