@@ -78,7 +78,7 @@ def test_constraints_on_unknown_fields_fail_early(codec: AvroCodec) -> None:
 def test_avro_records_that_break_a_constraint_are_explained(
     codec: AvroCodec, validator: EventValidator
 ) -> None:
-    cases = [
+    cases: list[tuple[dict[str, object], ReasonCode, str]] = [
         ({"amount": -0.5}, ReasonCode.OUT_OF_RANGE, "amount=-0.5 is below 0.0"),
         ({"amount": 2e6}, ReasonCode.OUT_OF_RANGE, "amount=2000000.0 is above 1000000.0"),
         ({"distance_km": float("nan")}, ReasonCode.NON_FINITE, "distance_km=nan"),
