@@ -52,17 +52,7 @@ def demo_vectors(n: int, seed: int = 11) -> list[dict[str, float]]:
     for i in range(n):
         tx = generator.next(i).transaction
         state = states.setdefault(tx.card_id, FEATURE_SET.new_state())
-        numeric = {
-            "amount": tx.amount,
-            "distance_km": tx.distance_km,
-            "hour_of_day": float(tx.hour_of_day),
-        }
-        categorical = {
-            "merchant_category": tx.merchant_category,
-            "country": tx.country,
-            "channel": tx.channel,
-        }
-        values = state.update(tx.event_time_ms, numeric, categorical, i)
+        values = state.update(tx.event_time_ms, tx.numeric(), tx.categorical(), i)
         vectors.append(dict(values or {}))
     return vectors
 

@@ -54,6 +54,22 @@ class Transaction(EventModel):
     distance_km: float = 0.0
     hour_of_day: int = 0
 
+    def numeric(self) -> dict[str, float]:
+        """The numeric fields, as validation puts them in an ``Event``."""
+        return {
+            "amount": self.amount,
+            "distance_km": self.distance_km,
+            "hour_of_day": float(self.hour_of_day),
+        }
+
+    def categorical(self) -> dict[str, str]:
+        """The categorical fields, as validation puts them in an ``Event``."""
+        return {
+            "merchant_category": self.merchant_category,
+            "country": self.country,
+            "channel": self.channel,
+        }
+
 
 class Event(EventModel):
     SCHEMA: ClassVar[str] = "dev.headwater.Event"

@@ -19,16 +19,8 @@ def _event(tx: Transaction, offset: int) -> Event:
         entity_id=tx.card_id,
         event_type=FEATURE_SET.event_type,
         event_time_ms=tx.event_time_ms,
-        numeric={
-            "amount": tx.amount,
-            "distance_km": tx.distance_km,
-            "hour_of_day": float(tx.hour_of_day),
-        },
-        categorical={
-            "merchant_category": tx.merchant_category,
-            "country": tx.country,
-            "channel": tx.channel,
-        },
+        numeric=tx.numeric(),
+        categorical=tx.categorical(),
         source_partition=0,
         source_offset=offset,
     )

@@ -104,17 +104,7 @@ def test_the_demo_feature_set_reads_natively_with_the_same_values() -> None:
     for offset in range(3_000):
         tx = next(generator).transaction
         state = states.setdefault(tx.card_id, DEMO.new_state())
-        numeric = {
-            "amount": tx.amount,
-            "distance_km": tx.distance_km,
-            "hour_of_day": float(tx.hour_of_day),
-        }
-        categorical = {
-            "merchant_category": tx.merchant_category,
-            "country": tx.country,
-            "channel": tx.channel,
-        }
-        if state.update(tx.event_time_ms, numeric, categorical, offset) is not None:
+        if state.update(tx.event_time_ms, tx.numeric(), tx.categorical(), offset) is not None:
             t = tx.event_time_ms
             assert _bits(state.read(t)) == _bits(state.read_in_python(t))
 
