@@ -7,6 +7,9 @@ bash scripts/install.sh
 ruff check .
 ruff format --check .
 mypy
+(cd native && cargo fmt --check \
+  && CARGO_TARGET_DIR="${XDG_CACHE_HOME:-$HOME/.cache}/headwater/native-target" \
+    cargo clippy -q --release -- -D warnings)
 python3 -m schemas.compat
 status=0
 python3 -m pytest "$@" || status=$?

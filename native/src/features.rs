@@ -25,9 +25,19 @@ enum How {
 }
 
 enum Kind {
-    Aggregate { how: How, column: Option<usize>, window: usize, filter: Option<(usize, String)> },
-    Last { column: usize },
-    LastN { column: usize, n: usize },
+    Aggregate {
+        how: How,
+        column: Option<usize>,
+        window: usize,
+        filter: Option<(usize, String)>,
+    },
+    Last {
+        column: usize,
+    },
+    LastN {
+        column: usize,
+        n: usize,
+    },
     SinceLast,
 }
 
@@ -69,7 +79,13 @@ fn times_at(times: &Bound<'_, PyList>, i: usize) -> PyResult<i64> {
 }
 
 /// The first index in `lo..hi` whose time is `> t` (`right`) or `>= t` (not `right`).
-fn bisect(times: &Bound<'_, PyList>, t: i64, mut lo: usize, mut hi: usize, right: bool) -> PyResult<usize> {
+fn bisect(
+    times: &Bound<'_, PyList>,
+    t: i64,
+    mut lo: usize,
+    mut hi: usize,
+    right: bool,
+) -> PyResult<usize> {
     while lo < hi {
         let mid = (lo + hi) / 2;
         let at = times_at(times, mid)?;
@@ -146,7 +162,8 @@ fn float_of(cell: &Bound<'_, PyAny>) -> Option<f64> {
 }
 
 fn equals(cell: &Bound<'_, PyAny>, wanted: &str) -> bool {
-    cell.downcast::<PyString>().is_ok_and(|s| s.to_str().is_ok_and(|s| s == wanted))
+    cell.downcast::<PyString>()
+        .is_ok_and(|s| s.to_str().is_ok_and(|s| s == wanted))
 }
 
 impl FeatureReader {
@@ -176,11 +193,7 @@ impl FeatureReader {
         Ok(out)
     }
 
-    fn aggregate(
-        how: How,
-        cells: &[Bound<'_, PyAny>],
-        missing: f64,
-    ) -> PyResult<Option<f64>> {
+    fn aggregate(how: How, cells: &[Bound<'_, PyAny>], missing: f64) -> PyResult<Option<f64>> {
         if let How::Distinct = how {
             let mut texts: HashSet<String> = HashSet::new();
             let mut numbers: HashSet<u64> = HashSet::new();
@@ -213,10 +226,22 @@ impl FeatureReader {
         let n = values.len() as f64;
         Ok(match how {
             How::Mean => fsum(&values).map(|s| s / n),
-            How::Min => Some(values.iter().skip(1).fold(values[0], |m, &x| if x < m { x } else { m })),
-            How::Max => Some(values.iter().skip(1).fold(values[0], |m, &x| if x > m { x } else { m })),
+            How::Min => Some(
+                values
+                    .iter()
+                    .skip(1)
+                    .fold(values[0], |m, &x| if x < m { x } else { m }),
+            ),
+            How::Max => Some(
+                values
+                    .iter()
+                    .skip(1)
+                    .fold(values[0], |m, &x| if x > m { x } else { m }),
+            ),
             How::StdDev => {
-                let Some(mean) = fsum(&values).map(|s| s / n) else { return Ok(None) };
+                let Some(mean) = fsum(&values).map(|s| s / n) else {
+                    return Ok(None);
+                };
                 let squares: Vec<f64> = values.iter().map(|&v| (v - mean) * (v - mean)).collect();
                 fsum(&squares).map(|s| (s / n).sqrt())
             }
@@ -241,7 +266,9 @@ impl FeatureReader {
                 other => return Err(PyValueError::new_err(format!("unknown window {other:?}"))),
             };
             if size <= 0 || (kind == b'h' && hop <= 0) {
-                return Err(PyValueError::new_err("a window needs a positive size and hop"));
+                return Err(PyValueError::new_err(
+                    "a window needs a positive size and hop",
+                ));
             }
             windows.push(Window { kind, size, hop });
         }
@@ -255,36 +282,52 @@ impl FeatureReader {
             if kind == "ratio" {
                 let numerator = f.get_item(1)?.extract()?;
                 let denominator = f.get_item(2)?.extract()?;
-                ratios.push(Ratio { at, numerator, denominator });
+                ratios.push(Ratio {
+                    at,
+                    numerator,
+                    denominator,
+                });
                 continue;
             }
-            features.push((at, match kind.as_str() {
-                "aggregate" => {
-                    let how: String = f.get_item(1)?.extract()?;
-                    let how = match how.as_str() {
-                        "count" => How::Count,
-                        "sum" => How::Sum,
-                        "mean" => How::Mean,
-                        "min" => How::Min,
-                        "max" => How::Max,
-                        "stddev" => How::StdDev,
-                        "distinct" => How::Distinct,
-                        other => {
-                            return Err(PyValueError::new_err(format!("unknown aggregation {other:?}")))
+            features.push((
+                at,
+                match kind.as_str() {
+                    "aggregate" => {
+                        let how: String = f.get_item(1)?.extract()?;
+                        let how = match how.as_str() {
+                            "count" => How::Count,
+                            "sum" => How::Sum,
+                            "mean" => How::Mean,
+                            "min" => How::Min,
+                            "max" => How::Max,
+                            "stddev" => How::StdDev,
+                            "distinct" => How::Distinct,
+                            other => {
+                                return Err(PyValueError::new_err(format!(
+                                    "unknown aggregation {other:?}"
+                                )))
+                            }
+                        };
+                        Kind::Aggregate {
+                            how,
+                            column: f.get_item(2)?.extract()?,
+                            window: f.get_item(3)?.extract()?,
+                            filter: f.get_item(4)?.extract()?,
                         }
-                    };
-                    Kind::Aggregate {
-                        how,
-                        column: f.get_item(2)?.extract()?,
-                        window: f.get_item(3)?.extract()?,
-                        filter: f.get_item(4)?.extract()?,
                     }
-                }
-                "last" => Kind::Last { column: f.get_item(1)?.extract()? },
-                "last_n" => Kind::LastN { column: f.get_item(1)?.extract()?, n: f.get_item(2)?.extract()? },
-                "since_last" => Kind::SinceLast,
-                other => return Err(PyValueError::new_err(format!("unknown feature {other:?}"))),
-            }));
+                    "last" => Kind::Last {
+                        column: f.get_item(1)?.extract()?,
+                    },
+                    "last_n" => Kind::LastN {
+                        column: f.get_item(1)?.extract()?,
+                        n: f.get_item(2)?.extract()?,
+                    },
+                    "since_last" => Kind::SinceLast,
+                    other => {
+                        return Err(PyValueError::new_err(format!("unknown feature {other:?}")))
+                    }
+                },
+            ));
         }
         let names: Vec<String> = plan.get_item(2)?.extract()?;
         let outputs = |kind: &Kind| match kind {
@@ -294,21 +337,37 @@ impl FeatureReader {
         let mut filled = vec![false; names.len()];
         for (at, kind) in &features {
             for i in *at..*at + outputs(kind) {
-                *filled.get_mut(i).ok_or_else(|| PyValueError::new_err("output past the names"))? = true;
+                *filled
+                    .get_mut(i)
+                    .ok_or_else(|| PyValueError::new_err("output past the names"))? = true;
             }
         }
         for r in &ratios {
             let bases = [r.numerator, r.denominator];
-            if r.at >= names.len() || bases.iter().any(|&i| !filled.get(i).copied().unwrap_or(false)) {
+            if r.at >= names.len()
+                || bases
+                    .iter()
+                    .any(|&i| !filled.get(i).copied().unwrap_or(false))
+            {
                 return Err(PyValueError::new_err("a ratio must read two base outputs"));
             }
             filled[r.at] = true;
         }
         if filled.iter().any(|f| !f) {
-            return Err(PyValueError::new_err("the plan leaves an output without a feature"));
+            return Err(PyValueError::new_err(
+                "the plan leaves an output without a feature",
+            ));
         }
-        let names = names.iter().map(|n| PyString::intern(py, n).unbind()).collect();
-        Ok(FeatureReader { windows, features, ratios, names })
+        let names = names
+            .iter()
+            .map(|n| PyString::intern(py, n).unbind())
+            .collect();
+        Ok(FeatureReader {
+            windows,
+            features,
+            ratios,
+            names,
+        })
     }
 
     /// The values as of time ``t`` by output name, in declaration order; None when Python must
@@ -335,10 +394,18 @@ impl FeatureReader {
         for (at, feature) in &self.features {
             let at = *at;
             match feature {
-                Kind::Aggregate { how: How::Count, filter: None, window, .. } => {
-                    values[at] = (high - lows[*window]) as f64
-                }
-                Kind::Aggregate { how: How::Count, filter: Some((f, wanted)), window, .. } => {
+                Kind::Aggregate {
+                    how: How::Count,
+                    filter: None,
+                    window,
+                    ..
+                } => values[at] = (high - lows[*window]) as f64,
+                Kind::Aggregate {
+                    how: How::Count,
+                    filter: Some((f, wanted)),
+                    window,
+                    ..
+                } => {
                     let keep = columns.get_item(*f)?;
                     let keep = keep.downcast::<PyList>()?;
                     let mut n = 0usize;
@@ -347,9 +414,16 @@ impl FeatureReader {
                     }
                     values[at] = n as f64;
                 }
-                Kind::Aggregate { how, column, window, filter } => {
+                Kind::Aggregate {
+                    how,
+                    column,
+                    window,
+                    filter,
+                } => {
                     let Some(column) = column else {
-                        return Err(PyValueError::new_err("an aggregate other than count needs a field"));
+                        return Err(PyValueError::new_err(
+                            "an aggregate other than count needs a field",
+                        ));
                     };
                     let cells = Self::cells(columns, *column, filter, lows[*window], high)?;
                     match Self::aggregate(*how, &cells, missing)? {
@@ -358,13 +432,21 @@ impl FeatureReader {
                     }
                 }
                 Kind::Last { column } => {
-                    let cell = if high > 0 { Some(columns.get_item(*column)?.get_item(high - 1)?) } else { None };
+                    let cell = if high > 0 {
+                        Some(columns.get_item(*column)?.get_item(high - 1)?)
+                    } else {
+                        None
+                    };
                     values[at] = cell.and_then(|c| float_of(&c)).unwrap_or(missing);
                 }
                 Kind::LastN { column, n } => {
                     let cells = columns.get_item(*column)?;
                     for k in 0..*n {
-                        let v = if high > k { float_of(&cells.get_item(high - 1 - k)?) } else { None };
+                        let v = if high > k {
+                            float_of(&cells.get_item(high - 1 - k)?)
+                        } else {
+                            None
+                        };
                         values[at + k] = v.unwrap_or(missing);
                     }
                 }
@@ -379,7 +461,11 @@ impl FeatureReader {
         }
         for r in &self.ratios {
             let below = values[r.denominator];
-            values[r.at] = if below != 0.0 { values[r.numerator] / below } else { missing };
+            values[r.at] = if below != 0.0 {
+                values[r.numerator] / below
+            } else {
+                missing
+            };
         }
         let dict = PyDict::new(py);
         for (name, value) in self.names.iter().zip(values) {

@@ -15,9 +15,7 @@ mod features;
 
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{
-    PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyMapping, PyString, PyTuple,
-};
+use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyMapping, PyString, PyTuple};
 
 /// One node of a compiled schema.
 enum Ty {
@@ -29,7 +27,10 @@ enum Ty {
     Double,
     Bytes,
     Str,
-    Enum { symbols: Vec<Py<PyString>>, index: HashMap<String, i64> },
+    Enum {
+        symbols: Vec<Py<PyString>>,
+        index: HashMap<String, i64>,
+    },
     Fixed(usize),
     Array(Box<Ty>),
     Map(Box<Ty>),
@@ -47,7 +48,13 @@ struct Field {
 type Res<T> = Result<T, String>;
 
 fn in_field<T>(result: Res<T>, name: &str) -> Res<T> {
-    result.map_err(|e| if e.starts_with(':') { format!("{name}{e}") } else { format!("{name}.{e}") })
+    result.map_err(|e| {
+        if e.starts_with(':') {
+            format!("{name}{e}")
+        } else {
+            format!("{name}.{e}")
+        }
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -64,7 +71,11 @@ fn compile(plan: &Bound<'_, PyAny>) -> PyResult<Ty> {
             "double" => Ty::Double,
             "bytes" => Ty::Bytes,
             "string" => Ty::Str,
-            other => return Err(PyValueError::new_err(format!("unknown primitive type {other:?}"))),
+            other => {
+                return Err(PyValueError::new_err(format!(
+                    "unknown primitive type {other:?}"
+                )))
+            }
         });
     }
     let node = plan.downcast::<PyTuple>()?;
@@ -73,8 +84,15 @@ fn compile(plan: &Bound<'_, PyAny>) -> PyResult<Ty> {
         "enum" => {
             let names: Vec<String> = node.get_item(1)?.extract()?;
             let py = plan.py();
-            let index = names.iter().enumerate().map(|(i, s)| (s.clone(), i as i64)).collect();
-            let symbols = names.iter().map(|s| PyString::intern(py, s).unbind()).collect();
+            let index = names
+                .iter()
+                .enumerate()
+                .map(|(i, s)| (s.clone(), i as i64))
+                .collect();
+            let symbols = names
+                .iter()
+                .map(|s| PyString::intern(py, s).unbind())
+                .collect();
             Ok(Ty::Enum { symbols, index })
         }
         "fixed" => Ok(Ty::Fixed(node.get_item(1)?.extract()?)),
@@ -83,7 +101,12 @@ fn compile(plan: &Bound<'_, PyAny>) -> PyResult<Ty> {
         "union" => {
             let branches = node.get_item(1)?;
             let branches = branches.downcast::<PyList>()?;
-            Ok(Ty::Union(branches.iter().map(|b| compile(&b)).collect::<PyResult<_>>()?))
+            Ok(Ty::Union(
+                branches
+                    .iter()
+                    .map(|b| compile(&b))
+                    .collect::<PyResult<_>>()?,
+            ))
         }
         "record" => {
             let mut fields = Vec::new();
@@ -95,12 +118,18 @@ fn compile(plan: &Bound<'_, PyAny>) -> PyResult<Ty> {
                     key: PyString::intern(plan.py(), &name).unbind(),
                     name,
                     ty: compile(&spec.get_item(1)?)?,
-                    default: if has_default { Some(spec.get_item(3)?.unbind()) } else { None },
+                    default: if has_default {
+                        Some(spec.get_item(3)?.unbind())
+                    } else {
+                        None
+                    },
                 });
             }
             Ok(Ty::Record(fields))
         }
-        other => Err(PyValueError::new_err(format!("unknown schema node {other:?}"))),
+        other => Err(PyValueError::new_err(format!(
+            "unknown schema node {other:?}"
+        ))),
     }
 }
 
@@ -122,7 +151,10 @@ fn put_bytes(out: &mut Vec<u8>, data: &[u8]) {
 }
 
 fn type_name(v: &Bound<'_, PyAny>) -> String {
-    v.get_type().name().map(|n| n.to_string()).unwrap_or_else(|_| "?".into())
+    v.get_type()
+        .name()
+        .map(|n| n.to_string())
+        .unwrap_or_else(|_| "?".into())
 }
 
 fn expected<T>(what: &str, v: &Bound<'_, PyAny>) -> Res<T> {
@@ -131,7 +163,8 @@ fn expected<T>(what: &str, v: &Bound<'_, PyAny>) -> Res<T> {
 
 fn as_long(v: &Bound<'_, PyAny>) -> Res<i64> {
     if v.is_instance_of::<PyInt>() {
-        v.extract::<i64>().map_err(|_| ": does not fit a 64-bit long".to_string())
+        v.extract::<i64>()
+            .map_err(|_| ": does not fit a 64-bit long".to_string())
     } else {
         expected("an int", v)
     }
@@ -177,7 +210,9 @@ fn write(ty: &Ty, v: &Bound<'_, PyAny>, out: &mut Vec<u8>) -> Res<()> {
             Err(_) => return expected("a str", v),
         },
         Ty::Enum { index, .. } => {
-            let Ok(s) = v.downcast::<PyString>() else { return expected("a str", v) };
+            let Ok(s) = v.downcast::<PyString>() else {
+                return expected("a str", v);
+            };
             let symbol = s.to_str().map_err(|e| format!(": {e}"))?;
             match index.get(symbol) {
                 Some(i) => put_long(out, *i),
@@ -186,7 +221,12 @@ fn write(ty: &Ty, v: &Bound<'_, PyAny>, out: &mut Vec<u8>) -> Res<()> {
         }
         Ty::Fixed(size) => match v.downcast::<PyBytes>() {
             Ok(b) if b.as_bytes().len() == *size => out.extend_from_slice(b.as_bytes()),
-            Ok(b) => return Err(format!(": {} bytes for a fixed of {size}", b.as_bytes().len())),
+            Ok(b) => {
+                return Err(format!(
+                    ": {} bytes for a fixed of {size}",
+                    b.as_bytes().len()
+                ))
+            }
             Err(_) => return expected("bytes", v),
         },
         Ty::Array(item) => {
@@ -206,7 +246,9 @@ fn write(ty: &Ty, v: &Bound<'_, PyAny>, out: &mut Vec<u8>) -> Res<()> {
             out.push(0);
         }
         Ty::Map(value) => {
-            let Ok(map) = v.downcast::<PyDict>() else { return expected("a dict", v) };
+            let Ok(map) = v.downcast::<PyDict>() else {
+                return expected("a dict", v);
+            };
             if !map.is_empty() {
                 put_long(out, map.len() as i64);
                 for (k, x) in map.iter() {
@@ -222,7 +264,10 @@ fn write(ty: &Ty, v: &Bound<'_, PyAny>, out: &mut Vec<u8>) -> Res<()> {
         }
         Ty::Union(branches) => {
             let Some(i) = branch_of(branches, v) else {
-                return Err(format!(": a {} matches no branch of the union", type_name(v)));
+                return Err(format!(
+                    ": a {} matches no branch of the union",
+                    type_name(v)
+                ));
             };
             put_long(out, i as i64);
             write(&branches[i], v, out)?;
@@ -246,9 +291,14 @@ fn write_record(fields: &[Field], v: &Bound<'_, PyAny>, out: &mut Vec<u8>) -> Re
     for field in fields {
         let key = field.key.bind(py);
         let found = match (dict, mapping) {
-            (Some(d), _) => d.get_item(key).map_err(|e| format!("{}: {e}", field.name))?,
+            (Some(d), _) => d
+                .get_item(key)
+                .map_err(|e| format!("{}: {e}", field.name))?,
             (_, Some(m)) => match m.contains(key) {
-                Ok(true) => Some(m.get_item(key).map_err(|e| format!("{}: {e}", field.name))?),
+                Ok(true) => Some(
+                    m.get_item(key)
+                        .map_err(|e| format!("{}: {e}", field.name))?,
+                ),
                 _ => None,
             },
             _ => None,
@@ -257,7 +307,12 @@ fn write_record(fields: &[Field], v: &Bound<'_, PyAny>, out: &mut Vec<u8>) -> Re
             Some(x) => in_field(write(&field.ty, &x, out), &field.name)?,
             None => match &field.default {
                 Some(d) => in_field(write(&field.ty, d.bind(py), out), &field.name)?,
-                None => return Err(format!("{}: missing, and the schema gives no default", field.name)),
+                None => {
+                    return Err(format!(
+                        "{}: missing, and the schema gives no default",
+                        field.name
+                    ))
+                }
             },
         }
     }
@@ -277,7 +332,9 @@ fn branch_of(branches: &[Ty], v: &Bound<'_, PyAny>) -> Option<usize> {
                     || (v.is_instance_of::<PyInt>() && !v.is_instance_of::<PyBool>())
             }
             Ty::Bytes => v.is_instance_of::<PyBytes>(),
-            Ty::Fixed(size) => v.downcast::<PyBytes>().is_ok_and(|b| b.as_bytes().len() == *size),
+            Ty::Fixed(size) => v
+                .downcast::<PyBytes>()
+                .is_ok_and(|b| b.as_bytes().len() == *size),
             Ty::Str => v.is_instance_of::<PyString>(),
             Ty::Enum { index, .. } => v
                 .downcast::<PyString>()
@@ -285,9 +342,9 @@ fn branch_of(branches: &[Ty], v: &Bound<'_, PyAny>) -> Option<usize> {
             Ty::Array(_) => v.is_instance_of::<PyList>() || v.is_instance_of::<PyTuple>(),
             Ty::Map(_) => v.is_instance_of::<PyDict>(),
             Ty::Record(fields) => v.downcast::<PyDict>().is_ok_and(|d| {
-                fields.iter().all(|f| {
-                    f.default.is_some() || d.contains(f.key.bind(v.py())).unwrap_or(false)
-                })
+                fields
+                    .iter()
+                    .all(|f| f.default.is_some() || d.contains(f.key.bind(v.py())).unwrap_or(false))
             }),
             Ty::Union(_) => false,
         }
@@ -305,17 +362,26 @@ struct Reader<'a> {
 
 impl Reader<'_> {
     fn truncated(&self) -> String {
-        format!(": the record ends early (byte {} of {})", self.pos, self.buf.len())
+        format!(
+            ": the record ends early (byte {} of {})",
+            self.pos,
+            self.buf.len()
+        )
     }
 
     fn long(&mut self) -> Res<i64> {
         let mut z: u64 = 0;
         let mut shift = 0u32;
         loop {
-            let Some(&b) = self.buf.get(self.pos) else { return Err(self.truncated()) };
+            let Some(&b) = self.buf.get(self.pos) else {
+                return Err(self.truncated());
+            };
             self.pos += 1;
             if shift > 63 {
-                return Err(format!(": a varint longer than 10 bytes at byte {}", self.pos));
+                return Err(format!(
+                    ": a varint longer than 10 bytes at byte {}",
+                    self.pos
+                ));
             }
             z |= ((b & 0x7f) as u64) << shift;
             if b < 0x80 {
@@ -352,14 +418,16 @@ impl Reader<'_> {
     fn block(&mut self, min_item_size: usize) -> Res<usize> {
         let mut count = self.long()?;
         if count < 0 {
-            count = count.checked_neg().ok_or_else(|| ": bad block count".to_string())?;
+            count = count
+                .checked_neg()
+                .ok_or_else(|| ": bad block count".to_string())?;
             self.long()?; // the block's size in bytes, which a reader may skip by
         }
         let count = count as usize;
         let left = self.buf.len() - self.pos;
         // Each item takes at least `min_item_size` bytes; items of none (nulls) are capped
         // loosely, so a corrupt count fails here instead of looping for ever.
-        let most = if min_item_size > 0 { left / min_item_size } else { left * 8 + 1024 };
+        let most = left.checked_div(min_item_size).unwrap_or(left * 8 + 1024);
         if count > most {
             return Err(format!(": a block of {count} items in {left} bytes"));
         }
@@ -391,9 +459,15 @@ fn read<'py>(ty: &Ty, r: &mut Reader<'_>, py: Python<'py>) -> Res<Bound<'py, PyA
             if i32::try_from(n).is_err() {
                 return Err(format!(": {n} does not fit a 32-bit int"));
             }
-            n.into_pyobject(py).map_err(|e| format!(": {e}"))?.into_any()
+            n.into_pyobject(py)
+                .map_err(|e| format!(": {e}"))?
+                .into_any()
         }
-        Ty::Long => r.long()?.into_pyobject(py).map_err(|e| format!(": {e}"))?.into_any(),
+        Ty::Long => r
+            .long()?
+            .into_pyobject(py)
+            .map_err(|e| format!(": {e}"))?
+            .into_any(),
         Ty::Float => {
             let b: [u8; 4] = r.take(4)?.try_into().expect("4 bytes");
             PyFloat::new(py, f32::from_le_bytes(b) as f64).into_any()
@@ -458,7 +532,8 @@ fn read<'py>(ty: &Ty, r: &mut Reader<'_>, py: Python<'py>) -> Res<Bound<'py, PyA
             let dict = PyDict::new(py);
             for field in fields {
                 let x = in_field(read(&field.ty, r, py), &field.name)?;
-                dict.set_item(field.key.bind(py), x).map_err(|e| format!(": {e}"))?;
+                dict.set_item(field.key.bind(py), x)
+                    .map_err(|e| format!(": {e}"))?;
             }
             dict.into_any()
         }
@@ -476,7 +551,10 @@ struct AvroType {
 }
 
 fn failure(name: &str, message: String) -> PyErr {
-    let message = message.strip_prefix(':').map(str::trim_start).unwrap_or(&message);
+    let message = message
+        .strip_prefix(':')
+        .map(str::trim_start)
+        .unwrap_or(&message);
     PyValueError::new_err(format!("{name}: {message}"))
 }
 
@@ -485,7 +563,10 @@ impl AvroType {
     #[new]
     #[pyo3(signature = (plan, name = "record"))]
     fn new(plan: &Bound<'_, PyAny>, name: &str) -> PyResult<Self> {
-        Ok(AvroType { ty: compile(plan)?, name: name.to_string() })
+        Ok(AvroType {
+            ty: compile(plan)?,
+            name: name.to_string(),
+        })
     }
 
     /// The Avro binary encoding of ``datum``, after ``prefix`` (e.g. single-object framing).
@@ -506,15 +587,28 @@ impl AvroType {
 
     /// The datum encoded in ``data[start:]``, which it must fill exactly.
     #[pyo3(signature = (data, start = 0))]
-    fn decode<'py>(&self, py: Python<'py>, data: &[u8], start: usize) -> PyResult<Bound<'py, PyAny>> {
+    fn decode<'py>(
+        &self,
+        py: Python<'py>,
+        data: &[u8],
+        start: usize,
+    ) -> PyResult<Bound<'py, PyAny>> {
         if start > data.len() {
-            return Err(PyTypeError::new_err(format!("start {start} is past the data's end")));
+            return Err(PyTypeError::new_err(format!(
+                "start {start} is past the data's end"
+            )));
         }
-        let mut reader = Reader { buf: data, pos: start };
+        let mut reader = Reader {
+            buf: data,
+            pos: start,
+        };
         let datum = read(&self.ty, &mut reader, py).map_err(|e| failure(&self.name, e))?;
         if reader.pos != data.len() {
             let extra = data.len() - reader.pos;
-            return Err(failure(&self.name, format!(": {extra} byte(s) left after the record")));
+            return Err(failure(
+                &self.name,
+                format!(": {extra} byte(s) left after the record"),
+            ));
         }
         Ok(datum)
     }
