@@ -12,7 +12,10 @@ of figures and the ratios against the baselines measured in the same run:
   event→prediction latency, the throughput, the scorer's own CPU per 1k events (``/proc``),
   its batches, and its capacity (a paused scorer draining a backlog). The **floor** comes first
   in the same run: the same load sent straight to ``predictions`` and timed by the same clock,
-  no scorer — what the broker, the clients and the machine cost by themselves.
+  no scorer — what the broker, the clients and the machine cost by themselves. Also: how late
+  the generator itself sent (``generator_late_p99_ms``: it shares the cores; a late send counts
+  against the scorer), the 1-minute load average around the load, and the **stages** of each
+  prediction (into the scorer, inside it, out to the clock), read from the predictions.
 * HTTP: the same closed-loop load (``--concurrency`` clients) against Headwater's server
   (``python -m serving.http_server``: batching, routing, guards, logging to Kafka) and against a
   plain FastAPI endpoint that runs the same bundle per request (``--plain-server``).
@@ -34,6 +37,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +50,8 @@ from infra.event_bus import EventBus, make_codec
 from infra.kafka_clients import ensure_topics, make_consumer, make_producer
 from infra.local_kafka import LocalKafka
 from infra.settings import HeadwaterSettings
-from schemas.models import FeatureVector
+from schemas.codec import AvroCodec
+from schemas.models import FeatureVector, Prediction
 from serving.fallback import FallbackChain
 from serving.router import WeightedRouter
 from serving.routing import RoutingTable, publish_routing, routing_event
@@ -58,8 +63,12 @@ from trainers.registry import ModelRegistry
 FEATURES = ("amount", "velocity", "distance", "hour", "merchant_risk", "country_risk")
 MODEL = "bench-fraud"
 TICKS = os.sysconf("SC_CLK_TCK")
-# The load generator's and the clock's clients, configured like the scorer's own.
-CLIENT_CONFIG = {"linger.ms": 1, "socket.nagle.disable": True}
+# The load generator's producer stands in for the feature worker, which writes `features`
+# with linger.ms=2 (streams.batch_producer). linger.ms=1 made the broker handle about 40% more
+# produce requests and cost the benchmark's own process about 20% more CPU for the same records
+# (measured on the floor's load): CPU the scorer and the broker share on this 2-core machine.
+# The linger wait is inside the measured latency (it counts from the scheduled send time).
+GENERATOR_CONFIG = {"linger.ms": 2, "socket.nagle.disable": True}
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -139,10 +148,12 @@ def register_model(settings: HeadwaterSettings) -> str:
 
 
 class PredictionClock:
-    """Notes when each answer's prediction record arrives (a consumer on its own thread)."""
+    """Notes when each answer's prediction record arrives (a consumer on its own thread), and
+    keeps the record to read its stages afterwards (decoded after the run, off the clock)."""
 
     def __init__(self, settings: HeadwaterSettings) -> None:
         self.arrived: dict[str, float] = {}
+        self.records: dict[str, bytes] = {}
         self._stop = threading.Event()
         # fetch.min.bytes=1: the broker answers a fetch as soon as a record is there; a long
         # fetch.wait.max.ms only spares it empty fetches (the cores are shared with the scorer).
@@ -157,12 +168,21 @@ class PredictionClock:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            # A short wait: consume() waits for all 1000 or the timeout, whichever first.
-            for message in self._consumer.consume(1000, timeout=0.001):
+            # Block until a record is there (poll wakes at once when one is fetched), then
+            # take whatever else came with it. A consume(1000, timeout=0.001) loop instead
+            # woke a thousand times a second in the process that also paces the load.
+            first = self._consumer.poll(0.1)
+            if first is None:
+                continue
+            now = time.perf_counter()
+            for message in [first, *self._consumer.consume(1000, timeout=0)]:
                 key = message.key()
                 if message.error() is None and key is not None:
                     # The topic's key is the request id: no decoding on the clock's path.
-                    self.arrived.setdefault(key.decode(), time.perf_counter())
+                    request_id = key.decode()
+                    if request_id not in self.arrived:
+                        self.arrived[request_id] = now
+                        self.records[request_id] = message.value() or b""
 
     def wait_for(self, ids: list[str], timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
@@ -196,45 +216,96 @@ def encoded_vectors(settings: HeadwaterSettings, tag: str, count: int) -> list[t
     return records
 
 
+@dataclass
+class Offered:
+    """One open-loop load: each event's scheduled send time (``perf_counter``), how late the
+    generator actually handed it to its producer, and when the last send was acknowledged."""
+
+    scheduled: dict[str, float]
+    late_ms: list[float]
+    acknowledged_at: float
+    wall_offset: float  # time.time() - time.perf_counter() while it ran
+
+    @property
+    def ids(self) -> list[str]:
+        return list(self.scheduled)
+
+
 def offer(
     settings: HeadwaterSettings, tag: str, rate: float, count: int, *, topic: str = "features"
-) -> dict[str, float]:
-    """Send ``count`` feature vectors on an open-loop schedule; their scheduled times (the
-    ``sent`` key holds when the last send was acknowledged). To ``predictions`` they go keyed
-    by their event id, as the scorer's predictions are: the clock times them the same way."""
+) -> Offered:
+    """Send ``count`` feature vectors on an open-loop schedule. To ``predictions`` they go
+    keyed by their event id, as the scorer's predictions are: the clock times them the same
+    way."""
     records = encoded_vectors(settings, tag, count)
-    producer = make_producer(settings, **CLIENT_CONFIG)
+    producer = make_producer(settings, **GENERATOR_CONFIG)
     name = settings.topic(topic)
     scheduled: dict[str, float] = {}
+    late_ms: list[float] = []
+    wall_offset = time.time() - time.perf_counter()
     start = time.perf_counter() + 0.05
     for i, (key, value) in enumerate(records):
         due = start + i / rate
-        while (wait := due - time.perf_counter()) > 0.0005:
-            time.sleep(wait / 2)
+        while (wait := due - time.perf_counter()) > 0:  # never early: latency counts from due
+            time.sleep(wait)
         event_id = f"{tag}-{i}"
         scheduled[event_id] = due
         producer.produce(name, value, (event_id if topic == "predictions" else key).encode())
+        late_ms.append((time.perf_counter() - due) * 1000)
         producer.poll(0)
     if producer.flush(60):
         raise RuntimeError(f"the load generator's records to {name} were not acknowledged")
-    scheduled["sent"] = time.perf_counter()
-    return scheduled
+    return Offered(scheduled, late_ms, time.perf_counter(), wall_offset)
 
 
-def latency_figures(scheduled: dict[str, float], clock: PredictionClock) -> dict[str, float]:
-    """Latency from each scheduled send to its prediction's arrival, and the throughput."""
-    sent_at = scheduled.pop("sent")
+def latency_figures(
+    offered: Offered, clock: PredictionClock, codec: AvroCodec | None = None
+) -> dict[str, Any]:
+    """Latency from each scheduled send to its prediction's arrival, and the throughput; with
+    ``codec``, where the time went (:func:`stage_figures`)."""
+    scheduled = offered.scheduled
     done = {i: clock.arrived[i] - t for i, t in scheduled.items() if i in clock.arrived}
     latencies = [v * 1000 for v in done.values()]
     first = min(scheduled.values())
     last = max((clock.arrived[i] for i in done), default=first)
-    return {
+    figures: dict[str, Any] = {
         "events": len(scheduled),
-        "sent_per_s": len(scheduled) / max(sent_at - first, 1e-9),
+        "sent_per_s": len(scheduled) / max(offered.acknowledged_at - first, 1e-9),
+        "generator_late_p99_ms": percentile(offered.late_ms, 99),
         "predicted": len(done),
         "throughput_per_s": len(done) / max(last - first, 1e-9),
         "p50_ms": percentile(latencies, 50),
         "p99_ms": percentile(latencies, 99),
+        "max_ms": max(latencies, default=float("nan")),
+    }
+    if codec is not None:
+        figures["stages"] = stage_figures(offered, clock, codec)
+    return figures
+
+
+def stage_figures(
+    offered: Offered, clock: PredictionClock, codec: AvroCodec
+) -> dict[str, dict[str, float]]:
+    """Where each prediction's time went, from the prediction itself (decoded after the run):
+    ``to_scorer`` from the scheduled send until the scorer took the record in (broker and
+    consumer), ``in_scorer`` its ``latency_ms`` (batching, routing, the model), ``to_clock``
+    from its ``served_at_ms`` until the clock had it (producer, broker, the clock's consumer).
+    Wall-clock milliseconds, so each stage is good to about a millisecond."""
+    stages: dict[str, list[float]] = {"to_scorer": [], "in_scorer": [], "to_clock": []}
+    for request_id, due in offered.scheduled.items():
+        value = clock.records.get(request_id)
+        if value is None:
+            continue
+        _, record = codec.decode(value, Prediction.SCHEMA)
+        sent_ms = (due + offered.wall_offset) * 1000
+        arrived_ms = (clock.arrived[request_id] + offered.wall_offset) * 1000
+        served_ms = float(record["served_at_ms"])
+        stages["to_scorer"].append(served_ms - record["latency_ms"] - sent_ms)
+        stages["in_scorer"].append(record["latency_ms"])
+        stages["to_clock"].append(arrived_ms - served_ms)
+    return {
+        name: {"p50_ms": percentile(values, 50), "p99_ms": percentile(values, 99)}
+        for name, values in stages.items()
     }
 
 
@@ -249,12 +320,14 @@ def kafka_figures(settings: HeadwaterSettings, rate: float, seconds: float) -> d
     the clients and this machine cost by themselves), then the scorer under that load."""
     count = int(rate * seconds)
     clock = PredictionClock(settings)
+    codec = make_codec(settings)
     try:
         # Warm the broker and the clients at the offered rate, then measure the floor.
         warm = offer(settings, "floor-warm", rate, count // 2, topic="predictions")
-        clock.wait_for([i for i in warm if i != "sent"], 60)
-        floor = latency_figures(offer(settings, "floor", rate, count, topic="predictions"), clock)
-        clock.wait_for([f"floor-{count - 1}"], 60)
+        clock.wait_for(warm.ids, 60)
+        offered = offer(settings, "floor", rate, count, topic="predictions")
+        clock.wait_for(offered.ids, 60)  # before counting: the slowest come last
+        floor = latency_figures(offered, clock)
         log = settings.home / "bench-scorer.log"
         with log.open("wb") as out:
             scorer = subprocess.Popen(
@@ -264,12 +337,14 @@ def kafka_figures(settings: HeadwaterSettings, rate: float, seconds: float) -> d
             )
         try:
             warm = offer(settings, "warm", rate, count // 2)  # group joined, model warm
-            clock.wait_for([i for i in warm if i != "sent"], 120)
+            clock.wait_for(warm.ids, 120)
             cpu_before = cpu_seconds(scorer.pid)
-            scheduled = offer(settings, "load", rate, count)
-            clock.wait_for([i for i in scheduled if i != "sent"], 60)
+            load_before = os.getloadavg()[0]
+            offered = offer(settings, "load", rate, count)
+            clock.wait_for(offered.ids, 60)
             cpu = cpu_seconds(scorer.pid) - cpu_before
-            loaded = latency_figures(scheduled, clock)
+            loaded = latency_figures(offered, clock, codec)
+            loaded["load_average_1m"] = [load_before, os.getloadavg()[0]]
             capacity = drain_rate(settings, scorer, clock, count)
         finally:
             scorer.terminate()
@@ -305,8 +380,7 @@ def drain_rate(
     """The scorer's capacity: pause it, queue ``count`` events, resume it, time the drain."""
     scorer.send_signal(signal.SIGSTOP)
     try:
-        queued = offer(settings, "drain", 1e9, count)
-        queued.pop("sent")
+        queued = offer(settings, "drain", 1e9, count).ids
     finally:
         scorer.send_signal(signal.SIGCONT)
     resumed = time.perf_counter()
