@@ -105,16 +105,11 @@ class Scorer:
 
     def answer(self, requests: Sequence[ScoreRequest]) -> Scored:
         """The answering prediction of every request the routed version can read."""
-        groups: dict[RouteDecision, list[ScoreRequest]] = {}
-        if self.pinned_version is not None:  # routing bypassed: one version answers all
-            groups[RouteDecision(self.pinned_version, "champion", ())] = list(requests)
-        elif (router := self.routing.router(self.model)) is None:
+        groups = self.route(requests)
+        if groups is None:
             reason = f"model {self.model!r} has no routing (publish one: headwater models route)"
             outcome = self.chain.default_outcome(len(requests), reason)
             return Scored(self._predictions(requests, outcome, "champion"))
-        else:
-            for request in requests:
-                groups.setdefault(router.assign(request.routing_key), []).append(request)
         by_id: dict[str, Prediction] = {}
         rejected: list[Rejected] = []
         for decision, members in groups.items():
@@ -126,6 +121,21 @@ class Scorer:
         self.counts.rejected += len(rejected)
         ordered = [by_id[r.request_id] for r in requests if r.request_id in by_id]
         return Scored(ordered, rejected)
+
+    def route(
+        self, requests: Sequence[ScoreRequest]
+    ) -> dict[RouteDecision, list[ScoreRequest]] | None:
+        """The routing step: the requests grouped by the version (and route) that answers
+        them, or None while the model has no routing."""
+        if self.pinned_version is not None:  # routing bypassed: one version answers all
+            return {RouteDecision(self.pinned_version, "champion", ()): list(requests)}
+        router = self.routing.router(self.model)
+        if router is None:
+            return None
+        groups: dict[RouteDecision, list[ScoreRequest]] = {}
+        for request in requests:
+            groups.setdefault(router.assign(request.routing_key), []).append(request)
+        return groups
 
     def shadow(self, requests: Sequence[ScoreRequest]) -> list[Prediction]:
         """Predictions of the shadow versions for ``requests``; a failing shadow logs nothing."""
