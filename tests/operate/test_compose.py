@@ -40,8 +40,13 @@ def test_the_platform_runs_its_processes_from_the_dockerfile() -> None:
     processes = {"init", "streams", "sink", "scorer", "http-scorer", "trial-worker", "dashboard"}
     assert processes <= set(PLATFORM)
     assert any("build" in SERVICES[name] for name in PLATFORM)
-    for source in re.findall(r"^COPY (\S+)", (ROOT / "Dockerfile").read_text(), re.M):
-        assert (ROOT / source).exists(), f"Dockerfile copies {source}, which does not exist"
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    stages = set(re.findall(r"^FROM \S+ AS (\S+)", dockerfile, re.M))
+    for stage, source in re.findall(r"^COPY (?:--from=(\S+) )?(\S+)", dockerfile, re.M):
+        if stage:  # from an earlier build stage, not from the checkout
+            assert stage in stages, f"Dockerfile copies from stage {stage}, which it never builds"
+        else:
+            assert (ROOT / source).exists(), f"Dockerfile copies {source}, which does not exist"
 
 
 @pytest.mark.parametrize("service", PLATFORM)
