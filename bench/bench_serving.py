@@ -494,7 +494,10 @@ def http_figures(
         try:
             _wait_http(url, process, health)
             asyncio.run(_load("127.0.0.1", port, 200, concurrency))  # warm-up
+            cpu_before = cpu_seconds(process.pid)
             figures[name] = asyncio.run(_load("127.0.0.1", port, requests, concurrency))
+            cpu = cpu_seconds(process.pid) - cpu_before
+            figures[name]["server_cpu_ms_per_request"] = cpu / requests * 1000
         finally:
             process.terminate()
             process.wait(30)
