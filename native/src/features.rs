@@ -72,6 +72,8 @@ pub struct FeatureReader {
     features: Vec<(usize, Kind)>, // each with the index of its first output
     ratios: Vec<Ratio>,
     names: Vec<Py<PyString>>,
+    used: Vec<bool>, // by column: whether a feature reads it
+    reach: usize,    // how many of the newest events the last-value features read
 }
 
 fn times_at(times: &Bound<'_, PyList>, i: usize) -> PyResult<i64> {
@@ -157,96 +159,105 @@ fn fsum(values: &[f64]) -> Option<f64> {
     Some(hi)
 }
 
-fn float_of(cell: &Bound<'_, PyAny>) -> Option<f64> {
-    cell.downcast::<PyFloat>().ok().map(|f| f.value())
+/// A history cell as the features see it. Python stores a float for a numeric field, a str for
+/// a categorical one and None where the event lacked the field; anything else is `Other`, and
+/// a feature meeting one leaves the read to Python.
+#[derive(Clone, Copy)]
+enum Cell<'a> {
+    Missing,
+    Num(f64),
+    Text(&'a str),
+    Other,
 }
 
-fn equals(cell: &Bound<'_, PyAny>, wanted: &str) -> bool {
-    cell.downcast::<PyString>()
-        .is_ok_and(|s| s.to_str().is_ok_and(|s| s == wanted))
-}
-
-impl FeatureReader {
-    /// The cells of `column` in `low..high`, kept where the filter column equals its value.
-    fn cells<'py>(
-        columns: &Bound<'py, PyList>,
-        column: usize,
-        filter: &Option<(usize, String)>,
-        low: usize,
-        high: usize,
-    ) -> PyResult<Vec<Bound<'py, PyAny>>> {
-        let cells = columns.get_item(column)?;
-        let cells = cells.downcast::<PyList>()?;
-        let keep = match filter {
-            Some((f, _)) => Some(columns.get_item(*f)?.downcast::<PyList>()?.clone()),
-            None => None,
-        };
-        let mut out = Vec::with_capacity(high - low);
-        for i in low..high {
-            if let (Some(keep), Some((_, wanted))) = (&keep, filter) {
-                if !equals(&keep.get_item(i)?, wanted) {
-                    continue;
-                }
-            }
-            out.push(cells.get_item(i)?);
-        }
-        Ok(out)
+fn cell_of<'a>(item: &'a Bound<'_, PyAny>) -> Cell<'a> {
+    if let Ok(f) = item.downcast::<PyFloat>() {
+        Cell::Num(f.value())
+    } else if item.is_none() {
+        Cell::Missing
+    } else if let Ok(s) = item.downcast::<PyString>() {
+        s.to_str().map(Cell::Text).unwrap_or(Cell::Other)
+    } else {
+        Cell::Other
     }
+}
 
-    fn aggregate(how: How, cells: &[Bound<'_, PyAny>], missing: f64) -> PyResult<Option<f64>> {
-        if let How::Distinct = how {
-            let mut texts: HashSet<String> = HashSet::new();
-            let mut numbers: HashSet<u64> = HashSet::new();
-            for cell in cells {
-                if let Ok(s) = cell.downcast::<PyString>() {
-                    texts.insert(s.to_str()?.to_owned());
-                } else if let Some(x) = float_of(cell) {
-                    numbers.insert(if x == 0.0 { 0 } else { x.to_bits() }); // -0.0 == 0.0
-                }
-            }
-            return Ok(Some((texts.len() + numbers.len()) as f64));
-        }
-        // Numbers only: a None (an event without the field) is left out, as in Python.
-        let mut values = Vec::with_capacity(cells.len());
+fn is_text(cell: &Cell<'_>, wanted: &str) -> bool {
+    matches!(cell, Cell::Text(s) if *s == wanted)
+}
+
+/// The reusable buffers of one read.
+#[derive(Default)]
+struct Scratch<'a> {
+    numbers: Vec<f64>,
+    squares: Vec<f64>,
+    texts: HashSet<&'a str>,
+    bits: HashSet<u64>,
+}
+
+fn aggregate<'a>(
+    how: How,
+    cells: impl Iterator<Item = Cell<'a>>,
+    missing: f64,
+    scratch: &mut Scratch<'a>,
+) -> Option<f64> {
+    if let How::Distinct = how {
+        scratch.texts.clear();
+        scratch.bits.clear();
         for cell in cells {
-            if cell.is_none() {
-                continue;
-            }
-            match float_of(cell) {
-                Some(x) => values.push(x),
-                None => return Ok(None), // not a number: Python reports what it makes of it
+            match cell {
+                Cell::Text(s) => {
+                    scratch.texts.insert(s);
+                }
+                Cell::Num(x) => {
+                    scratch.bits.insert(if x == 0.0 { 0 } else { x.to_bits() });
+                    // -0.0 == 0.0
+                }
+                Cell::Missing => {}
+                Cell::Other => return None,
             }
         }
-        if let How::Sum = how {
-            return Ok(fsum(&values));
+        return Some((scratch.texts.len() + scratch.bits.len()) as f64);
+    }
+    // Numbers only: a None (an event without the field) is left out, as in Python.
+    let values = &mut scratch.numbers;
+    values.clear();
+    for cell in cells {
+        match cell {
+            Cell::Num(x) => values.push(x),
+            Cell::Missing => {}
+            Cell::Text(_) | Cell::Other => return None, // Python reports what it makes of it
         }
-        if values.is_empty() {
-            return Ok(Some(missing));
+    }
+    if let How::Sum = how {
+        return fsum(values);
+    }
+    if values.is_empty() {
+        return Some(missing);
+    }
+    let n = values.len() as f64;
+    match how {
+        How::Mean => fsum(values).map(|s| s / n),
+        // Python's min and max keep the first of equal values (0.0 before -0.0).
+        How::Min => Some(
+            values[1..]
+                .iter()
+                .fold(values[0], |m, &x| if x < m { x } else { m }),
+        ),
+        How::Max => Some(
+            values[1..]
+                .iter()
+                .fold(values[0], |m, &x| if x > m { x } else { m }),
+        ),
+        How::StdDev => {
+            let mean = fsum(values)? / n;
+            scratch.squares.clear();
+            scratch
+                .squares
+                .extend(values.iter().map(|&v| (v - mean) * (v - mean)));
+            fsum(&scratch.squares).map(|s| (s / n).sqrt())
         }
-        let n = values.len() as f64;
-        Ok(match how {
-            How::Mean => fsum(&values).map(|s| s / n),
-            How::Min => Some(
-                values
-                    .iter()
-                    .skip(1)
-                    .fold(values[0], |m, &x| if x < m { x } else { m }),
-            ),
-            How::Max => Some(
-                values
-                    .iter()
-                    .skip(1)
-                    .fold(values[0], |m, &x| if x > m { x } else { m }),
-            ),
-            How::StdDev => {
-                let Some(mean) = fsum(&values).map(|s| s / n) else {
-                    return Ok(None);
-                };
-                let squares: Vec<f64> = values.iter().map(|&v| (v - mean) * (v - mean)).collect();
-                fsum(&squares).map(|s| (s / n).sqrt())
-            }
-            How::Count | How::Sum | How::Distinct => unreachable!("handled above"),
-        })
+        How::Count | How::Sum | How::Distinct => unreachable!("handled above"),
     }
 }
 
@@ -362,11 +373,32 @@ impl FeatureReader {
             .iter()
             .map(|n| PyString::intern(py, n).unbind())
             .collect();
+        let mut used: Vec<bool> = Vec::new();
+        let mut reach = 0;
+        for (_, kind) in &features {
+            let (read, back) = match kind {
+                Kind::Aggregate { column, filter, .. } => {
+                    ([*column, filter.as_ref().map(|(f, _)| *f)], 0)
+                }
+                Kind::Last { column } => ([Some(*column), None], 1),
+                Kind::LastN { column, n } => ([Some(*column), None], *n),
+                Kind::SinceLast => ([None, None], 0),
+            };
+            reach = reach.max(back);
+            for column in read.into_iter().flatten() {
+                if used.len() <= column {
+                    used.resize(column + 1, false);
+                }
+                used[column] = true;
+            }
+        }
         Ok(FeatureReader {
             windows,
             features,
             ratios,
             names,
+            used,
+            reach,
         })
     }
 
@@ -390,6 +422,31 @@ impl FeatureReader {
         for w in &self.windows {
             lows.push(bisect(times, w.start(t), 0, high, false)?);
         }
+        // The cells the features look at, read from Python once: every used column from the
+        // oldest window start (or the oldest last-N event) up to `high`.
+        let first = lows
+            .iter()
+            .copied()
+            .fold(high.saturating_sub(self.reach), usize::min);
+        let mut items: Vec<Vec<Bound<'py, PyAny>>> = Vec::with_capacity(self.used.len());
+        for (column, used) in self.used.iter().enumerate() {
+            let mut kept = Vec::new();
+            if *used {
+                let list = columns.get_item(column)?;
+                let list = list.downcast::<PyList>()?;
+                kept.reserve(high - first);
+                for i in first..high {
+                    kept.push(list.get_item(i)?);
+                }
+            }
+            items.push(kept);
+        }
+        let cells: Vec<Vec<Cell<'_>>> = items
+            .iter()
+            .map(|column| column.iter().map(cell_of).collect())
+            .collect();
+        let span = |column: usize, low: usize| &cells[column][low - first..high - first];
+        let mut scratch = Scratch::default();
         let mut values = vec![0.0f64; self.names.len()];
         for (at, feature) in &self.features {
             let at = *at;
@@ -406,12 +463,10 @@ impl FeatureReader {
                     window,
                     ..
                 } => {
-                    let keep = columns.get_item(*f)?;
-                    let keep = keep.downcast::<PyList>()?;
-                    let mut n = 0usize;
-                    for i in lows[*window]..high {
-                        n += equals(&keep.get_item(i)?, wanted) as usize;
-                    }
+                    let n = span(*f, lows[*window])
+                        .iter()
+                        .filter(|c| is_text(c, wanted))
+                        .count();
                     values[at] = n as f64;
                 }
                 Kind::Aggregate {
@@ -425,29 +480,34 @@ impl FeatureReader {
                             "an aggregate other than count needs a field",
                         ));
                     };
-                    let cells = Self::cells(columns, *column, filter, lows[*window], high)?;
-                    match Self::aggregate(*how, &cells, missing)? {
+                    let low = lows[*window];
+                    let cells = span(*column, low).iter().copied();
+                    let found = match filter {
+                        None => aggregate(*how, cells, missing, &mut scratch),
+                        Some((f, wanted)) => {
+                            let keep = span(*f, low).iter().map(|w| is_text(w, wanted));
+                            let kept = cells.zip(keep).filter(|(_, k)| *k).map(|(c, _)| c);
+                            aggregate(*how, kept, missing, &mut scratch)
+                        }
+                    };
+                    match found {
                         Some(v) => values[at] = v,
                         None => return Ok(None),
                     }
                 }
                 Kind::Last { column } => {
-                    let cell = if high > 0 {
-                        Some(columns.get_item(*column)?.get_item(high - 1)?)
-                    } else {
-                        None
-                    };
-                    values[at] = cell.and_then(|c| float_of(&c)).unwrap_or(missing);
+                    values[at] = match span(*column, first).last() {
+                        Some(Cell::Num(x)) => *x,
+                        _ => missing,
+                    }
                 }
                 Kind::LastN { column, n } => {
-                    let cells = columns.get_item(*column)?;
+                    let column = span(*column, first);
                     for k in 0..*n {
-                        let v = if high > k {
-                            float_of(&cells.get_item(high - 1 - k)?)
-                        } else {
-                            None
+                        values[at + k] = match column.len().checked_sub(k + 1).map(|i| column[i]) {
+                            Some(Cell::Num(x)) => x,
+                            _ => missing,
                         };
-                        values[at + k] = v.unwrap_or(missing);
                     }
                 }
                 Kind::SinceLast => {
