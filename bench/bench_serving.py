@@ -290,8 +290,10 @@ def stage_figures(
 ) -> dict[str, dict[str, float]]:
     """Where each prediction's time went, from the prediction itself (decoded after the run):
     ``to_scorer`` from the scheduled send until the scorer took the record in (broker and
-    consumer), ``in_scorer`` its ``latency_ms`` (batching, routing, the model), ``to_clock``
-    from its ``served_at_ms`` until the clock had it (producer, broker, the clock's consumer).
+    consumer, and the scorer finishing its previous batch), ``in_scorer`` its ``latency_ms``
+    (routing, the guards, the model), ``to_clock`` from its ``served_at_ms`` (stamped when the
+    batch's predictions were built) until the clock had it (encoding and producing the batch,
+    the broker, the clock's consumer).
     Wall-clock milliseconds, so each stage is good to about a millisecond."""
     stages: dict[str, list[float]] = {"to_scorer": [], "in_scorer": [], "to_clock": []}
     for request_id, due in offered.scheduled.items():
