@@ -81,7 +81,12 @@ def test_up_runs_every_process_end_to_end(
         assert all(pid is not None and pid_alive(pid) for pid in running.values()), running
         register_versions(settings, settings.serving_model, unique, 1, features=MODEL_FEATURES)
         publish_routing(EventBus(settings), routing_event(settings.serving_model, {1: 1.0}))
-        wait_until(lambda: _status_of(health) == 200, 60, "the routing to reach HTTP serving")
+        wait_until(
+            lambda: _status_of(health) == 200,
+            60,
+            "the routing to reach HTTP serving",
+            settings.home / "http_server.log",
+        )
         produced = _headwater(settings, "produce", "events.raw", "--file", str(source))
         assert produced.returncode == 0, produced.stderr
         url = running_host_url(settings)
@@ -125,11 +130,18 @@ def test_up_runs_every_process_end_to_end(
         finally:
             warehouse.close()
     finally:
-        # `down` would also stop the session's broker; stop what `up` added to it instead.
+        # `down` would also stop the session's broker; stop what `up` added to it instead,
+        # everything before asserting, so a failure leaves no process behind.
         stopped = stop_stream_processes(settings)
-        assert stopped == dict.fromkeys(STREAM_PROCESSES, True), stopped
         host = running_host_pid(settings)
         if host is not None:
             stop_pid(host)
             host_file(settings).unlink(missing_ok=True)
+        exited = [name for name, ok in stopped.items() if not ok]
+        logs = {name: _tail(settings.home / f"{name}.log") for name in exited}
+        assert not exited, f"exited before the end of the test: {exited}; their logs: {logs}"
     assert stream_process_pids(settings) == dict.fromkeys(STREAM_PROCESSES)
+
+
+def _tail(log: Path, size: int = 3000) -> str:
+    return log.read_text(errors="replace")[-size:] if log.exists() else "(no log)"
