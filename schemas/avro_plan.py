@@ -25,7 +25,7 @@ try:
     import headwater_native
 
     NATIVE_BUILT = True
-except ImportError:  # not built (see scripts/install.sh): fastavro does the work, slower
+except ImportError:  # not built (see scripts/install.sh): fastavro and Python do the work, slower
     NATIVE_BUILT = False
 
 PRIMITIVES = frozenset({"null", "boolean", "int", "long", "float", "double", "bytes", "string"})
@@ -102,7 +102,7 @@ def _plan(schema: Any, named: dict[str, Plan], namespace: str) -> Plan:
 
 def _default(plan: Plan, value: Any) -> Any:
     """A field's default as the Python value the codec writes (Avro gives bytes as text)."""
-    if plan in ("bytes",) or (isinstance(plan, tuple) and plan[0] == "fixed"):
+    if plan == "bytes" or (isinstance(plan, tuple) and plan[0] == "fixed"):
         return str(value).encode("latin-1")
     if isinstance(plan, tuple) and plan[0] == "union":
         return _default(plan[1][0], value)  # a union's default is of its first branch

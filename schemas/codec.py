@@ -101,7 +101,7 @@ class AvroCodec:
         self._by_registry_id: dict[int, AvroSchema] = {}
         self._native: dict[bytes, headwater_native.AvroType | None] = {}
 
-    def _native_of(self, schema: AvroSchema) -> headwater_native.AvroType | None:
+    def native_of(self, schema: AvroSchema) -> headwater_native.AvroType | None:
         """The schema compiled by the native codec (``native/``), if built and covering it."""
         if schema.fingerprint not in self._native:
             self._native[schema.fingerprint] = native_type(schema.source, schema.name)
@@ -113,7 +113,7 @@ class AvroCodec:
             prefix = struct.pack(">bI", CONFLUENT_MAGIC, self.registry.id_for(schema))
         else:
             prefix = SINGLE_OBJECT_MAGIC + schema.fingerprint
-        native = self._native_of(schema)
+        native = self.native_of(schema)
         try:
             if native is not None:
                 return native.encode(record, prefix)
@@ -130,7 +130,7 @@ class AvroCodec:
         start = 10 if data[:2] == SINGLE_OBJECT_MAGIC else 5
         target = self.catalog.get(reader) if reader else None
         resolving = target is not None and target is not writer
-        native = None if resolving else self._native_of(writer)
+        native = None if resolving else self.native_of(writer)
         try:
             if native is not None:
                 record = native.decode(data, start)

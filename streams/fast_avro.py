@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 from fastavro import parse_schema, schemaless_reader, schemaless_writer
 
 from infra.errors import SchemaError
-from schemas.avro_plan import NATIVE_BUILT, native_type
+from schemas.avro_plan import NATIVE_BUILT
 from schemas.codec import SINGLE_OBJECT_MAGIC, AvroCodec
 
 if TYPE_CHECKING:
@@ -57,7 +57,7 @@ class FastAvro:
         found = self._schemas.get(name)
         if found is None:
             schema = self.codec.catalog.get(name)
-            native = native_type(schema.source, name) if self.native else None
+            native = self.codec.native_of(schema) if self.native else None
             prefix = SINGLE_OBJECT_MAGIC + schema.fingerprint
             found = _Compiled(prefix, parse_schema(schema.source), native)
             self._schemas[name] = found

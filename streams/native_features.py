@@ -26,12 +26,10 @@ from streams.windows import Window
 if TYPE_CHECKING:
     from streams.featureset import FeatureSet
 
-try:
-    import headwater_native
+from schemas.avro_plan import NATIVE_BUILT
 
-    NATIVE_BUILT = True
-except ImportError:  # not built (see scripts/install.sh): features read in Python
-    NATIVE_BUILT = False
+if NATIVE_BUILT:
+    import headwater_native
 
 BUILT_IN = (Aggregate, LastValue, LastN, TimeSinceLast, Ratio)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 
+from schemas.avro_plan import NATIVE_BUILT
 from streams.demo.features import FEATURE_SET as DEMO
 from streams.feature_defs import (
     Aggregate,
@@ -23,7 +24,6 @@ from streams.feature_defs import (
     TimeSinceLast,
 )
 from streams.featureset import EntityState, FeatureSet
-from streams.native_features import NATIVE_BUILT
 from streams.windows import Window
 
 if not NATIVE_BUILT:  # a failure, not a skip: the worker would silently run slower
