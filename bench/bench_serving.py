@@ -330,6 +330,7 @@ def stage_figures(
     Wall-clock milliseconds, so each stage is good to about a millisecond."""
     stages: dict[str, list[float]] = {name: [] for name in STAGES}
     for offered in loads:
+        lateness = dict(zip(offered.scheduled, offered.late_ms, strict=True))
         for request_id, due in offered.scheduled.items():
             value = clock.records.get(request_id)
             if value is None:
@@ -342,7 +343,8 @@ def stage_figures(
             stages["in_scorer"].append(record["latency_ms"])
             stages["to_clock"].append(arrived_ms - served_ms)
             if timeline is not None:
-                timeline.append((sent_ms / 1000, *(stages[n][-1] for n in STAGES)))
+                late = lateness[request_id]
+                timeline.append((sent_ms / 1000, *(stages[n][-1] for n in STAGES), late))
     return {
         name: {"p50_ms": percentile(values, 50), "p99_ms": percentile(values, 99)}
         for name, values in stages.items()
@@ -367,7 +369,8 @@ def kafka_figures(
     ``repeats`` times, pooled (one run's p99 rests on its slowest 1%, a few bursts of 20-50 ms:
     it swings from run to run far more than the pooled p99 of several). With ``timeline``,
     every prediction's stages go there too, one line each (wall-clock send time in seconds,
-    then ``to_scorer``, ``in_scorer``, ``to_clock`` in ms): where a burst of slow ones began."""
+    then ``to_scorer``, ``in_scorer``, ``to_clock`` and how late the generator sent it, in
+    ms): where a burst of slow ones began."""
     count = int(rate * seconds)
     clock = PredictionClock(settings)
     codec = make_codec(settings)
