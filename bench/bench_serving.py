@@ -1,7 +1,7 @@
 """Serving's benchmark: Kafka event→prediction latency at a fixed offered load, HTTP against a
 plain FastAPI endpoint serving the same torch model, and the router's overhead.
 
-``python -m bench.bench_serving [--rate 2000] [--seconds 5] [--http-requests 2000]`` starts a
+``python -m bench.bench_serving [--rate 2000] [--seconds 5] [--repeats 3]`` starts a
 local Apache Kafka of its own (``HEADWATER_BENCH_PORT_BASE``, default 31000: broker +392, HTTP
 +380/+381) under a temporary home, trains and registers a small MLP, and prints a JSON object
 of figures and the ratios against the baselines measured in the same run:
@@ -746,7 +746,7 @@ def main(argv: list[str] | None = None) -> int:
         "--parts", default=",".join(PARTS), help="which to measure, e.g. kafka or kafka,router"
     )
     parser.add_argument(
-        "--repeats", type=int, default=1, help="Kafka loads to pool, floor and scorer alike"
+        "--repeats", type=int, default=3, help="Kafka loads to pool, floor and scorer alike"
     )
     parser.add_argument(
         "--timeline", type=Path, default=None, help="write each prediction's stages here"
