@@ -115,9 +115,9 @@ def local_broker() -> Iterator[Callable[[], Any]]:
     """A lazily started local Apache Kafka on bench ports under a temporary home, stopped at the
     end; ``HEADWATER_BENCH_PORT_BASE`` moves the ports (default 31000: 31292, 31293; the +92
     ports stay free for benchmarks that start a platform of their own on the same base)."""
-    from infra.kafka_clients import ensure_topics
-    from infra.local_kafka import LocalKafka
-    from infra.settings import HeadwaterSettings
+    from headwater.core.settings import HeadwaterSettings
+    from headwater.infra.kafka_clients import ensure_topics
+    from headwater.infra.local_kafka import LocalKafka
 
     base = int(os.environ.get("HEADWATER_BENCH_PORT_BASE", "31000"))
     started: list[LocalKafka] = []

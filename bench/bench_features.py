@@ -10,7 +10,7 @@ default 31000; or the broker of the ``settings`` given to :func:`run`) and measu
   feature worker uses: shown so the two codecs' share of the ratio is plain.
 * **naive_faust**: a Faust agent doing the feature work one event at a time (two table
   updates and a send per event: ``bench.naive_faust_agent``).
-* **headwater**: the feature worker (``streams.worker``) on its default librdkafka engine:
+* **headwater**: the feature worker (``headwater.streams.worker``) on its default librdkafka engine:
   batched validation, the demo's 17 features, ``events`` + ``features`` records and changelog
   writes per batch.
 * **headwater_faust**: the same worker on its Faust engine (Faust's stream delivers the batches).
@@ -40,17 +40,17 @@ from typing import Any
 
 from confluent_kafka import KafkaError, Producer, TopicPartition
 
-from infra.event_bus import make_codec
-from infra.kafka_clients import ensure_topics, make_consumer, make_producer, topic_states
-from infra.local_kafka import LocalKafka
-from infra.settings import HeadwaterSettings
-from schemas.domain import load_domain
-from schemas.models import Event, Transaction
-from streams.demo.generator import DemoConfig, TransactionGenerator
-from streams.fast_avro import FastAvro
-from streams.feature_module import load_feature_module
-from streams.processes import settings_environment
-from streams.validation import EventValidator
+from headwater.core.settings import HeadwaterSettings
+from headwater.demo.generator import DemoConfig, TransactionGenerator
+from headwater.infra.event_bus import make_codec
+from headwater.infra.kafka_clients import ensure_topics, make_consumer, make_producer, topic_states
+from headwater.infra.local_kafka import LocalKafka
+from headwater.operate.processes import settings_environment
+from headwater.schemas.domain import load_domain
+from headwater.schemas.models import Event, Transaction
+from headwater.streams.fast_avro import FastAvro
+from headwater.streams.feature_module import load_feature_module
+from headwater.streams.validation import EventValidator
 
 REPO = Path(__file__).resolve().parents[1]
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -84,7 +84,7 @@ def _isolated(settings: HeadwaterSettings, mode: str) -> HeadwaterSettings:
     isolated = settings.model_copy(
         update={
             "topic_prefix": f"bf-{mode}-{uuid.uuid4().hex[:6]}-",
-            "features": "streams.demo.features",
+            "features": "headwater.demo.features",
             "event_schema_file": "",
         }
     )
@@ -250,7 +250,7 @@ def _check_alive(child: subprocess.Popen[bytes], deadline: float, module: str) -
 
 def measure_latency(settings: HeadwaterSettings, rate: float, seconds: float) -> dict[str, float]:
     """Paced events through a running Headwater worker: event→features latency."""
-    with worker(settings, "streams.worker"):
+    with worker(settings, "headwater.streams.worker"):
         # The load's producer sends the warm-up too: its start (metadata, idempotence id)
         # must not count as the worker's latency.
         producer = make_producer(settings, **{"linger.ms": 1})
@@ -358,7 +358,7 @@ def run(
         else:
             engine = "faust" if mode == "headwater_faust" else "librdkafka"
             engined = isolated.model_copy(update={"stream_engine": engine})
-            figures[mode] = measure_worker(engined, "streams.worker", n)
+            figures[mode] = measure_worker(engined, "headwater.streams.worker", n)
     rate = latency_rate or 200.0
     figures["latency"] = measure_latency(_isolated(settings, "lat"), rate, latency_seconds)
     half = round(min(2_000.0, figures["headwater"]["events_per_s"] / 2), -1)

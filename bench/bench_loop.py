@@ -23,20 +23,20 @@ from typing import Any
 
 import numpy as np
 
-from infra.event_bus import make_codec
-from infra.settings import HeadwaterSettings
-from schemas.models import FeatureVector, Label, Prediction
-from serving.fallback import FallbackChain
-from serving.features import feature_matrix
-from serving.routing import RoutingTable, routing_event
-from serving.scorer import Scorer, ScoreRequest
-from streams.demo.features import FEATURE_SET
-from streams.demo.generator import DemoConfig, TransactionGenerator
-from streams.featureset import EntityState
-from streams.loop.drift_monitor import DriftMonitor, FeatureReference
-from streams.loop.error_detectors import AdwinDetector, ErrorDetector, PageHinkleyDetector
-from streams.loop.loop_handler import LoopHandler, References
-from trainers.model_family import MLPConfig, ModelBundle, build_network
+from headwater.core.settings import HeadwaterSettings
+from headwater.demo.features import FEATURE_SET
+from headwater.demo.generator import DemoConfig, TransactionGenerator
+from headwater.infra.event_bus import make_codec
+from headwater.loop.drift_monitor import DriftMonitor, FeatureReference
+from headwater.loop.error_detectors import AdwinDetector, ErrorDetector, PageHinkleyDetector
+from headwater.loop.loop_handler import LoopHandler, References
+from headwater.schemas.models import FeatureVector, Label, Prediction
+from headwater.serving.fallback import FallbackChain
+from headwater.serving.features import feature_matrix
+from headwater.serving.routing import RoutingTable, routing_event
+from headwater.serving.scorer import Scorer, ScoreRequest
+from headwater.streams.featureset import EntityState
+from headwater.trainers.model_family import MLPConfig, ModelBundle, build_network
 
 TARGET_RATIO = 0.10
 REPEATS = 5

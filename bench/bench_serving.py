@@ -8,7 +8,7 @@ of figures and the ratios against the baselines measured in the same run:
 
 * Kafka: open-loop load (events scheduled at a fixed rate whatever the scorer does; latency
   counted from the scheduled send time, so a stall is not hidden) through the scorer process
-  (``python -m serving.kafka_scorer``), after a warm-up at the same rate; p50/p99
+  (``python -m headwater.serving.kafka_scorer``), after a warm-up at the same rate; p50/p99
   event→prediction latency, the throughput, the scorer's own CPU per 1k events (``/proc``),
   its batches, and its capacity (a paused scorer draining a backlog). The **floor** comes first
   in the same run: the same load sent straight to ``predictions`` and timed by the same clock,
@@ -21,7 +21,8 @@ of figures and the ratios against the baselines measured in the same run:
   of several (each load's own p50/p99 is listed under ``loads``). ``--timeline FILE`` writes
   every prediction's stages, one line each, to see where a burst of slow ones began.
 * HTTP: the same closed-loop load (``--concurrency`` clients) against Headwater's server
-  (``python -m serving.http_server``: batching, routing, guards, logging to Kafka) and against a
+  (``python -m headwater.serving.http_server``: batching, routing, guards, logging to Kafka) and
+  against a
   plain FastAPI endpoint that runs the same bundle per request (``--plain-server``), both on
   the same uvicorn; then each over 4, 8, 16 and 32 clients, for the throughput each sustains
   at p99 <= 50 ms (``http_throughput_at_p99_50ms_vs_plain``: the target's reading).
@@ -55,25 +56,32 @@ import numpy as np
 import torch
 from pydantic import BaseModel
 
-from infra.event_bus import EventBus, make_codec
-from infra.kafka_clients import ensure_topics, make_consumer, make_producer
-from infra.local_kafka import LocalKafka
-from infra.settings import HeadwaterSettings
-from schemas.codec import AvroCodec
-from schemas.models import FeatureVector, Prediction
-from serving.fallback import FallbackChain
-from serving.router import RouteDecision, WeightedRouter
-from serving.routing import RoutingTable, publish_routing, routing_event
-from serving.scorer import Scorer, ScoreRequest
-from trainers.artifacts import ArtifactStore
-from trainers.model_family import MLPConfig, ModelBundle, Normalizer, build_network, loss_for
-from trainers.registry import ModelRegistry
+from headwater.core.settings import HeadwaterSettings
+from headwater.infra.event_bus import EventBus, make_codec
+from headwater.infra.kafka_clients import ensure_topics, make_consumer, make_producer
+from headwater.infra.local_kafka import LocalKafka
+from headwater.schemas.codec import AvroCodec
+from headwater.schemas.models import FeatureVector, Prediction
+from headwater.serving.fallback import FallbackChain
+from headwater.serving.router import RouteDecision, WeightedRouter
+from headwater.serving.routing import RoutingTable, publish_routing, routing_event
+from headwater.serving.scorer import Scorer, ScoreRequest
+from headwater.trainers.artifacts import ArtifactStore
+from headwater.trainers.model_family import (
+    MLPConfig,
+    ModelBundle,
+    Normalizer,
+    build_network,
+    loss_for,
+)
+from headwater.trainers.registry import ModelRegistry
 
 FEATURES = ("amount", "velocity", "distance", "hour", "merchant_risk", "country_risk")
 MODEL = "bench-fraud"
 TICKS = os.sysconf("SC_CLK_TCK")
 # The load generator's producer stands in for the feature worker, which writes `features`
-# with linger.ms=2 (streams.batch_producer). linger.ms=1 made the broker handle about 40% more
+# with linger.ms=2 (headwater.streams.batch_producer). linger.ms=1 made the broker handle about 40%
+# more
 # produce requests and cost the benchmark's own process about 20% more CPU for the same records
 # (measured on the floor's load): CPU the scorer and the broker share on this 2-core machine.
 # The linger wait is inside the measured latency (it counts from the scheduled send time).
@@ -389,7 +397,7 @@ def kafka_figures(
         log = settings.home / "bench-scorer.log"
         with log.open("wb") as out:
             scorer = subprocess.Popen(
-                [sys.executable, "-m", "serving.kafka_scorer"],
+                [sys.executable, "-m", "headwater.serving.kafka_scorer"],
                 env=child_env(settings),
                 stderr=out,
             )
@@ -554,7 +562,7 @@ def http_figures(
     plain_port = settings.http_port + 1
     servers = {
         "headwater": (
-            [sys.executable, "-m", "serving.http_server"],
+            [sys.executable, "-m", "headwater.serving.http_server"],
             settings.http_port,
             "/healthz",
         ),
@@ -721,7 +729,7 @@ def plain_server(port: int, artifact: Path) -> None:
     import uvicorn
     from fastapi import FastAPI
 
-    from trainers.model_family import load_bundle
+    from headwater.trainers.model_family import load_bundle
 
     torch.set_num_threads(1)  # as in Headwater's server: the same torch, configured alike
     bundle = load_bundle(artifact.read_bytes())

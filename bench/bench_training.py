@@ -2,7 +2,8 @@
 
 ``python -m bench.bench_training [--device cpu|cuda|auto] [--json]``
 
-* **Trainer overhead**: samples per second of :class:`~trainers.training.Trainer` (per-epoch
+* **Trainer overhead**: samples per second of :class:`~headwater.trainers.training.Trainer`
+(per-epoch
   validation, atomic checkpoint, progress, seeding) against the plainest torch loop over the
   same tensors, model shape, batch size and epochs, timed in the same run, alternating, best
   of ``repeats``. ``trainer_to_bare_ratio`` near 1 means the trainer costs nothing extra.
@@ -25,11 +26,11 @@ import numpy as np
 import optuna
 import torch
 
-from trainers.dataset import TrainingSet
-from trainers.model_family import MLPConfig, Normalizer, build_network, loss_for
-from trainers.search import SamplerName, make_sampler
-from trainers.search_space import default_space
-from trainers.training import DeviceChoice, TrainConfig, Trainer, pick_device
+from headwater.trainers.dataset import TrainingSet
+from headwater.trainers.model_family import MLPConfig, Normalizer, build_network, loss_for
+from headwater.trainers.search import SamplerName, make_sampler
+from headwater.trainers.search_space import default_space
+from headwater.trainers.training import DeviceChoice, TrainConfig, Trainer, pick_device
 
 
 def _task(samples: int, seed: int = 0) -> TrainingSet:

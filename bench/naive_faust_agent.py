@@ -10,15 +10,15 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from infra.event_bus import make_codec
-from infra.settings import load_settings
-from schemas.domain import load_domain
-from schemas.models import FeatureVector
-from streams.feature_module import load_feature_module
-from streams.featureset import EntityState
-from streams.kafka_codecs import enable_lz4
-from streams.pipeline import feature_record
-from streams.validation import EventValidator
+from headwater.core.settings import load_settings
+from headwater.infra.event_bus import make_codec
+from headwater.schemas.domain import load_domain
+from headwater.schemas.models import FeatureVector
+from headwater.streams.feature_module import load_feature_module
+from headwater.streams.featureset import EntityState
+from headwater.streams.kafka_codecs import enable_lz4
+from headwater.streams.pipeline import feature_record
+from headwater.streams.validation import EventValidator
 
 
 def main() -> None:

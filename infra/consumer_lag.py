@@ -20,11 +20,11 @@ from confluent_kafka import KafkaException
 from confluent_kafka import TopicPartition as KafkaTopicPartition
 from confluent_kafka.admin import AdminClient
 
-from infra.errors import BrokerUnavailable
-from infra.kafka_clients import topic_states
-from infra.settings import HeadwaterSettings
-from infra.warehouse import Warehouse
-from schemas.topics import TOPICS
+from headwater.core.errors import BrokerUnavailable
+from headwater.core.settings import HeadwaterSettings
+from headwater.infra.kafka_clients import topic_states
+from headwater.infra.warehouse import Warehouse
+from headwater.schemas.topics import TOPICS
 
 # Groups the platform's own tooling opens briefly; they never consume, so their lag is noise.
 _TOOL_GROUPS = ("headwater-status", "headwater-bootstrap")
@@ -87,7 +87,7 @@ def platform_topic(settings: HeadwaterSettings, name: str) -> bool:
     """Whether ``name`` is one of this platform's topics: the configured prefix, then a
     DESIGN.md topic, possibly under a run's own prefix (``headwater demo`` uses ``demo-<tag>-``).
 
-    >>> from infra.settings import HeadwaterSettings
+    >>> from headwater.core.settings import HeadwaterSettings
     >>> s = HeadwaterSettings(topic_prefix="")
     >>> platform_topic(s, "events"), platform_topic(s, "demo-7-events.raw"), platform_topic(s, "x")
     (True, True, False)

@@ -1,6 +1,7 @@
 """Sending and reading the platform's typed events on Kafka.
 
-:class:`EventBus` encodes with the configured wire format (:mod:`schemas.codec`) and keys each
+:class:`EventBus` encodes with the configured wire format (:mod:`headwater.schemas.codec`) and keys
+each
 record as its topic's spec says. It is the one way platform code writes events outside Faust.
 """
 
@@ -12,14 +13,14 @@ from typing import Any
 
 from confluent_kafka import KafkaError, Message
 
-from infra.errors import BrokerUnavailable
-from infra.kafka_clients import make_consumer, make_producer
-from infra.settings import HeadwaterSettings
-from schemas.catalog import SchemaCatalog
-from schemas.codec import AvroCodec, ConfluentSchemaRegistry
-from schemas.domain import Domain, load_domain
-from schemas.models import EventModel
-from schemas.topics import topic_spec
+from headwater.core.errors import BrokerUnavailable
+from headwater.core.settings import HeadwaterSettings
+from headwater.infra.kafka_clients import make_consumer, make_producer
+from headwater.schemas.catalog import SchemaCatalog
+from headwater.schemas.codec import AvroCodec, ConfluentSchemaRegistry
+from headwater.schemas.domain import Domain, load_domain
+from headwater.schemas.models import EventModel
+from headwater.schemas.topics import topic_spec
 
 
 def make_codec(settings: HeadwaterSettings, catalog: SchemaCatalog | None = None) -> AvroCodec:

@@ -18,9 +18,9 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
     NewTopic,
 )
 
-from infra.errors import BrokerUnavailable
-from infra.settings import HeadwaterSettings
-from schemas.topics import TOPICS
+from headwater.core.errors import BrokerUnavailable
+from headwater.core.settings import HeadwaterSettings
+from headwater.schemas.topics import TOPICS
 
 
 def admin_client(settings: HeadwaterSettings) -> AdminClient:

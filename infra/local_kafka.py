@@ -12,15 +12,15 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from infra.errors import BrokerStartFailed, DependencyMissing, PortInUse
-from infra.settings import HeadwaterSettings
+from headwater.core.errors import BrokerStartFailed, DependencyMissing, PortInUse
+from headwater.core.settings import HeadwaterSettings
+from headwater.infra.local_processes import pid_alive, port_answers, port_is_free
 
 POM = Path(__file__).parent / "kafka" / "pom.xml"
 # Brokers this process started: kept so their Popen objects live until stop() reaps them.
@@ -34,34 +34,6 @@ def require_program(name: str, install_hint: str) -> str:
     if found is None:
         raise DependencyMissing(f"{name} is not installed: {install_hint}; {_OTHER_WAY}")
     return found
-
-
-def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError:
-            return False
-    return True
-
-
-def port_answers(port: int, host: str = "127.0.0.1", timeout: float = 0.5) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 @dataclass(frozen=True)

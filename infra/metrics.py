@@ -9,7 +9,7 @@ through :func:`record_batch`, so callers need not know the metric names. Gauges 
 (breakers, routing, drift windows) are set just before each scrape by refreshers
 (:meth:`PlatformMetrics.before_scrape`).
 
->>> from schemas.models import Routing
+>>> from headwater.schemas.models import Routing
 >>> m = PlatformMetrics()
 >>> m.observe("routing", Routing(model="fraud", weights={"1": 0.9, "2": 0.1}, updated_at_ms=1))
 >>> m.value("headwater_routing_weight", model="fraud", version="2")
@@ -40,9 +40,9 @@ from wsgiref.simple_server import WSGIServer
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.core import Metric as PromMetric
 
-from infra.errors import PortInUse
-from infra.settings import HeadwaterSettings
-from schemas.models import (
+from headwater.core.errors import PortInUse
+from headwater.core.settings import HeadwaterSettings
+from headwater.schemas.models import (
     DeadLetter,
     DriftAlarm,
     EventModel,

@@ -4,7 +4,8 @@ Applied versions are recorded in ``<db>.schema_migrations`` with a checksum of t
 (comments aside); applying twice changes nothing. Views are idempotent to recreate, so an
 applied migration whose only changes are in its views (``CREATE VIEW``) has those views
 recreated (``CREATE OR REPLACE VIEW``); one whose tables or other statements changed is refused
-(:class:`~infra.errors.MigrationError`): a table changes through a new migration file. A view
+(:class:`~headwater.core.errors.MigrationError`): a table changes through a new migration file. A
+view
 removed from a file stays in the warehouse until a migration drops it. The same SQL runs on chDB
 and on a ClickHouse server (``{db}`` is the configured database).
 
@@ -23,8 +24,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from infra.errors import MigrationError
-from infra.warehouse import Warehouse
+from headwater.core.errors import MigrationError
+from headwater.infra.warehouse import Warehouse
 
 DDL_DIR = Path(__file__).parent / "ddl"
 

@@ -2,7 +2,8 @@
 
 * :class:`ChdbWarehouse` — the embedded engine (chDB) on disk under ``HEADWATER_HOME``. Only one
   process may own its directory, so while the platform runs, that process is the *warehouse
-  host* (:mod:`infra.warehouse_host`) and everyone else talks to it over loopback HTTP with
+  host* (:mod:`headwater.infra.warehouse_host`) and everyone else talks to it over loopback HTTP
+  with
   :class:`HostedWarehouse`.
 * :class:`ServerWarehouse` — a ClickHouse server through clickhouse-connect
   (``HEADWATER_CLICKHOUSE_URL``).
@@ -22,9 +23,9 @@ from typing import Any, Protocol
 import httpx
 import orjson
 
-from infra.errors import WarehouseError
-from infra.settings import HeadwaterSettings
-from infra.sql_literals import values_clause
+from headwater.core.errors import WarehouseError
+from headwater.core.settings import HeadwaterSettings
+from headwater.infra.sql_literals import values_clause
 
 
 @dataclass(frozen=True)
@@ -224,7 +225,7 @@ def connect_warehouse(settings: HeadwaterSettings) -> Warehouse:
     """The warehouse for these settings: the server, the running host, or the engine itself."""
     if settings.warehouse_mode == "server":
         return ServerWarehouse(settings.clickhouse_url, settings.clickhouse_database)
-    from infra.warehouse_host import running_host_url
+    from headwater.infra.warehouse_host import running_host_url
 
     url = running_host_url(settings)
     if url is not None:

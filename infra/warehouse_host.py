@@ -1,8 +1,10 @@
 """The warehouse host: the one process that owns the embedded ClickHouse engine while the
-platform runs, serving the :class:`~infra.warehouse.Warehouse` calls of every other process over
+platform runs, serving the :class:`~headwater.infra.warehouse.Warehouse` calls of every other
+process over
 HTTP on 127.0.0.1 (chDB lets a single process open its directory).
 
-Run by ``headwater up`` as ``python -m infra.warehouse_host``; it applies the migrations, writes
+Run by ``headwater up`` as ``python -m headwater.infra.warehouse_host``; it applies the migrations,
+writes
 its pid and address under ``HEADWATER_HOME`` and serves until SIGTERM.
 """
 
@@ -19,11 +21,11 @@ from typing import Any
 import httpx
 import orjson
 
-from infra.errors import WarehouseError
-from infra.local_kafka import pid_alive
-from infra.migrations import apply_migrations
-from infra.settings import HeadwaterSettings, load_settings
-from infra.warehouse import ChdbWarehouse, decode_rows, warehouse_path
+from headwater.core.errors import WarehouseError
+from headwater.core.settings import HeadwaterSettings, load_settings
+from headwater.infra.local_processes import pid_alive
+from headwater.infra.migrations import apply_migrations
+from headwater.infra.warehouse import ChdbWarehouse, decode_rows, warehouse_path
 
 
 def host_file(settings: HeadwaterSettings) -> Path:

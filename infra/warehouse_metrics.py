@@ -1,6 +1,7 @@
 """Platform-wide Prometheus metrics read from the warehouse views at scrape time.
 
-Each process exports what it does itself (:mod:`infra.metrics`); this collector adds what the
+Each process exports what it does itself (:mod:`headwater.infra.metrics`); this collector adds what
+the
 log says about the whole platform — routing weights, live quality, the latest drift statistics,
 retrain requests, model lifecycle actions, predictions and dead letters — so one scrape of the
 dashboard's ``/metrics`` shows the loop even where a process exports nothing. Names carry a
@@ -18,8 +19,8 @@ from collections.abc import Iterator
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from infra.errors import WarehouseError
-from infra.warehouse import Warehouse
+from headwater.core.errors import WarehouseError
+from headwater.infra.warehouse import Warehouse
 
 log = logging.getLogger("headwater.metrics")
 

@@ -14,7 +14,7 @@ names — raises :class:`Unsupported`, and the caller keeps fastavro for that sc
 >>> plan_of({"type": "record", "name": "Node", "fields": [{"name": "next", "type": "Node"}]})
 Traceback (most recent call last):
 ...
-schemas.avro_plan.Unsupported: the native codec does not cover type 'Node' (recursive or unknown)
+headwater.schemas.avro_plan.Unsupported: the native codec does not cover type 'Node' ...
 """
 
 from __future__ import annotations

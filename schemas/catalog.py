@@ -21,7 +21,7 @@ from typing import Any
 import fastavro
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 
-from infra.errors import SchemaError
+from headwater.core.errors import SchemaError
 
 AVRO_DIR = Path(__file__).parent / "avro"
 

@@ -29,9 +29,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from fastavro import schemaless_reader, schemaless_writer
 
-from infra.errors import SchemaError
-from schemas.avro_plan import native_type
-from schemas.catalog import AvroSchema, SchemaCatalog
+from headwater.core.errors import SchemaError
+from headwater.schemas.avro_plan import native_type
+from headwater.schemas.catalog import AvroSchema, SchemaCatalog
 
 if TYPE_CHECKING:
     import headwater_native

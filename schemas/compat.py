@@ -1,7 +1,8 @@
 """Backward compatibility of Avro schemas: can a consumer with the new schema read old records?
 
 Follows the Avro specification's schema-resolution rules. The committed history lives in
-``schemas/history/<full name>/vN.avsc``; ``python -m schemas.compat --snapshot`` records the
+``schemas/history/<full name>/vN.avsc``; ``python -m headwater.schemas.compat --snapshot`` records
+the
 current schemas as new versions where they changed, after checking them.
 
 >>> old = {"type": "record", "name": "A", "fields": [{"name": "x", "type": "int"}]}
@@ -18,7 +19,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from schemas.catalog import AVRO_DIR, AvroSchema
+from headwater.schemas.catalog import AVRO_DIR, AvroSchema
 
 HISTORY_DIR = Path(__file__).parent / "history"
 _PROMOTIONS = {

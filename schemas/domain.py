@@ -16,8 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from infra.errors import SchemaError
-from schemas.catalog import AvroSchema, SchemaCatalog
+from headwater.core.errors import SchemaError
+from headwater.schemas.catalog import AvroSchema, SchemaCatalog
 
 DEMO_SCHEMA = "dev.headwater.demo.Transaction"
 _NUMERIC = {"int", "long", "float", "double", "boolean"}

@@ -12,9 +12,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from infra.errors import UnknownTopic
-from schemas import models
-from schemas.models import EventModel
+from headwater.core.errors import UnknownTopic
+from headwater.schemas import models
+from headwater.schemas.models import EventModel
 
 
 @dataclass(frozen=True)

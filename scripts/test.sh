@@ -6,11 +6,11 @@ cd "$(dirname "$0")/.."
 bash scripts/install.sh
 ruff check .
 ruff format --check .
-mypy
+bash scripts/typecheck.sh
 (cd native && cargo fmt --check \
   && CARGO_TARGET_DIR="${XDG_CACHE_HOME:-$HOME/.cache}/headwater/native-target" \
     cargo clippy -q --release -- -D warnings)
-python3 -m schemas.compat
+python3 -m headwater.schemas.compat
 status=0
 python3 -m pytest "$@" || status=$?
 # Exit code 5 means an intentionally empty selection (e.g. `-m` matching nothing): not a failure.

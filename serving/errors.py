@@ -1,6 +1,6 @@
 """The errors of serving: why a model version could not answer, and what to do about it.
 
-Each one derives from :class:`infra.errors.HeadwaterError` and names the model version, the
+Each one derives from :class:`headwater.core.errors.HeadwaterError` and names the model version, the
 artifact or the setting involved.
 
 >>> issubclass(CircuitOpen, ScoringFailed) and issubclass(ScoringFailed, ServingError)
@@ -9,7 +9,7 @@ True
 
 from __future__ import annotations
 
-from infra.errors import HeadwaterError
+from headwater.core.errors import HeadwaterError
 
 
 class ServingError(HeadwaterError):

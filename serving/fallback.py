@@ -1,6 +1,7 @@
 """The fallback chain of one model: the routed version, then the last good one, then a default.
 
-Every version sits behind its own :class:`~serving.guard.VersionGuard`. When the routed version
+Every version sits behind its own :class:`~headwater.serving.guard.VersionGuard`. When the routed
+version
 fails (raises, hangs past its timeout, has its breaker open or its bulkhead full, or cannot be
 loaded), the most recent *other* version that answered is asked; if that fails too, the model's
 declared default output answers. Whatever answered instead is flagged ``fallback`` with the
@@ -27,10 +28,10 @@ from typing import Protocol
 
 import numpy as np
 
-from infra.errors import HeadwaterError
-from serving.errors import ModelRaised
-from serving.features import feature_matrix
-from serving.guard import Array, GuardPolicy, VersionGuard
+from headwater.core.errors import HeadwaterError
+from headwater.serving.errors import ModelRaised
+from headwater.serving.features import feature_matrix
+from headwater.serving.guard import Array, GuardPolicy, VersionGuard
 
 DEFAULT_VERSION = 0  # the version number predictions answered by the default output carry
 Rows = Sequence[Mapping[str, float]]

@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from serving.errors import InvalidFeatures
+from headwater.serving.errors import InvalidFeatures
 
 
 def check_features(names: Sequence[str], values: Mapping[str, float]) -> None:

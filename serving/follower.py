@@ -19,11 +19,11 @@ from typing import Generic, TypeVar
 from confluent_kafka import OFFSET_BEGINNING, KafkaError, Message, TopicPartition
 from pydantic import ValidationError
 
-from infra.errors import BrokerUnavailable, HeadwaterError
-from infra.event_bus import EventBus, make_codec
-from infra.kafka_clients import cluster_metadata, make_consumer
-from infra.settings import HeadwaterSettings
-from schemas.models import DeadLetter, EventModel
+from headwater.core.errors import BrokerUnavailable, HeadwaterError
+from headwater.core.settings import HeadwaterSettings
+from headwater.infra.event_bus import EventBus, make_codec
+from headwater.infra.kafka_clients import cluster_metadata, make_consumer
+from headwater.schemas.models import DeadLetter, EventModel
 
 E = TypeVar("E", bound=EventModel)
 

@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from serving.breaker import CircuitBreaker
-from serving.bulkhead import Bulkhead
-from serving.errors import BulkheadFull, CircuitOpen, ModelRaised, ScoringTimeout
+from headwater.serving.breaker import CircuitBreaker
+from headwater.serving.bulkhead import Bulkhead
+from headwater.serving.errors import BulkheadFull, CircuitOpen, ModelRaised, ScoringTimeout
 
 Array = np.ndarray
 PredictFn = Callable[[Array], Array]

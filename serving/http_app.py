@@ -3,12 +3,12 @@
 A request names an entity and either carries its feature vector or lets the server look the
 entity's current features up in the online store (the ``lookup`` callable: the streams' table
 replica in production). Concurrent requests are micro-batched into one model call
-(:mod:`serving.http_batcher`), routed and guarded exactly like the Kafka scorer, and every
+(:mod:`headwater.serving.http_batcher`), routed and guarded exactly like the Kafka scorer, and every
 answer is also logged to ``predictions`` with ``source="http"`` (shadow predictions too, never
 returned). Bodies are validated: malformed input gets a 4xx with the reason, never a 500.
 Routing changes need ``Authorization: Bearer <HEADWATER_ADMIN_TOKEN>``.
 
-Run one with ``python -m serving.http_server`` (binds ``HEADWATER_BIND_HOST``, default
+Run one with ``python -m headwater.serving.http_server`` (binds ``HEADWATER_BIND_HOST``, default
 127.0.0.1, and ``HEADWATER_HTTP_PORT``).
 
 >>> from pydantic import ValidationError
@@ -37,15 +37,15 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from infra.errors import HeadwaterError
-from schemas.models import Route
-from serving.batching import BatchPolicy
-from serving.errors import RoutingError
-from serving.http_batcher import AsyncBatcher
-from serving.router import parse_version
-from serving.routing import publish_routing, routing_event
-from serving.runtime import ServingRuntime
-from serving.scorer import Rejected, Scored, ScoreRequest
+from headwater.core.errors import HeadwaterError
+from headwater.schemas.models import Route
+from headwater.serving.batching import BatchPolicy
+from headwater.serving.errors import RoutingError
+from headwater.serving.http_batcher import AsyncBatcher
+from headwater.serving.router import parse_version
+from headwater.serving.routing import publish_routing, routing_event
+from headwater.serving.runtime import ServingRuntime
+from headwater.serving.scorer import Rejected, Scored, ScoreRequest
 
 
 class FoundFeatures(Protocol):

@@ -1,15 +1,17 @@
 """Micro-batching concurrent HTTP requests into one model call.
 
-Request handlers :meth:`AsyncBatcher.submit` a :class:`~serving.scorer.ScoreRequest` and await
+Request handlers :meth:`AsyncBatcher.submit` a :class:`~headwater.serving.scorer.ScoreRequest` and
+await
 its answer. One loop gathers queued requests while the adaptive
-:class:`~serving.batching.BatchPolicy` says to wait, then scores the whole batch on a worker
+:class:`~headwater.serving.batching.BatchPolicy` says to wait, then scores the whole batch on a
+worker
 thread (the event loop never runs a model), resolves every caller's future, and only then runs
 ``after`` (logging predictions, scoring shadows) so that work never delays an answer. Up to
 ``max_in_flight`` batches score at once, so one batch stuck on a hanging model (until its
 timeout) does not hold up the next.
 
 >>> import asyncio
->>> from serving.scorer import Scored
+>>> from headwater.serving.scorer import Scored
 >>> def echo(requests):
 ...     return Scored([], [])
 >>> async def demo():
@@ -30,9 +32,9 @@ import contextlib
 import time
 from collections.abc import Callable, Sequence
 
-from schemas.models import Prediction
-from serving.batching import BatchPolicy
-from serving.scorer import Rejected, Scored, ScoreRequest
+from headwater.schemas.models import Prediction
+from headwater.serving.batching import BatchPolicy
+from headwater.serving.scorer import Rejected, Scored, ScoreRequest
 
 Answer = Prediction | Rejected
 AfterBatch = Callable[[Sequence[ScoreRequest], Scored], None]

@@ -1,7 +1,7 @@
 """Running the HTTP scoring app with uvicorn, bound to loopback unless configured otherwise.
 
 :class:`HttpServer` runs it on a background thread (tests, the benchmark); ``python -m
-serving.http_server`` runs it in the foreground with the streams' online feature lookup (a
+headwater.serving.http_server`` runs it in the foreground with the streams' online feature lookup (a
 replica of the feature worker's changelog, opened once that exists).
 """
 
@@ -16,12 +16,12 @@ import torch
 import uvicorn
 from fastapi import FastAPI
 
-from infra.errors import BrokerUnavailable, HeadwaterError, PortInUse
-from infra.local_kafka import port_is_free
-from infra.metrics import serve_process_metrics
-from infra.settings import HeadwaterSettings, load_settings
-from serving.http_app import OnlineLookup, create_app
-from serving.runtime import start_runtime
+from headwater.core.errors import BrokerUnavailable, HeadwaterError, PortInUse
+from headwater.core.settings import HeadwaterSettings, load_settings
+from headwater.infra.local_processes import port_is_free
+from headwater.infra.metrics import serve_process_metrics
+from headwater.serving.http_app import OnlineLookup, create_app
+from headwater.serving.runtime import start_runtime
 
 
 class HttpServer:
@@ -57,10 +57,10 @@ def online_lookup(settings: HeadwaterSettings) -> OnlineLookup:
     feature worker may create its changelog topic after this server starts (``headwater up``
     starts both at once). Until the topic exists a lookup raises :class:`BrokerUnavailable`
     naming it (the request gets a 503 saying so) and the next lookup tries again."""
-    from infra.kafka_clients import cluster_metadata
-    from streams.feature_module import load_feature_module
-    from streams.lookup import ChangelogReplica, OnlineFeatures
-    from streams.worker import changelog_topic
+    from headwater.infra.kafka_clients import cluster_metadata
+    from headwater.streams.feature_module import load_feature_module
+    from headwater.streams.lookup import ChangelogReplica, OnlineFeatures
+    from headwater.streams.worker import changelog_topic
 
     guard = threading.Lock()  # the replica is one consumer: one caller at a time
     replicas: list[ChangelogReplica] = []
@@ -74,7 +74,7 @@ def online_lookup(settings: HeadwaterSettings) -> OnlineLookup:
                 if topic not in cluster_metadata(settings).topics:
                     raise BrokerUnavailable(
                         f"changelog topic {topic} does not exist yet: has the feature worker "
-                        "(python -m streams.worker) run?"
+                        "(python -m headwater.streams.worker) run?"
                     )
                 replicas.append(ChangelogReplica(settings, feature_set))
             replica = replicas[0]
@@ -94,15 +94,15 @@ def main(argv: list[str] | None = None) -> int:
     settings = load_settings()
     if not port_is_free(settings.http_port, settings.bind_host):
         print(
-            f"serving.http_server: port {settings.http_port} on {settings.bind_host} is in use; "
-            "stop what holds it or set HEADWATER_HTTP_PORT",
+            f"headwater.serving.http_server: port {settings.http_port} on {settings.bind_host} "
+            "is in use; stop what holds it or set HEADWATER_HTTP_PORT",
             file=sys.stderr,
         )
         return 1
     try:
         runtime = start_runtime(settings, args.model)
     except HeadwaterError as error:
-        print(f"serving.http_server: {error}", file=sys.stderr)
+        print(f"headwater.serving.http_server: {error}", file=sys.stderr)
         return 1
     serve_process_metrics(settings, "http-scorer", serving=runtime)
     try:

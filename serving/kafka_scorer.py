@@ -1,10 +1,11 @@
 """The Kafka-native scorer: ``features`` in, one ``predictions`` record per input out.
 
 It consumes micro-batches (size and wait bounded by the adaptive
-:class:`~serving.batching.BatchPolicy`), scores them through the live routing and the fallback
+:class:`~headwater.serving.batching.BatchPolicy`), scores them through the live routing and the
+fallback
 chain, and produces every prediction (and shadow prediction). It goes on consuming while the
 broker acknowledges them; a batch's offsets are committed only once all its records (and every
-earlier batch's) were acknowledged (:class:`~serving.delivery.DeliveryLedger`).
+earlier batch's) were acknowledged (:class:`~headwater.serving.delivery.DeliveryLedger`).
 
 A crash before the commit replays the batch: the same request ids (the feature vector's event
 id, or topic/partition/offset when it has none) are produced again, and the warehouse's
@@ -12,7 +13,8 @@ ReplacingMergeTree keeps one row per request id, so no prediction is lost and no
 Undecodable records and vectors the model cannot read go to ``deadletter`` with the reason and
 their bytes.
 
-Run one with ``python -m serving.kafka_scorer`` (``HEADWATER_SERVING_MODEL`` names the model).
+Run one with ``python -m headwater.serving.kafka_scorer`` (``HEADWATER_SERVING_MODEL`` names the
+model).
 """
 
 from __future__ import annotations
@@ -30,17 +32,17 @@ import torch
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 from pydantic import ValidationError
 
-from infra.errors import BrokerUnavailable, HeadwaterError
-from infra.event_bus import make_codec
-from infra.kafka_clients import make_consumer, make_producer
-from infra.metrics import serve_process_metrics
-from infra.settings import load_settings
-from schemas.models import DeadLetter, EventModel, FeatureVector
-from schemas.topics import topic_spec
-from serving.batching import BatchPolicy
-from serving.delivery import BatchTicket, DeliveryFailed, DeliveryLedger
-from serving.runtime import ServingRuntime, start_runtime
-from serving.scorer import Scorer, ScoreRequest
+from headwater.core.errors import BrokerUnavailable, HeadwaterError
+from headwater.core.settings import load_settings
+from headwater.infra.event_bus import make_codec
+from headwater.infra.kafka_clients import make_consumer, make_producer
+from headwater.infra.metrics import serve_process_metrics
+from headwater.schemas.models import DeadLetter, EventModel, FeatureVector
+from headwater.schemas.topics import topic_spec
+from headwater.serving.batching import BatchPolicy
+from headwater.serving.delivery import BatchTicket, DeliveryFailed, DeliveryLedger
+from headwater.serving.runtime import ServingRuntime, start_runtime
+from headwater.serving.scorer import Scorer, ScoreRequest
 
 MAX_UNACKNOWLEDGED_BATCHES = 16
 IDLE_WAIT_S = 0.1  # how long one step waits for a first record when none is queued
@@ -102,7 +104,9 @@ class KafkaScorer:
             waiting_since = time.monotonic()
             while not stop.is_set() and not self.subscribe_when_routed():
                 if time.monotonic() - waiting_since > 60:
-                    print(f"serving.kafka_scorer: {self.waiting_reason()}", file=sys.stderr)
+                    print(
+                        f"headwater.serving.kafka_scorer: {self.waiting_reason()}", file=sys.stderr
+                    )
                     waiting_since = time.monotonic()
                 stop.wait(0.2)
             while not stop.is_set():
@@ -309,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         runtime = start_runtime(load_settings(), args.model)
     except HeadwaterError as error:
-        print(f"serving.kafka_scorer: {error}", file=sys.stderr)
+        print(f"headwater.serving.kafka_scorer: {error}", file=sys.stderr)
         return 1
     serve_process_metrics(runtime.settings, "kafka-scorer", serving=runtime)
     try:
@@ -318,7 +322,7 @@ def main(argv: list[str] | None = None) -> int:
         # What it did, as one JSON line on the way out (operators, the benchmark).
         print(json.dumps(asdict(scorer.counts)), file=sys.stderr)
     except HeadwaterError as error:
-        print(f"serving.kafka_scorer: {error}", file=sys.stderr)
+        print(f"headwater.serving.kafka_scorer: {error}", file=sys.stderr)
         return 1
     finally:
         runtime.stop()

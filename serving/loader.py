@@ -3,7 +3,8 @@
 :class:`ArtifactIndex` is the fold of ``model-versions`` that serving needs: which artifact
 (sha256) each registered version has, and where its registration lives in the log.
 :class:`ModelLoader` turns a version into a warm predictor: it reads the artifact from the
-:class:`~trainers.artifacts.ArtifactStore` (which verifies the sha256), loads the bundle with
+:class:`~headwater.trainers.artifacts.ArtifactStore` (which verifies the sha256), loads the bundle
+with
 ``torch.load(weights_only=True)`` (no arbitrary pickle), runs a warm-up prediction, and keeps
 the result in a bounded LRU cache.
 
@@ -14,7 +15,7 @@ registration record in ``model-versions`` (``reason_code`` ``artifact_missing``,
 not honour. The registry's lifecycle is left to its owners (a refused version is not rolled
 back by serving); a refusal is retried after ``retry_s``, so a repaired store heals.
 
->>> from schemas.models import ModelVersion
+>>> from headwater.schemas.models import ModelVersion
 >>> index = ArtifactIndex()
 >>> index.apply(ModelVersion(model="m", version=1, action="registered",
 ...     artifact_sha256="a" * 64, event_time_ms=1))
@@ -32,18 +33,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from infra.errors import HeadwaterError
-from infra.event_bus import EventBus
-from infra.settings import HeadwaterSettings
-from schemas.models import DeadLetter, ModelVersion
-from serving.errors import ArtifactRefused, ModelUnavailable
-from serving.fallback import Predictor
-from serving.follower import TopicFollower
-from serving.predictor import ServingPredictor
-from serving.router import WeightedRouter
-from trainers.artifacts import ArtifactStore
-from trainers.errors import ArtifactMissing, ArtifactTampered
-from trainers.model_family import load_bundle
+from headwater.core.errors import HeadwaterError
+from headwater.core.settings import HeadwaterSettings
+from headwater.infra.event_bus import EventBus
+from headwater.schemas.models import DeadLetter, ModelVersion
+from headwater.serving.errors import ArtifactRefused, ModelUnavailable
+from headwater.serving.fallback import Predictor
+from headwater.serving.follower import TopicFollower
+from headwater.serving.predictor import ServingPredictor
+from headwater.serving.router import WeightedRouter
+from headwater.trainers.artifacts import ArtifactStore
+from headwater.trainers.errors import ArtifactMissing, ArtifactTampered
+from headwater.trainers.model_family import load_bundle
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """A loaded bundle made ready for many small batches: the same arithmetic, less per-call work.
 
-:meth:`ModelBundle.predict <trainers.model_family.ModelBundle.predict>` is written for any
+:meth:`ModelBundle.predict <headwater.trainers.model_family.ModelBundle.predict>` is written for any
 caller: it switches the network to evaluation mode, finds the parameters' device and enters
 ``no_grad`` on every call. On the scoring path those costs are paid per micro-batch and rival
 the forward pass of a small network. :class:`ServingPredictor` does them once, at load, and runs
@@ -15,7 +15,7 @@ small batch — measured at 4–9 ms of CPU per call instead of ~0.5 ms on a 2-c
 Concurrency comes from the bulkhead's threads, not from splitting a 20-row matrix product.
 
 >>> import numpy as np
->>> from trainers.model_family import MLPConfig, ModelBundle, build_network
+>>> from headwater.trainers.model_family import MLPConfig, ModelBundle, build_network
 >>> x = np.array([[0.0, 1.0], [1.0, 3.0], [2.0, 5.0]])
 >>> config = MLPConfig(width=4, depth=1)
 >>> bundle = ModelBundle.create(build_network(config, 2), config, ("a", "b"), x)
@@ -31,7 +31,7 @@ import threading
 import numpy as np
 import torch
 
-from trainers.model_family import ModelBundle, output_of
+from headwater.trainers.model_family import ModelBundle, output_of
 
 
 class ServingPredictor:

@@ -8,11 +8,11 @@ import json
 import os
 from typing import Any
 
-from infra.event_bus import EventBus
-from infra.settings import HeadwaterSettings, load_settings
-from serving.errors import RoutingError
-from serving.router import parse_version, parse_weights
-from serving.routing import publish_routing, routing_event
+from headwater.core.settings import HeadwaterSettings, load_settings
+from headwater.infra.event_bus import EventBus
+from headwater.serving.errors import RoutingError
+from headwater.serving.router import parse_version, parse_weights
+from headwater.serving.routing import publish_routing, routing_event
 
 
 def register(subparsers: Any) -> None:
@@ -67,8 +67,8 @@ def _route(args: argparse.Namespace) -> int:
 
 def _check_registered(settings: HeadwaterSettings, model: str, versions: list[int]) -> None:
     """Refuse to route traffic to a version the registry does not know or has archived."""
-    from trainers.errors import RegistryError
-    from trainers.registry import replay_state
+    from headwater.trainers.errors import RegistryError
+    from headwater.trainers.registry import replay_state
 
     state = replay_state(settings)
     for version in versions:

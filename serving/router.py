@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from serving.errors import RoutingError
+from headwater.serving.errors import RoutingError
 
 RouteName = Literal["champion", "canary", "shadow"]
 _SCALE = float(1 << 64)

@@ -3,7 +3,7 @@
 Each ``Routing`` record holds the whole routing of one model: version weights (keys are version
 numbers as decimal strings, e.g. ``{"3": 0.9, "4": 0.1}``) and shadow versions. The latest
 record of a model wins. :class:`RoutingTable` is the pure fold; a
-:class:`~serving.follower.TopicFollower` keeps it current in every scoring process.
+:class:`~headwater.serving.follower.TopicFollower` keeps it current in every scoring process.
 
 >>> table = RoutingTable()
 >>> table.apply(Routing(model="fraud", weights={"3": 0.9, "4": 0.1}, shadows=[5],
@@ -18,12 +18,12 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 
-from infra.event_bus import EventBus
-from infra.settings import HeadwaterSettings
-from schemas.models import Routing
-from serving.errors import RoutingError
-from serving.follower import TopicFollower
-from serving.router import WeightedRouter, parse_version
+from headwater.core.settings import HeadwaterSettings
+from headwater.infra.event_bus import EventBus
+from headwater.schemas.models import Routing
+from headwater.serving.errors import RoutingError
+from headwater.serving.follower import TopicFollower
+from headwater.serving.router import WeightedRouter, parse_version
 
 RoutingListener = Callable[[str, WeightedRouter], None]
 

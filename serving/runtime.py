@@ -9,16 +9,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from infra.event_bus import EventBus
-from infra.settings import HeadwaterSettings
-from schemas.models import ModelVersion, Routing
-from serving.fallback import FallbackChain
-from serving.follower import TopicFollower
-from serving.guard import GuardPolicy
-from serving.loader import ArtifactIndex, ModelLoader, follow_model_versions
-from serving.routing import RoutingTable, follow_routing
-from serving.scorer import Scorer, Source
-from trainers.artifacts import ArtifactStore
+from headwater.core.settings import HeadwaterSettings
+from headwater.infra.event_bus import EventBus
+from headwater.schemas.models import ModelVersion, Routing
+from headwater.serving.fallback import FallbackChain
+from headwater.serving.follower import TopicFollower
+from headwater.serving.guard import GuardPolicy
+from headwater.serving.loader import ArtifactIndex, ModelLoader, follow_model_versions
+from headwater.serving.routing import RoutingTable, follow_routing
+from headwater.serving.scorer import Scorer, Source
+from headwater.trainers.artifacts import ArtifactStore
 
 
 def guard_policy(settings: HeadwaterSettings) -> GuardPolicy:

@@ -2,13 +2,14 @@
 
 Shared by the Kafka agent and the HTTP server. Each request is routed by a sticky hash of its
 entity id (its request id when it has none); requests of one version are scored together in one
-batch call through the :class:`~serving.fallback.FallbackChain`. Requests whose features the
+batch call through the :class:`~headwater.serving.fallback.FallbackChain`. Requests whose features
+the
 routed version cannot read are rejected with the reason (the Kafka agent dead-letters them, the
 HTTP server answers 422). Shadow versions score the same requests separately
 (:meth:`Scorer.shadow`); their predictions carry route ``shadow`` and are never answers.
 
 >>> import numpy as np
->>> from serving.routing import RoutingTable, routing_event
+>>> from headwater.serving.routing import RoutingTable, routing_event
 >>> class Half:
 ...     feature_names = ("x",)
 ...     def predict(self, x: np.ndarray) -> np.ndarray:
@@ -30,13 +31,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from infra.errors import HeadwaterError
-from schemas.models import Prediction, Route
-from serving.errors import InvalidFeatures
-from serving.fallback import DEFAULT_VERSION, FallbackChain, Outcome
-from serving.features import check_features, used_features
-from serving.router import RouteDecision
-from serving.routing import RoutingTable
+from headwater.core.errors import HeadwaterError
+from headwater.schemas.models import Prediction, Route
+from headwater.serving.errors import InvalidFeatures
+from headwater.serving.fallback import DEFAULT_VERSION, FallbackChain, Outcome
+from headwater.serving.features import check_features, used_features
+from headwater.serving.router import RouteDecision
+from headwater.serving.routing import RoutingTable
 
 Source = Literal["kafka", "http"]
 

@@ -13,9 +13,9 @@ from collections.abc import Iterable
 
 from confluent_kafka import KafkaError, Message
 
-from infra.errors import BrokerUnavailable
-from infra.kafka_clients import make_producer
-from infra.settings import HeadwaterSettings
+from headwater.core.errors import BrokerUnavailable
+from headwater.core.settings import HeadwaterSettings
+from headwater.infra.kafka_clients import make_producer
 
 Record = tuple[str, bytes, bytes, int]  # topic, key, value, partition
 

@@ -6,8 +6,8 @@ engine of the worker can recover the other's state. :class:`ChangelogStore` hold
 memory and decodes a recovered state only when it is first used; :func:`catch_up` reads
 changelog partitions up to the end they had when called (worker recovery, lookup replicas).
 
->>> from streams.feature_module import load_feature_module
->>> fs = load_feature_module("streams.demo.features").feature_set
+>>> from headwater.streams.feature_module import load_feature_module
+>>> fs = load_feature_module("headwater.demo.features").feature_set
 >>> state = fs.new_state()
 >>> _ = state.update(60_000, {"amount": 12.0}, {"channel": "pos"}, offset=4)
 >>> store = ChangelogStore(fs)
@@ -26,8 +26,8 @@ from collections.abc import Iterable, Iterator, MutableMapping
 
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
-from infra.errors import BrokerUnavailable
-from streams.featureset import EntityState, FeatureSet
+from headwater.core.errors import BrokerUnavailable
+from headwater.streams.featureset import EntityState, FeatureSet
 
 
 class ChangelogStore:

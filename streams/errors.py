@@ -6,7 +6,7 @@ True
 
 from __future__ import annotations
 
-from infra.errors import HeadwaterError
+from headwater.core.errors import HeadwaterError
 
 
 class StreamsError(HeadwaterError):

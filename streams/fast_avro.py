@@ -9,7 +9,7 @@ logical types) keeps fastavro, in the form it parses once: the catalogue parses 
 single-object encoding; with a schema registry :class:`FastAvro` defers to the codec
 (Confluent framing).
 
->>> from schemas.catalog import SchemaCatalog
+>>> from headwater.schemas.catalog import SchemaCatalog
 >>> codec = AvroCodec(SchemaCatalog.default())
 >>> fast = FastAvro(codec)
 >>> label = {"request_id": "", "entity_id": "c1", "event_id": "", "label": 1.0,
@@ -29,9 +29,9 @@ from typing import TYPE_CHECKING, Any
 
 from fastavro import parse_schema, schemaless_reader, schemaless_writer
 
-from infra.errors import SchemaError
-from schemas.avro_plan import NATIVE_BUILT
-from schemas.codec import SINGLE_OBJECT_MAGIC, AvroCodec
+from headwater.core.errors import SchemaError
+from headwater.schemas.avro_plan import NATIVE_BUILT
+from headwater.schemas.codec import SINGLE_OBJECT_MAGIC, AvroCodec
 
 if TYPE_CHECKING:
     import headwater_native

@@ -1,6 +1,7 @@
 """The feature worker on Faust (``HEADWATER_STREAM_ENGINE=faust``): an agent takes batches of
 ``events.raw`` from Faust's stream and keeps entity states in a Faust table, whose changelog is
-the one :mod:`streams.worker` describes (written by the worker itself, with librdkafka, once a
+the one :mod:`headwater.streams.worker` describes (written by the worker itself, with librdkafka,
+once a
 batch's outputs are acknowledged; Faust recovers the table from it on start).
 
 Faust's per-event stream delivery costs more than all of the feature work (see bench/README.md),
@@ -13,11 +14,11 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from infra.settings import HeadwaterSettings
-from streams.changelog import ChangelogStore
-from streams.kafka_codecs import enable_lz4
-from streams.pipeline import RawRecord
-from streams.worker import (
+from headwater.core.settings import HeadwaterSettings
+from headwater.streams.changelog import ChangelogStore
+from headwater.streams.kafka_codecs import enable_lz4
+from headwater.streams.pipeline import RawRecord
+from headwater.streams.worker import (
     BATCH_MAX,
     BATCH_WITHIN_S,
     FeatureBatches,

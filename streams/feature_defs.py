@@ -4,7 +4,7 @@ Each feature reads an entity's history — event times in order and one row of f
 event — as of one event's time, and returns its value(s). Nothing here knows about Kafka or
 ClickHouse: the online worker and the offline path call exactly these methods.
 
->>> from streams.windows import Window
+>>> from headwater.streams.windows import Window
 >>> times, amounts = [1_000, 2_000, 5_000], [2.0, 4.0, 9.0]
 >>> view = HistoryView(times, {"amount": amounts}, 0.0, t=5_000)
 >>> Mean("amount", Window.sliding(4_000)).compute(view), TimeSinceLast().compute(view)
@@ -21,8 +21,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, cast
 
-from streams.errors import FeatureSetError
-from streams.windows import Window
+from headwater.streams.errors import FeatureSetError
+from headwater.streams.windows import Window
 
 Cell = float | str | None
 Row = tuple[Cell, ...]

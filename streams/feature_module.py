@@ -1,9 +1,10 @@
 """Loading the application's feature module: the one named by ``HEADWATER_FEATURES``.
 
-The module declares ``FEATURE_SET`` (a :class:`~streams.featureset.FeatureSet`) and may declare
-``CONSTRAINTS`` (a :class:`~streams.anomalies.Constraints`) for ingest validation.
+The module declares ``FEATURE_SET`` (a :class:`~headwater.streams.featureset.FeatureSet`) and may
+declare
+``CONSTRAINTS`` (a :class:`~headwater.streams.anomalies.Constraints`) for ingest validation.
 
->>> spec = load_feature_module("streams.demo.features")
+>>> spec = load_feature_module("headwater.demo.features")
 >>> spec.feature_set.name, spec.feature_set.entity_key, "amount" in spec.constraints.fields
 ('card_activity', 'card_id', True)
 """
@@ -13,10 +14,10 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 
-from schemas.domain import Domain
-from streams.anomalies import Constraints
-from streams.errors import FeatureSetError
-from streams.featureset import FeatureSet
+from headwater.schemas.domain import Domain
+from headwater.streams.anomalies import Constraints
+from headwater.streams.errors import FeatureSetError
+from headwater.streams.featureset import FeatureSet
 
 
 @dataclass(frozen=True)
@@ -66,5 +67,7 @@ def load_feature_module(path: str) -> FeatureModule:
         raise FeatureSetError(f"module {path} must declare FEATURE_SET = FeatureSet(...)")
     constraints = getattr(module, "CONSTRAINTS", Constraints())
     if not isinstance(constraints, Constraints):
-        raise FeatureSetError(f"{path}.CONSTRAINTS must be a streams.anomalies.Constraints")
+        raise FeatureSetError(
+            f"{path}.CONSTRAINTS must be a headwater.streams.anomalies.Constraints"
+        )
     return FeatureModule(path, feature_set, constraints)

@@ -1,7 +1,7 @@
 """A feature set: declared once, computed by the same pure state object online and offline.
 
->>> from streams.feature_defs import Count, Mean, Ratio, LastValue
->>> from streams.windows import Window
+>>> from headwater.streams.feature_defs import Count, Mean, Ratio, LastValue
+>>> from headwater.streams.windows import Window
 >>> fs = FeatureSet("card", 1, "card_id", "dev.headwater.demo.Transaction", (
 ...     LastValue("amount"), Mean("amount", Window.sliding(60_000), name="mean_1m"),
 ...     Count(Window.sliding(60_000), name="n_1m"), Ratio("amount", "mean_1m")))
@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING
 
 import orjson
 
-from streams.errors import FeatureSetError
-from streams.feature_defs import (
+from headwater.streams.errors import FeatureSetError
+from headwater.streams.feature_defs import (
     Aggregate,
     Cell,
     Feature,
@@ -35,8 +35,8 @@ from streams.feature_defs import (
     Reader,
     Row,
 )
-from streams.native_features import native_reader
-from streams.windows import Window
+from headwater.streams.native_features import native_reader
+from headwater.streams.windows import Window
 
 if TYPE_CHECKING:
     from headwater_native import FeatureReader
@@ -117,7 +117,8 @@ class FeatureSet:
 
     @cached_property
     def native_reader(self) -> FeatureReader | None:
-        """The native reader of the features (``streams.native_features``), if they have one."""
+        """The native reader of the features (``headwater.streams.native_features``), if they have
+        one."""
         return native_reader(self)
 
     def new_state(self) -> EntityState:

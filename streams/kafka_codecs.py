@@ -1,6 +1,7 @@
 """LZ4 for aiokafka (under Faust) without ``cramjam``.
 
-The platform's confluent-kafka producers compress with LZ4 (``infra.kafka_clients``); aiokafka
+The platform's confluent-kafka producers compress with LZ4 (``headwater.infra.kafka_clients``);
+aiokafka
 0.14 decompresses LZ4 only through ``cramjam``, which is not a dependency. The ``lz4`` package
 (installed with clickhouse-connect) reads the same LZ4 frames, so this module lends aiokafka
 its frame decompressor. Once ``cramjam`` is installed, :func:`enable_lz4` changes nothing.

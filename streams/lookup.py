@@ -4,8 +4,8 @@ The online store is the feature worker's Faust table. Other processes (HTTP scor
 through :class:`ChangelogReplica`, a read replica that follows the table's changelog topic —
 the same mechanism Faust uses for standby replicas — and answers lookups from memory.
 
->>> from streams.feature_module import load_feature_module
->>> fs = load_feature_module("streams.demo.features").feature_set
+>>> from headwater.streams.feature_module import load_feature_module
+>>> fs = load_feature_module("headwater.demo.features").feature_set
 >>> state = fs.new_state()
 >>> _ = state.update(60_000, {"amount": 12.0}, {"channel": "pos"}, offset=0)
 >>> found = lookup_state(fs, "card-1", state, now_ms=90_000)
@@ -20,12 +20,12 @@ from dataclasses import dataclass
 
 from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 
-from infra.errors import BrokerUnavailable
-from infra.kafka_clients import cluster_metadata, make_consumer
-from infra.settings import HeadwaterSettings
-from streams.changelog import ChangelogStore, catch_up
-from streams.featureset import EntityState, FeatureSet
-from streams.worker import changelog_topic
+from headwater.core.errors import BrokerUnavailable
+from headwater.core.settings import HeadwaterSettings
+from headwater.infra.kafka_clients import cluster_metadata, make_consumer
+from headwater.streams.changelog import ChangelogStore, catch_up
+from headwater.streams.featureset import EntityState, FeatureSet
+from headwater.streams.worker import changelog_topic
 
 
 @dataclass(frozen=True)
@@ -70,7 +70,7 @@ class ChangelogReplica:
         if metadata is None:
             raise BrokerUnavailable(
                 f"changelog topic {self.topic} does not exist yet: has the feature worker "
-                "(python -m streams.worker) run?"
+                "(python -m headwater.streams.worker) run?"
             )
         self._partitions = [
             TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in metadata.partitions

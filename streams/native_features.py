@@ -1,14 +1,14 @@
 """A feature set's built-in features as the native reader's plan (``headwater_native``).
 
-:class:`~streams.featureset.EntityState` reads an entity's features through
+:class:`~headwater.streams.featureset.EntityState` reads an entity's features through
 ``headwater_native.FeatureReader`` when every feature of the set is one of the built-in kinds
 (a subclass may compute differently, so only the exact types qualify) and the extension is
 built: one call in place of a Python call per feature, the same values to the bit
 (``tests/unit/test_native_features.py``). Anything else reads in Python.
 
->>> from streams.feature_defs import Count, LastValue, Ratio
->>> from streams.featureset import FeatureSet
->>> from streams.windows import Window
+>>> from headwater.streams.feature_defs import Count, LastValue, Ratio
+>>> from headwater.streams.featureset import FeatureSet
+>>> from headwater.streams.windows import Window
 >>> fs = FeatureSet("f", 1, "id", "E", (LastValue("x"), Count(Window.sliding(1_000), name="n"),
 ...                                      Ratio("x", "n")))
 >>> plan_of(fs)
@@ -20,13 +20,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from streams.feature_defs import Aggregate, LastN, LastValue, Ratio, TimeSinceLast
-from streams.windows import Window
+from headwater.streams.feature_defs import Aggregate, LastN, LastValue, Ratio, TimeSinceLast
+from headwater.streams.windows import Window
 
 if TYPE_CHECKING:
-    from streams.featureset import FeatureSet
+    from headwater.streams.featureset import FeatureSet
 
-from schemas.avro_plan import NATIVE_BUILT
+from headwater.schemas.avro_plan import NATIVE_BUILT
 
 if NATIVE_BUILT:
     import headwater_native

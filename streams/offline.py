@@ -1,12 +1,13 @@
 """The offline path: the same feature declarations, computed from history for training.
 
 Replays validated events — the warehouse's ``events`` table or a list read from the topic —
-through the very :class:`~streams.featureset.EntityState` the online worker uses, entity by
+through the very :class:`~headwater.streams.featureset.EntityState` the online worker uses, entity
+by
 entity in arrival order (the source offset), and returns each event's feature values as of its
 own time: point-in-time correct by construction, with no training-serving skew.
 
->>> from streams.feature_module import load_feature_module
->>> fs = load_feature_module("streams.demo.features").feature_set
+>>> from headwater.streams.feature_module import load_feature_module
+>>> fs = load_feature_module("headwater.demo.features").feature_set
 >>> events = [{"event_id": f"e{i}", "entity_id": "c1", "event_time_ms": 60_000 * i,
 ...            "numeric": {"amount": 10.0 * i}, "categorical": {"channel": "pos"},
 ...            "source_partition": 0, "source_offset": i} for i in (1, 2)]
@@ -21,10 +22,10 @@ from collections.abc import Iterable, Mapping
 from itertools import groupby
 from typing import Any
 
-from infra.sql_literals import render
-from infra.warehouse import Warehouse
-from streams.featureset import FeatureSet
-from streams.pipeline import feature_record
+from headwater.infra.sql_literals import render
+from headwater.infra.warehouse import Warehouse
+from headwater.streams.featureset import FeatureSet
+from headwater.streams.pipeline import feature_record
 
 
 def _arrival(event: Mapping[str, Any]) -> tuple[str, int, int]:

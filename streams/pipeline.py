@@ -3,12 +3,12 @@
 feeds it batches from ``events.raw`` and stores the state in a Faust table; the offline path and
 the tests feed it lists.
 
->>> from schemas.catalog import SchemaCatalog
->>> from schemas.codec import AvroCodec
->>> from schemas.domain import load_domain
->>> from streams.feature_module import load_feature_module
+>>> from headwater.schemas.catalog import SchemaCatalog
+>>> from headwater.schemas.codec import AvroCodec
+>>> from headwater.schemas.domain import load_domain
+>>> from headwater.streams.feature_module import load_feature_module
 >>> codec = AvroCodec(SchemaCatalog.default())
->>> module = load_feature_module("streams.demo.features")
+>>> module = load_feature_module("headwater.demo.features")
 >>> pipeline = FeaturePipeline(load_domain(codec.catalog), codec, module, topic_prefix="")
 >>> store = DictStateStore()
 >>> line = (b'{"event_id": "e1", "card_id": "c1", "event_time_ms": 5, "amount": 9.5, '
@@ -27,14 +27,14 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
-from schemas.codec import AvroCodec
-from schemas.domain import Domain
-from schemas.models import DeadLetter, Event, FeatureVector
-from streams.anomalies import Anomaly, ReasonCode
-from streams.fast_avro import FastAvro
-from streams.feature_module import FeatureModule
-from streams.featureset import EntityState, FeatureSet
-from streams.validation import EventRecord, EventValidator, dead_letter
+from headwater.schemas.codec import AvroCodec
+from headwater.schemas.domain import Domain
+from headwater.schemas.models import DeadLetter, Event, FeatureVector
+from headwater.streams.anomalies import Anomaly, ReasonCode
+from headwater.streams.fast_avro import FastAvro
+from headwater.streams.feature_module import FeatureModule
+from headwater.streams.featureset import EntityState, FeatureSet
+from headwater.streams.validation import EventRecord, EventValidator, dead_letter
 
 
 class RawRecord(NamedTuple):

@@ -26,19 +26,19 @@ from types import FrameType
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
 
-from infra.errors import BrokerUnavailable
-from infra.kafka_clients import (
+from headwater.core.errors import BrokerUnavailable
+from headwater.core.settings import HeadwaterSettings
+from headwater.infra.kafka_clients import (
     COMPACTED,
     cluster_metadata,
     create_topics,
     make_consumer,
     new_topic,
 )
-from infra.settings import HeadwaterSettings
-from streams.batch_producer import Record
-from streams.changelog import ChangelogStore, catch_up
-from streams.pipeline import BatchOutput, RawRecord
-from streams.worker import BATCH_MAX, BATCH_WITHIN_S, FeatureBatches, app_id
+from headwater.streams.batch_producer import Record
+from headwater.streams.changelog import ChangelogStore, catch_up
+from headwater.streams.pipeline import BatchOutput, RawRecord
+from headwater.streams.worker import BATCH_MAX, BATCH_WITHIN_S, FeatureBatches, app_id
 
 log = logging.getLogger("headwater.streams.rdkafka_engine")
 

@@ -9,7 +9,8 @@ idempotently.
   piles up in memory) and retries the same batch with exponential backoff.
 * A record that cannot be decoded goes to ``deadletter`` and the sink moves on.
 
-It writes through :func:`infra.warehouse.connect_warehouse` (``python -m streams.sink``), so
+It writes through :func:`headwater.infra.warehouse.connect_warehouse` (``python -m
+headwater.streams.sink``), so
 under ``headwater up`` it talks to the warehouse host that owns the embedded engine.
 
 >>> labels = TableMap("labels", "labels", ("entity_id", "label"), frozenset())
@@ -35,17 +36,17 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
-from infra.errors import SchemaError, WarehouseError
-from infra.event_bus import EventBus
-from infra.kafka_clients import make_consumer
-from infra.metrics import METRICS, serve_process_metrics
-from infra.migrations import table_for_topic
-from infra.settings import HeadwaterSettings, load_settings
-from infra.warehouse import Warehouse, connect_warehouse
-from schemas.codec import AvroCodec
-from schemas.models import DeadLetter
-from schemas.topics import TOPICS
-from streams.errors import SinkError
+from headwater.core.errors import SchemaError, WarehouseError
+from headwater.core.settings import HeadwaterSettings, load_settings
+from headwater.infra.event_bus import EventBus
+from headwater.infra.kafka_clients import make_consumer
+from headwater.infra.metrics import METRICS, serve_process_metrics
+from headwater.infra.migrations import table_for_topic
+from headwater.infra.warehouse import Warehouse, connect_warehouse
+from headwater.schemas.codec import AvroCodec
+from headwater.schemas.models import DeadLetter
+from headwater.schemas.topics import TOPICS
+from headwater.streams.errors import SinkError
 
 log = logging.getLogger("headwater.streams.sink")
 

@@ -3,9 +3,9 @@
 Pure functions of the bytes, the domain schema and the declared constraints — no Kafka here —
 so the same checks run in the ingest worker, in tests with a list of byte strings, and offline.
 
->>> from schemas.catalog import SchemaCatalog
->>> from schemas.codec import AvroCodec
->>> from schemas.domain import load_domain
+>>> from headwater.schemas.catalog import SchemaCatalog
+>>> from headwater.schemas.codec import AvroCodec
+>>> from headwater.schemas.domain import load_domain
 >>> codec = AvroCodec(SchemaCatalog.default())
 >>> validator = EventValidator(load_domain(codec.catalog), codec)
 >>> ok = validator.validate(b'{"event_id": "e1", "card_id": "c1", "event_time_ms": 5, '
@@ -25,12 +25,12 @@ from typing import Any, TypedDict
 
 import orjson
 
-from infra.errors import SchemaError
-from schemas.codec import SINGLE_OBJECT_MAGIC, AvroCodec
-from schemas.domain import Domain
-from schemas.models import DeadLetter
-from streams.anomalies import Anomaly, Constraints, FieldConstraint, ReasonCode
-from streams.fast_avro import FastAvro
+from headwater.core.errors import SchemaError
+from headwater.schemas.codec import SINGLE_OBJECT_MAGIC, AvroCodec
+from headwater.schemas.domain import Domain
+from headwater.schemas.models import DeadLetter
+from headwater.streams.anomalies import Anomaly, Constraints, FieldConstraint, ReasonCode
+from headwater.streams.fast_avro import FastAvro
 
 _INT_RANGE = {"int": (-(2**31), 2**31 - 1), "long": (-(2**63), 2**63 - 1)}
 

@@ -2,10 +2,13 @@
 entity's state (the online store, backed by a compacted changelog topic), and produces
 ``events``, ``features`` and ``deadletter`` records.
 
-Run it with ``python -m streams.worker`` (``headwater up`` starts it detached). Two engines
+Run it with ``python -m headwater.streams.worker`` (``headwater up`` starts it detached). Two
+engines
 consume for it, chosen by ``HEADWATER_STREAM_ENGINE``: ``librdkafka`` (the default,
-:mod:`streams.rdkafka_engine`: confluent-kafka batches, several times faster) and ``faust``
-(:mod:`streams.faust_engine`: a Faust agent over a Faust table). Both use the consumer group
+:mod:`headwater.streams.rdkafka_engine`: confluent-kafka batches, several times faster) and
+``faust``
+(:mod:`headwater.streams.faust_engine`: a Faust agent over a Faust table). Both use the consumer
+group
 ``<prefix>headwater-features`` and the same changelog topic in the same format, so a worker can
 be switched from one to the other (stop every worker of the group first: the two engines speak
 different group protocols).
@@ -16,8 +19,8 @@ the batch's input offsets committed. A worker killed anywhere in between reproce
 after changelog recovery; events its recovered state has already applied (by source offset) are
 skipped, so results equal an uninterrupted run.
 
->>> from streams.feature_module import load_feature_module
->>> fs = load_feature_module("streams.demo.features").feature_set
+>>> from headwater.streams.feature_module import load_feature_module
+>>> fs = load_feature_module("headwater.demo.features").feature_set
 >>> changelog_topic(HeadwaterSettings(topic_prefix="dev-"), fs)
 'dev-headwater-features-card_activity-v1-state-changelog'
 >>> WorkerCounters(consumed=3, valid=2, rejected=1)
@@ -31,15 +34,15 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from infra.event_bus import make_codec
-from infra.metrics import record_batch, serve_process_metrics
-from infra.settings import HeadwaterSettings, load_settings
-from schemas.domain import load_domain
-from streams.batch_producer import BatchProducer, Record
-from streams.changelog import ChangelogStore
-from streams.feature_module import load_feature_module
-from streams.featureset import FeatureSet
-from streams.pipeline import BatchOutput, FeaturePipeline, RawRecord
+from headwater.core.settings import HeadwaterSettings, load_settings
+from headwater.infra.event_bus import make_codec
+from headwater.infra.metrics import record_batch, serve_process_metrics
+from headwater.schemas.domain import load_domain
+from headwater.streams.batch_producer import BatchProducer, Record
+from headwater.streams.changelog import ChangelogStore
+from headwater.streams.feature_module import load_feature_module
+from headwater.streams.featureset import FeatureSet
+from headwater.streams.pipeline import BatchOutput, FeaturePipeline, RawRecord
 
 log = logging.getLogger("headwater.streams.worker")
 
@@ -147,11 +150,11 @@ def main() -> None:
     settings = load_settings()
     serve_process_metrics(settings, "feature_worker")
     if settings.stream_engine == "faust":
-        from streams.faust_engine import run_faust_worker
+        from headwater.streams.faust_engine import run_faust_worker
 
         run_faust_worker(settings)
     else:
-        from streams.rdkafka_engine import run_rdkafka_worker
+        from headwater.streams.rdkafka_engine import run_rdkafka_worker
 
         run_rdkafka_worker(settings)
 

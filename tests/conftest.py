@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from infra.kafka_clients import ensure_topics
-from infra.local_kafka import LocalKafka
-from infra.migrations import apply_migrations
-from infra.settings import HeadwaterSettings
-from infra.warehouse import ChdbWarehouse
+from headwater.core.settings import HeadwaterSettings
+from headwater.infra.kafka_clients import ensure_topics
+from headwater.infra.local_kafka import LocalKafka
+from headwater.infra.migrations import apply_migrations
+from headwater.infra.warehouse import ChdbWarehouse
 
 # Several test sessions can run side by side when each sets its own HEADWATER_TEST_PORT_BASE.
 _BASE = int(os.environ.get("HEADWATER_TEST_PORT_BASE", "29000"))

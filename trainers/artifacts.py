@@ -3,7 +3,8 @@
 Artifacts are weights bundles, preprocessing statistics, reference distributions and datasets.
 The default store is the directory ``HEADWATER_HOME/artifacts``; ``HEADWATER_ARTIFACT_STORE``
 may name another directory (a path or ``file://``) or an S3-compatible bucket
-(``s3://bucket/prefix``, see :mod:`trainers.s3_blobs`). Writes are atomic (a temporary file
+(``s3://bucket/prefix``, see :mod:`headwater.trainers.s3_blobs`). Writes are atomic (a temporary
+file
 renamed into place, or one S3 PUT), so a reader never sees half an artifact, and two writers of
 the same bytes agree on the result.
 
@@ -22,9 +23,9 @@ import tempfile
 from pathlib import Path
 from typing import Protocol
 
-from infra.errors import ConfigError
-from infra.settings import HeadwaterSettings
-from trainers.errors import ArtifactError, ArtifactMissing, ArtifactTampered
+from headwater.core.errors import ConfigError
+from headwater.core.settings import HeadwaterSettings
+from headwater.trainers.errors import ArtifactError, ArtifactMissing, ArtifactTampered
 
 
 def sha256_of(data: bytes) -> str:
@@ -103,7 +104,7 @@ class ArtifactStore:
         if location.startswith("file://"):
             return cls(Path(location[len("file://") :]))
         if location.startswith("s3://"):
-            from trainers.s3_blobs import S3Blobs
+            from headwater.trainers.s3_blobs import S3Blobs
 
             return cls(blobs=S3Blobs.from_settings(settings))
         if "://" in location:

@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from trainers.errors import CheckpointError
+from headwater.trainers.errors import CheckpointError
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:

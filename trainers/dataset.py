@@ -20,14 +20,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from trainers.errors import DatasetError
+from headwater.trainers.errors import DatasetError
 
 TRAINING_SPAN_KEYS = ("data_start_ms", "data_end_ms")
 
 
 def training_span(lineage: Mapping[str, str]) -> dict[str, str]:
     """The event-time span of a training set (from its lineage), for a bundle's metadata: the
-    loop watches a version only on events after it (see ``streams.loop.references``).
+    loop watches a version only on events after it (see ``headwater.loop.references``).
 
     >>> training_span({"data_start_ms": "5", "data_end_ms": "9", "query": "SELECT 1"})
     {'data_start_ms': '5', 'data_end_ms': '9'}

@@ -1,6 +1,7 @@
 """Launching a training job on N processes with torchrun (``torch.distributed.run``).
 
-Each rank runs :mod:`trainers.job`; gloo on CPUs, NCCL on GPUs. A single process skips torchrun.
+Each rank runs :mod:`headwater.trainers.job`; gloo on CPUs, NCCL on GPUs. A single process skips
+torchrun.
 
 >>> command = job_command(2, ["--out", "o"])
 >>> command[1:6]
@@ -14,7 +15,7 @@ import subprocess
 import sys
 from collections.abc import Sequence
 
-from trainers.errors import TrainerError
+from headwater.trainers.errors import TrainerError
 
 
 def job_command(nproc: int, job_args: Sequence[str]) -> list[str]:
@@ -22,7 +23,7 @@ def job_command(nproc: int, job_args: Sequence[str]) -> list[str]:
     if nproc < 1:
         raise TrainerError(f"--nproc must be at least 1, got {nproc}")
     if nproc == 1:
-        return [sys.executable, "-m", "trainers.job", *job_args]
+        return [sys.executable, "-m", "headwater.trainers.job", *job_args]
     return [
         sys.executable,
         "-m",
@@ -31,7 +32,7 @@ def job_command(nproc: int, job_args: Sequence[str]) -> list[str]:
         "--nnodes=1",
         f"--nproc-per-node={nproc}",
         "-m",
-        "trainers.job",
+        "headwater.trainers.job",
         *job_args,
     ]
 

@@ -1,7 +1,7 @@
 """The environment that gives a child process (a trial worker, a torchrun rank) these settings.
 
 >>> from pathlib import Path
->>> from infra.settings import HeadwaterSettings
+>>> from headwater.core.settings import HeadwaterSettings
 >>> env = settings_environment(HeadwaterSettings(home=Path("/tmp/x"), topic_prefix="t-"))
 >>> env["HEADWATER_HOME"], env["HEADWATER_TOPIC_PREFIX"]
 ('/tmp/x', 't-')
@@ -13,7 +13,7 @@ import os
 
 from pydantic import SecretStr
 
-from infra.settings import ENV_PREFIX, HeadwaterSettings
+from headwater.core.settings import ENV_PREFIX, HeadwaterSettings
 
 
 def settings_environment(settings: HeadwaterSettings) -> dict[str, str]:

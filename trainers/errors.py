@@ -1,6 +1,6 @@
 """The trainers' errors: artifacts, the model registry, datasets, checkpoints and searches.
 
-Each derives from :class:`infra.errors.HeadwaterError` and names the thing that failed.
+Each derives from :class:`headwater.core.errors.HeadwaterError` and names the thing that failed.
 
 >>> issubclass(ArtifactTampered, ArtifactError) and issubclass(ArtifactError, HeadwaterError)
 True
@@ -8,7 +8,7 @@ True
 
 from __future__ import annotations
 
-from infra.errors import HeadwaterError
+from headwater.core.errors import HeadwaterError
 
 
 class TrainerError(HeadwaterError):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from trainers.model_family import Task
+from headwater.trainers.model_family import Task
 
 
 def roc_auc(y: np.ndarray, score: np.ndarray) -> float:

@@ -8,7 +8,7 @@ code said once for every worker: 0 stopped, 1 failed (the error printed, naming 
 ...         return 1
 ...     def stop(self) -> None:
 ...         pass
->>> from infra.settings import HeadwaterSettings
+>>> from headwater.core.settings import HeadwaterSettings
 >>> run_until_sigterm(Once(), HeadwaterSettings(metrics_port=0), "doc worker")
 0
 """
@@ -19,9 +19,9 @@ import signal
 import sys
 from typing import Protocol
 
-from infra.errors import HeadwaterError
-from infra.metrics import serve_process_metrics
-from infra.settings import HeadwaterSettings
+from headwater.core.errors import HeadwaterError
+from headwater.core.settings import HeadwaterSettings
+from headwater.infra.metrics import serve_process_metrics
 
 
 class StoppableWorker(Protocol):

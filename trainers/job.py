@@ -1,4 +1,5 @@
-"""One training job: ``python -m trainers.job`` — alone, or as every rank of a torchrun launch.
+"""One training job: ``python -m headwater.trainers.job`` — alone, or as every rank of a torchrun
+launch.
 
 It reads a training set artifact and a configuration, trains with checkpoints (resuming from
 the last one after a kill), and on rank 0 writes the bundle and a JSON result to ``--out``.
@@ -17,9 +18,15 @@ from pathlib import Path
 
 import torch.distributed as dist
 
-from infra.errors import HeadwaterError
-from trainers.dataset import TrainingSet
-from trainers.training import DistContext, EpochListener, TrainConfig, Trainer, TrainResult
+from headwater.core.errors import HeadwaterError
+from headwater.trainers.dataset import TrainingSet
+from headwater.trainers.training import (
+    DistContext,
+    EpochListener,
+    TrainConfig,
+    Trainer,
+    TrainResult,
+)
 
 
 @dataclass(frozen=True)
@@ -97,7 +104,7 @@ def _cuda() -> bool:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m trainers.job")
+    parser = argparse.ArgumentParser(prog="python -m headwater.trainers.job")
     parser.add_argument("--dataset", type=Path, required=True, help="a TrainingSet .npz file")
     parser.add_argument("--config", required=True, help="training parameters as a JSON object")
     parser.add_argument("--out", type=Path, required=True, help="where rank 0 writes the result")
@@ -109,7 +116,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = TrainConfig.from_params(json.loads(args.config), device=args.device)
         run_job(config, data, args.out, checkpoint=args.checkpoint)
     except HeadwaterError as error:
-        print(f"trainers.job: {error}", file=sys.stderr)
+        print(f"headwater.trainers.job: {error}", file=sys.stderr)
         return 1
     return 0
 

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from trainers.errors import BundleError
+from headwater.trainers.errors import BundleError
 
 Task = Literal["binary", "regression"]
 BUNDLE_FORMAT = "headwater.bundle/1"

@@ -14,31 +14,31 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from infra.event_bus import EventBus
-from infra.settings import HeadwaterSettings
-from infra.sql_literals import render
-from infra.warehouse import Warehouse
-from schemas.models import ParamValue
-from trainers.artifacts import ArtifactStore
-from trainers.dataset import TrainingSet, training_span
-from trainers.distributed import run_distributed
-from trainers.errors import DatasetError, SearchError
-from trainers.job import JobResult
-from trainers.model_family import ModelBundle, load_bundle
-from trainers.point_in_time import DatasetSpec, build_training_set
-from trainers.registry import ModelRegistry, replay_state
-from trainers.registry_state import VersionState
-from trainers.search import Objective, PriorTrial, SamplerName, SearchBudget, StudyDriver
-from trainers.search_space import SearchSpace, default_space
-from trainers.tracking import (
+from headwater.core.settings import HeadwaterSettings
+from headwater.infra.event_bus import EventBus
+from headwater.infra.sql_literals import render
+from headwater.infra.warehouse import Warehouse
+from headwater.schemas.models import ParamValue
+from headwater.trainers.artifacts import ArtifactStore
+from headwater.trainers.dataset import TrainingSet, training_span
+from headwater.trainers.distributed import run_distributed
+from headwater.trainers.errors import DatasetError, SearchError
+from headwater.trainers.job import JobResult
+from headwater.trainers.model_family import ModelBundle, load_bundle
+from headwater.trainers.point_in_time import DatasetSpec, build_training_set
+from headwater.trainers.registry import ModelRegistry, replay_state
+from headwater.trainers.registry_state import VersionState
+from headwater.trainers.search import Objective, PriorTrial, SamplerName, SearchBudget, StudyDriver
+from headwater.trainers.search_space import SearchSpace, default_space
+from headwater.trainers.tracking import (
     RunTracker,
     TeePublisher,
     WarehouseRecorder,
     code_revision,
     new_run_id,
 )
-from trainers.training import TrainConfig, Trainer, fingerprint_of
-from trainers.trial_worker import local_workers
+from headwater.trainers.training import TrainConfig, Trainer, fingerprint_of
+from headwater.trainers.trial_worker import local_workers
 
 
 @dataclass(frozen=True)
@@ -84,8 +84,8 @@ def resolve_feature_set(settings: HeadwaterSettings, name: str) -> tuple[str, tu
     """The feature set's name and feature order: as given, or from ``HEADWATER_FEATURES``."""
     if name:
         return name, ()
-    from streams.errors import StreamsError
-    from streams.feature_module import load_feature_module
+    from headwater.streams.errors import StreamsError
+    from headwater.streams.feature_module import load_feature_module
 
     try:
         declared = load_feature_module(settings.features).feature_set

@@ -22,12 +22,12 @@ from typing import Any
 
 import numpy as np
 
-from infra.sql_literals import render
-from infra.warehouse import Warehouse
-from schemas.catalog import SchemaCatalog
-from schemas.models import FeatureVector, Label, Prediction
-from trainers.dataset import TrainingSet
-from trainers.errors import DatasetError
+from headwater.infra.sql_literals import render
+from headwater.infra.warehouse import Warehouse
+from headwater.schemas.catalog import SchemaCatalog
+from headwater.schemas.models import FeatureVector, Label, Prediction
+from headwater.trainers.dataset import TrainingSet
+from headwater.trainers.errors import DatasetError
 
 
 @dataclass(frozen=True)

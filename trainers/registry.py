@@ -1,9 +1,11 @@
 """The model registry: lifecycle commands checked against the fold, published as events.
 
-:class:`ModelRegistry` holds a :class:`~trainers.registry_state.RegistryState` rebuilt from the
+:class:`ModelRegistry` holds a :class:`~headwater.trainers.registry_state.RegistryState` rebuilt
+from the
 ``model-versions`` topic on start (:meth:`ModelRegistry.open`). A command is checked against the
 state (and, for registering and promoting, against the artifact store's sha256), published
-through the :class:`Publisher` seam (the :class:`~infra.event_bus.EventBus` in production), and
+through the :class:`Publisher` seam (the :class:`~headwater.infra.event_bus.EventBus` in
+production), and
 then folded in — so the local view is exactly what a replay of the topic gives.
 
 Two writers racing to register the same version number both publish; the fold keeps the first
@@ -11,7 +13,7 @@ in log order and lists the second in :attr:`RegistryState.rejected`.
 
 >>> import tempfile
 >>> from pathlib import Path
->>> from trainers.artifacts import ArtifactStore
+>>> from headwater.trainers.artifacts import ArtifactStore
 >>> store = ArtifactStore(Path(tempfile.mkdtemp()))
 >>> registry = ModelRegistry(store, MemoryPublisher())
 >>> v1 = registry.register("demo", store.put_bytes(b"w1"), run_id="r1", actor="doc")
@@ -27,11 +29,11 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
-from infra.settings import HeadwaterSettings
-from schemas.models import ModelAction, ModelVersion
-from trainers.artifacts import ArtifactStore
-from trainers.errors import ArtifactError, IllegalTransition
-from trainers.registry_state import RegistryState, VersionState
+from headwater.core.settings import HeadwaterSettings
+from headwater.schemas.models import ModelAction, ModelVersion
+from headwater.trainers.artifacts import ArtifactStore
+from headwater.trainers.errors import ArtifactError, IllegalTransition
+from headwater.trainers.registry_state import RegistryState, VersionState
 
 TOPIC = "model-versions"
 
@@ -79,7 +81,7 @@ class ModelRegistry:
     @classmethod
     def open(cls, settings: HeadwaterSettings) -> ModelRegistry:
         """The registry of these settings, its state rebuilt by replaying ``model-versions``."""
-        from infra.event_bus import EventBus
+        from headwater.infra.event_bus import EventBus
 
         bus = EventBus(settings)
         return cls(ArtifactStore.from_settings(settings), bus, replay_state(settings))
@@ -186,7 +188,7 @@ def replay_state(settings: HeadwaterSettings) -> RegistryState:
 
     Versions of one model live on different partitions (the key is ``model@version``), so the
     events are ordered by event time, then partition and offset, before folding."""
-    from trainers.topic_log import read_events
+    from headwater.trainers.topic_log import read_events
 
     good, bad = read_events(settings, TOPIC, ModelVersion)
     good.sort(key=lambda pair: (pair[1].event_time_ms, pair[0].partition, pair[0].offset))

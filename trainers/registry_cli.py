@@ -12,9 +12,9 @@ import json
 from dataclasses import asdict
 from typing import Any
 
-from infra.settings import load_settings
-from trainers.registry import ModelRegistry, replay_state
-from trainers.registry_state import RegistryState, VersionState
+from headwater.core.settings import load_settings
+from headwater.trainers.registry import ModelRegistry, replay_state
+from headwater.trainers.registry_state import RegistryState, VersionState
 
 
 def register(commands: Any) -> None:

@@ -1,8 +1,9 @@
 """The model registry's state as a pure fold of ``model-versions`` events.
 
 :class:`RegistryState` knows nothing of Kafka: :meth:`RegistryState.apply` checks one
-:class:`~schemas.models.ModelVersion` against the state so far and applies it, or raises
-:class:`~trainers.errors.IllegalTransition` / :class:`~trainers.errors.UnknownModelVersion`.
+:class:`~headwater.schemas.models.ModelVersion` against the state so far and applies it, or raises
+:class:`~headwater.trainers.errors.IllegalTransition` /
+:class:`~headwater.trainers.errors.UnknownModelVersion`.
 Replaying the topic is folding its events in order; the same object answers point-in-time
 questions because it keeps the alias history.
 
@@ -11,7 +12,7 @@ Lifecycle: ``registered`` (next version number, with its artifact sha256) → ``
 serves again) → ``archived`` (final). ``alias`` events point ``champion`` / ``challenger`` at a
 version.
 
->>> from schemas.models import ModelVersion
+>>> from headwater.schemas.models import ModelVersion
 >>> state = RegistryState()
 >>> state.apply(ModelVersion(model="m", version=1, action="registered",
 ...     artifact_sha256="a" * 64, event_time_ms=10))
@@ -26,8 +27,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
-from schemas.models import ModelVersion
-from trainers.errors import IllegalTransition, RegistryError, UnknownModelVersion
+from headwater.schemas.models import ModelVersion
+from headwater.trainers.errors import IllegalTransition, RegistryError, UnknownModelVersion
 
 Stage = Literal["registered", "canary", "shadow", "promoted", "rolled_back", "archived"]
 ALIASES = ("champion", "challenger")

@@ -1,7 +1,8 @@
 """The retrain worker: ``retrain-requests`` in, a new registered version (and its canary) out.
 
 Requests come from drift alarms or people. One retrain runs per model at a time; requests for
-a model arriving meanwhile are coalesced into the next one (:mod:`trainers.retrain_queue`).
+a model arriving meanwhile are coalesced into the next one
+(:mod:`headwater.trainers.retrain_queue`).
 Offsets are committed only up to the first request whose retrain has not finished, so a
 killed worker redoes unfinished retrains. A finished retrain registers the new version and
 puts it in ``canary`` (the canary controller reacts to that event) — or promotes it when the
@@ -20,17 +21,17 @@ from dataclasses import dataclass, field
 
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
-from infra.errors import HeadwaterError, SchemaError
-from infra.event_bus import EventBus
-from infra.kafka_clients import make_consumer
-from infra.metrics import METRICS
-from infra.settings import HeadwaterSettings, load_settings
-from infra.warehouse import Warehouse, connect_warehouse
-from schemas.models import DeadLetter, RetrainRequest
-from trainers.foreground import run_until_sigterm
-from trainers.pipeline import TrainOutcome, TrainRequest, train_model
-from trainers.registry import ModelRegistry
-from trainers.retrain_queue import Retrain, RetrainQueue
+from headwater.core.errors import HeadwaterError, SchemaError
+from headwater.core.settings import HeadwaterSettings, load_settings
+from headwater.infra.event_bus import EventBus
+from headwater.infra.kafka_clients import make_consumer
+from headwater.infra.metrics import METRICS
+from headwater.infra.warehouse import Warehouse, connect_warehouse
+from headwater.schemas.models import DeadLetter, RetrainRequest
+from headwater.trainers.foreground import run_until_sigterm
+from headwater.trainers.pipeline import TrainOutcome, TrainRequest, train_model
+from headwater.trainers.registry import ModelRegistry
+from headwater.trainers.retrain_queue import Retrain, RetrainQueue
 
 ACTOR = "retrain-worker"
 
@@ -204,8 +205,8 @@ class RetrainWorker:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m trainers.retrain``: run the retrain worker until SIGTERM."""
-    parser = argparse.ArgumentParser(prog="python -m trainers.retrain")
+    """``python -m headwater.trainers.retrain``: run the retrain worker until SIGTERM."""
+    parser = argparse.ArgumentParser(prog="python -m headwater.trainers.retrain")
     parser.add_argument("--workers", type=int, default=2, help="local trial workers per search")
     parser.add_argument("--epochs", type=int, default=8)
     args = parser.parse_args(argv)

@@ -4,7 +4,7 @@
 it says which retrain to start next and up to which offset each partition may be committed
 (never past a request whose retrain has not finished).
 
->>> from schemas.models import RetrainRequest
+>>> from headwater.schemas.models import RetrainRequest
 >>> def request(n, model="m"):
 ...     return RetrainRequest(request_id=f"r{n}", model=model, reason=f"drift {n}",
 ...                           requested_at_ms=n)
@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from schemas.models import RetrainRequest
+from headwater.schemas.models import RetrainRequest
 
 
 @dataclass

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from infra.sql_literals import render
-from infra.warehouse import Warehouse
-from trainers.errors import TrainerError
+from headwater.infra.sql_literals import render
+from headwater.infra.warehouse import Warehouse
+from headwater.trainers.errors import TrainerError
 
 # Within one millisecond a final status outranks a step report, which outranks a start.
 _ORDER = (

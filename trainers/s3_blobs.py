@@ -1,6 +1,7 @@
 """Objects in an S3-compatible bucket (AWS S3, MinIO, Ceph…), path-style, signed with SigV4.
 
-The blob seam of :class:`~trainers.artifacts.ArtifactStore` for ``HEADWATER_ARTIFACT_STORE=
+The blob seam of :class:`~headwater.trainers.artifacts.ArtifactStore` for
+``HEADWATER_ARTIFACT_STORE=
 s3://bucket/prefix``; the endpoint, region and keys come from the ``HEADWATER_ARTIFACT_S3_*``
 settings.
 
@@ -16,10 +17,10 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from infra.errors import ConfigError
-from infra.settings import HeadwaterSettings
-from trainers.errors import ArtifactError
-from trainers.s3_signing import EMPTY_SHA256, sign_request
+from headwater.core.errors import ConfigError
+from headwater.core.settings import HeadwaterSettings
+from headwater.trainers.errors import ArtifactError
+from headwater.trainers.s3_signing import EMPTY_SHA256, sign_request
 
 
 class S3Blobs:

@@ -23,15 +23,15 @@ import optuna
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 from optuna.trial import TrialState
 
-from infra.errors import SchemaError
-from infra.event_bus import EventBus
-from infra.kafka_clients import cluster_metadata, make_consumer
-from infra.settings import HeadwaterSettings
-from schemas.models import ParamValue, Run, Trial
-from trainers.errors import SearchError
-from trainers.search_space import SearchSpace
-from trainers.tracking import EventPublisher
-from trainers.trial_worker import trial_run_id
+from headwater.core.errors import SchemaError
+from headwater.core.settings import HeadwaterSettings
+from headwater.infra.event_bus import EventBus
+from headwater.infra.kafka_clients import cluster_metadata, make_consumer
+from headwater.schemas.models import ParamValue, Run, Trial
+from headwater.trainers.errors import SearchError
+from headwater.trainers.search_space import SearchSpace
+from headwater.trainers.tracking import EventPublisher
+from headwater.trainers.trial_worker import trial_run_id
 
 SamplerName = Literal["tpe", "gp", "cmaes", "random"]
 Direction = Literal["minimize", "maximize"]

@@ -20,7 +20,7 @@ from optuna.distributions import (
     IntDistribution,
 )
 
-from schemas.models import ParamValue
+from headwater.schemas.models import ParamValue
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,10 @@
 """What the ``runs`` log says about one study: each trial's latest status and its curve.
 
-A pure fold of :class:`~schemas.models.Run` events, used by trial workers (to skip trials
+A pure fold of :class:`~headwater.schemas.models.Run` events, used by trial workers (to skip trials
 another worker already finished and to apply the median stopping rule) and testable with a
 list of events.
 
->>> from schemas.models import Run
+>>> from headwater.schemas.models import Run
 >>> progress = StudyProgress("s", "valid_loss")
 >>> progress.update(Run(run_id="s-t0", kind="trial", model="m", study="s", trial_number=0,
 ...     status="running", step=1, metrics={"valid_loss": 0.4}, event_time_ms=1))
@@ -16,7 +16,7 @@ list of events.
 
 from __future__ import annotations
 
-from schemas.models import Run
+from headwater.schemas.models import Run
 
 FINAL = ("completed", "pruned")  # a failed trial may be retried; these never run again
 

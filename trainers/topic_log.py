@@ -15,11 +15,11 @@ from typing import TypeVar
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
-from infra.errors import BrokerUnavailable, SchemaError
-from infra.event_bus import make_codec
-from infra.kafka_clients import cluster_metadata, make_consumer
-from infra.settings import HeadwaterSettings
-from schemas.models import EventModel
+from headwater.core.errors import BrokerUnavailable, SchemaError
+from headwater.core.settings import HeadwaterSettings
+from headwater.infra.event_bus import make_codec
+from headwater.infra.kafka_clients import cluster_metadata, make_consumer
+from headwater.schemas.models import EventModel
 
 M = TypeVar("M", bound=EventModel)
 

@@ -1,13 +1,14 @@
 """Experiment tracking: every run and trial is a sequence of events on ``runs``.
 
-:class:`RunTracker` is an :class:`~trainers.training.EpochListener`: it publishes ``started``
+:class:`RunTracker` is an :class:`~headwater.trainers.training.EpochListener`: it publishes
+``started``
 (parameters, lineage, code revision), one ``running`` event per epoch (the metrics), and
 ``completed`` / ``failed`` / ``pruned`` with the final metrics and artifact sha256s. The sink
 copies ``runs`` into the warehouse; :class:`WarehouseRecorder` writes the same rows directly
 for processes that already hold a warehouse (the rows are idempotent: the table replaces a
 row with the same run, time, status and step).
 
->>> from trainers.registry import MemoryPublisher
+>>> from headwater.trainers.registry import MemoryPublisher
 >>> publisher = MemoryPublisher()
 >>> tracker = RunTracker(publisher, "run-1", "demo", clock=iter(range(10)).__next__)
 >>> tracker.start(); tracker.on_epoch(1, {"valid_loss": 0.5}); tracker.complete({}, {})
@@ -25,9 +26,9 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from infra.migrations import table_for_topic
-from infra.warehouse import Warehouse
-from schemas.models import EventModel, ParamValue, Run
+from headwater.infra.migrations import table_for_topic
+from headwater.infra.warehouse import Warehouse
+from headwater.schemas.models import EventModel, ParamValue, Run
 
 TOPIC = "runs"
 RunStatus = Literal["started", "running", "completed", "failed", "pruned"]

@@ -9,7 +9,7 @@ rank takes its share of every *global* batch, so the averaged gradient — and t
 equals single-process training with the same batch size.
 
 >>> import numpy as np
->>> from trainers.dataset import TrainingSet
+>>> from headwater.trainers.dataset import TrainingSet
 >>> rng = np.random.default_rng(0)
 >>> x = rng.normal(size=(200, 2)); y = (x[:, 0] > 0).astype(float)
 >>> data = TrainingSet.from_arrays(x, y, np.arange(200), ("a", "b"))
@@ -35,12 +35,12 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from schemas.models import ParamValue
-from trainers.checkpoints import load_checkpoint, save_checkpoint
-from trainers.dataset import TrainingSet
-from trainers.errors import TrainerError
-from trainers.evaluation import validation_metrics
-from trainers.model_family import (
+from headwater.schemas.models import ParamValue
+from headwater.trainers.checkpoints import load_checkpoint, save_checkpoint
+from headwater.trainers.dataset import TrainingSet
+from headwater.trainers.errors import TrainerError
+from headwater.trainers.evaluation import validation_metrics
+from headwater.trainers.model_family import (
     MLPConfig,
     ModelBundle,
     Normalizer,

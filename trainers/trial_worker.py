@@ -9,7 +9,7 @@ group hands it to another worker, which resumes from the trial's last checkpoint
 Parameters named ``search.*`` steer the worker, not the network: ``search.objective`` (the
 metric the median stopping rule watches) and ``search.prune`` (whether to apply it).
 
-``python -m trainers.trial_worker`` runs one worker until stopped.
+``python -m headwater.trainers.trial_worker`` runs one worker until stopped.
 """
 
 from __future__ import annotations
@@ -28,22 +28,22 @@ from dataclasses import dataclass, field
 import numpy as np
 from confluent_kafka import KafkaError, Message
 
-from infra.errors import HeadwaterError, SchemaError
-from infra.event_bus import EventBus
-from infra.kafka_clients import make_consumer
-from infra.metrics import METRICS
-from infra.settings import HeadwaterSettings, load_settings
-from schemas.models import DeadLetter, ParamValue, Run, Trial
-from trainers.artifacts import ArtifactStore
-from trainers.dataset import TrainingSet, training_span
-from trainers.environment import settings_environment
-from trainers.foreground import run_until_sigterm
-from trainers.median_rule import MedianStoppingRule
-from trainers.model_family import ModelBundle
-from trainers.study_progress import StudyProgress
-from trainers.topic_log import read_events
-from trainers.tracking import RunTracker, code_revision
-from trainers.training import TrainConfig, Trainer
+from headwater.core.errors import HeadwaterError, SchemaError
+from headwater.core.settings import HeadwaterSettings, load_settings
+from headwater.infra.event_bus import EventBus
+from headwater.infra.kafka_clients import make_consumer
+from headwater.infra.metrics import METRICS
+from headwater.schemas.models import DeadLetter, ParamValue, Run, Trial
+from headwater.trainers.artifacts import ArtifactStore
+from headwater.trainers.dataset import TrainingSet, training_span
+from headwater.trainers.environment import settings_environment
+from headwater.trainers.foreground import run_until_sigterm
+from headwater.trainers.median_rule import MedianStoppingRule
+from headwater.trainers.model_family import ModelBundle
+from headwater.trainers.study_progress import StudyProgress
+from headwater.trainers.topic_log import read_events
+from headwater.trainers.tracking import RunTracker, code_revision
+from headwater.trainers.training import TrainConfig, Trainer
 
 SEARCH_PREFIX = "search."
 
@@ -243,7 +243,7 @@ def local_workers(
     env = settings_environment(settings)
     env.setdefault("OMP_NUM_THREADS", "1")
     workers = [
-        subprocess.Popen([sys.executable, "-m", "trainers.trial_worker"], env=env)
+        subprocess.Popen([sys.executable, "-m", "headwater.trainers.trial_worker"], env=env)
         for _ in range(count)
     ]
     try:
@@ -261,7 +261,7 @@ def local_workers(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m trainers.trial_worker")
+    parser = argparse.ArgumentParser(prog="python -m headwater.trainers.trial_worker")
     parser.add_argument("--max-trials", type=int, default=None)
     parser.add_argument("--idle-exit", type=float, default=None, help="exit after N idle seconds")
     args = parser.parse_args(argv)

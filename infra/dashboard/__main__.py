@@ -1,7 +1,7 @@
-"""``python -m infra.dashboard``: the dashboard process that ``headwater up`` starts."""
+"""``python -m headwater.infra.dashboard``: the dashboard process that ``headwater up`` starts."""
 
-from infra.dashboard.service import main
-from infra.settings import load_settings
+from headwater.core.settings import load_settings
+from headwater.infra.dashboard.service import main
 
 if __name__ == "__main__":
     main(load_settings())

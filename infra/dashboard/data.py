@@ -1,7 +1,7 @@
 """Panel queries run on the warehouse and shaped for drawing: lines and bars become series of
 points, tables stay rows. A failing query becomes the panel's error, never the page's.
 
->>> from infra.dashboard.panels import Panel
+>>> from headwater.infra.dashboard.panels import Panel
 >>> panel = Panel("t", "T", "", "line", x="at", y="v", series="s")
 >>> [(s.label, s.points) for s in to_series(panel, ["s", "at", "v"], [["b", 2, 1.0], ["a", 1, 3]])]
 [('a', [(1.0, 3.0)]), ('b', [(2.0, 1.0)])]
@@ -12,10 +12,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from infra.dashboard.panels import PANELS, Panel
-from infra.errors import WarehouseError
-from infra.sql_literals import render
-from infra.warehouse import QueryResult, Warehouse
+from headwater.core.errors import WarehouseError
+from headwater.infra.dashboard.panels import PANELS, Panel
+from headwater.infra.sql_literals import render
+from headwater.infra.warehouse import QueryResult, Warehouse
 
 
 @dataclass(frozen=True)

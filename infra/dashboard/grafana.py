@@ -1,6 +1,7 @@
 """The Grafana dashboard, made from the same panels as the built-in one (:mod:`.panels`).
 
-``python -m infra.dashboard.grafana`` rewrites ``deploy/grafana/dashboards/headwater.json``; a
+``python -m headwater.infra.dashboard.grafana`` rewrites
+``deploy/grafana/dashboards/headwater.json``; a
 test checks the committed file is what this module makes, so the two dashboards can't drift.
 Queries go to the ClickHouse data source provisioned in ``deploy/grafana/provisioning``.
 
@@ -18,7 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from infra.dashboard.panels import PANELS, Panel
+from headwater.infra.dashboard.panels import PANELS, Panel
 
 DATASOURCE = {"type": "grafana-clickhouse-datasource", "uid": "headwater-clickhouse"}
 DATABASE = "headwater"

@@ -1,4 +1,4 @@
-"""``python -m infra.dashboard.host``: the warehouse host with the dashboard inside it.
+"""``python -m headwater.infra.dashboard.host``: the warehouse host with the dashboard inside it.
 
 The warehouse host already runs for the platform's whole life and owns the embedded engine, so
 the dashboard, ``/metrics`` and the lag sampler run there as threads: ``headwater up`` serves the
@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import threading
 
-from infra.dashboard.service import run_dashboard
-from infra.settings import HeadwaterSettings, load_settings
-from infra.warehouse import HostedWarehouse
-from infra.warehouse_host import serve
+from headwater.core.settings import HeadwaterSettings, load_settings
+from headwater.infra.dashboard.service import run_dashboard
+from headwater.infra.warehouse import HostedWarehouse
+from headwater.infra.warehouse_host import serve
 
 
 def serve_with_dashboard(settings: HeadwaterSettings) -> None:

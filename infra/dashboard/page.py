@@ -1,7 +1,7 @@
 """Server-rendered HTML of the dashboard: tables are rendered here, charts are canvases that
 ``static/dashboard.js`` draws with the vendored Chart.js from the same data, then refreshes.
 
->>> from infra.dashboard.data import PanelData
+>>> from headwater.infra.dashboard.data import PanelData
 >>> html = render_page([PanelData("routing", "Current routing", "table", columns=["model"],
 ...                                rows=[["fraud"]])], refresh_s=5)
 >>> '<td>fraud</td>' in html and 'data-refresh-s="5"' in html
@@ -17,8 +17,8 @@ from urllib.parse import urlencode
 
 import orjson
 
-from infra.dashboard.data import PanelData
-from infra.warehouse import QueryResult
+from headwater.infra.dashboard.data import PanelData
+from headwater.infra.warehouse import QueryResult
 
 _HEAD = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{title}</title>

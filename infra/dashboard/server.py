@@ -13,10 +13,10 @@ from urllib.parse import parse_qs, urlsplit
 
 import orjson
 
-from infra.dashboard.data import EVIDENCE_KEYS, load_evidence, load_panels
-from infra.dashboard.page import render_evidence, render_page, render_table
-from infra.errors import PortInUse, WarehouseError
-from infra.warehouse import Warehouse
+from headwater.core.errors import PortInUse, WarehouseError
+from headwater.infra.dashboard.data import EVIDENCE_KEYS, load_evidence, load_panels
+from headwater.infra.dashboard.page import render_evidence, render_page, render_table
+from headwater.infra.warehouse import Warehouse
 
 STATIC_DIR = Path(__file__).parent / "static"
 _STATIC_TYPES = {".js": "text/javascript", ".css": "text/css", ".md": "text/plain"}

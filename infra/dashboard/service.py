@@ -1,7 +1,8 @@
 """The dashboard service: serves the dashboard and ``/metrics``, and every refresh interval
 samples consumer lag from Kafka into the warehouse (``consumer_lag``) and the lag gauges.
 
-With the embedded engine it runs inside the warehouse host (:mod:`infra.dashboard.host`), so
+With the embedded engine it runs inside the warehouse host (:mod:`headwater.infra.dashboard.host`),
+so
 ``headwater up`` serves it without another process; with a ClickHouse server ``up`` starts it
 in the background (:func:`start_dashboard_process`); ``headwater dashboard`` runs it in the
 foreground, which is how ``docker-compose.yml`` runs it.
@@ -21,15 +22,15 @@ from pathlib import Path
 
 import httpx
 
-from infra.consumer_lag import record_lag, sample_lag
-from infra.dashboard.server import DashboardServer
-from infra.errors import HeadwaterError, PortInUse, WarehouseError
-from infra.local_kafka import pid_alive
-from infra.metrics import METRICS, serve_metrics
-from infra.settings import HeadwaterSettings
-from infra.warehouse import Warehouse, connect_warehouse
-from infra.warehouse_host import running_host_url
-from infra.warehouse_metrics import WarehouseCollector
+from headwater.core.errors import HeadwaterError, PortInUse, WarehouseError
+from headwater.core.settings import HeadwaterSettings
+from headwater.infra.consumer_lag import record_lag, sample_lag
+from headwater.infra.dashboard.server import DashboardServer
+from headwater.infra.local_processes import pid_alive
+from headwater.infra.metrics import METRICS, serve_metrics
+from headwater.infra.warehouse import Warehouse, connect_warehouse
+from headwater.infra.warehouse_host import running_host_url
+from headwater.infra.warehouse_metrics import WarehouseCollector
 
 log = logging.getLogger("headwater.dashboard")
 
@@ -128,14 +129,15 @@ def run_dashboard(settings: HeadwaterSettings, warehouse: Warehouse, stop: threa
 def start_dashboard_process(
     settings: HeadwaterSettings, timeout_s: float = 30.0
 ) -> subprocess.Popen[bytes] | None:
-    """Start ``python -m infra.dashboard`` in the background and wait until it answers; None
+    """Start ``python -m headwater.infra.dashboard`` in the background and wait until it answers;
+    None
     when one already runs. The caller keeps the process object to reap it after stopping it."""
     if running_dashboard_pid(settings) is not None:
         return None
     settings.home.mkdir(parents=True, exist_ok=True)
     with (settings.home / "dashboard.log").open("ab") as log_file:
         process = subprocess.Popen(
-            [sys.executable, "-m", "infra.dashboard"],
+            [sys.executable, "-m", "headwater.infra.dashboard"],
             stdout=log_file,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,

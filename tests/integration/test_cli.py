@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from infra.local_kafka import pid_alive
-from infra.platform import stop_pid
-from infra.settings import HeadwaterSettings
-from infra.warehouse_host import running_host_pid
-from schemas.topics import TOPICS
-from streams.processes import STREAM_PROCESSES
+from headwater.core.settings import HeadwaterSettings
+from headwater.infra.local_processes import pid_alive
+from headwater.infra.warehouse_host import running_host_pid
+from headwater.operate.platform import stop_pid
+from headwater.operate.processes import STREAM_PROCESSES
+from headwater.schemas.topics import TOPICS
 from tests.conftest import TEST_PORTS, settings_env
 
 pytestmark = pytest.mark.integration
@@ -28,7 +28,7 @@ def headwater(
     *args: str, env: dict[str, str], stdin: str | None = None, timeout: float = 180
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "infra.cli", *args],
+        [sys.executable, "-m", "headwater.cli.main", *args],
         env=env,
         input=stdin,
         text=True,
@@ -188,7 +188,7 @@ def test_unreachable_broker_is_named(tmp_path: Path) -> None:
 
 
 def test_every_command_has_help() -> None:
-    from infra.cli import build_parser
+    from headwater.cli.main import build_parser
 
     parser = build_parser()
     action = parser._subparsers._group_actions[0]  # type: ignore[union-attr]

@@ -7,12 +7,12 @@ import time
 import pytest
 from confluent_kafka import KafkaError
 
-from infra.errors import BrokerUnavailable
-from infra.event_bus import EventBus, make_codec, read_topic
-from infra.kafka_clients import admin_client, ensure_topics, make_consumer, topic_states
-from infra.settings import HeadwaterSettings
-from schemas.models import ALL_MODELS, Label
-from schemas.topics import TOPICS
+from headwater.core.errors import BrokerUnavailable
+from headwater.core.settings import HeadwaterSettings
+from headwater.infra.event_bus import EventBus, make_codec, read_topic
+from headwater.infra.kafka_clients import admin_client, ensure_topics, make_consumer, topic_states
+from headwater.schemas.models import ALL_MODELS, Label
+from headwater.schemas.topics import TOPICS
 from tests.unit.test_schemas import SAMPLES
 
 pytestmark = pytest.mark.integration

@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from infra.errors import MigrationError
-from infra.migrations import DDL_DIR, apply_migrations, load_migrations
-from infra.warehouse import ChdbWarehouse, QueryResult
+from headwater.core.errors import MigrationError
+from headwater.infra.migrations import DDL_DIR, apply_migrations, load_migrations
+from headwater.infra.warehouse import ChdbWarehouse, QueryResult
 
 pytestmark = pytest.mark.integration
 

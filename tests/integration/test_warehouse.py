@@ -7,11 +7,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from infra.errors import WarehouseError
-from infra.migrations import apply_migrations, load_migrations, table_for_topic
-from infra.warehouse import ChdbWarehouse, ServerWarehouse, Warehouse
-from schemas.catalog import SchemaCatalog
-from schemas.topics import TOPICS
+from headwater.core.errors import WarehouseError
+from headwater.infra.migrations import apply_migrations, load_migrations, table_for_topic
+from headwater.infra.warehouse import ChdbWarehouse, ServerWarehouse, Warehouse
+from headwater.schemas.catalog import SchemaCatalog
+from headwater.schemas.topics import TOPICS
 
 pytestmark = pytest.mark.integration
 

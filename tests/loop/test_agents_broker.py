@@ -11,10 +11,13 @@ import numpy as np
 import pytest
 from confluent_kafka import TopicPartition
 
-from infra.event_bus import EventBus, read_topic
-from infra.kafka_clients import ensure_topics, make_consumer
-from infra.settings import HeadwaterSettings
-from schemas.models import (
+from headwater.core.settings import HeadwaterSettings
+from headwater.infra.event_bus import EventBus, read_topic
+from headwater.infra.kafka_clients import ensure_topics, make_consumer
+from headwater.loop.agent_runner import AgentRunner
+from headwater.loop.drift_monitor import FeatureReference
+from headwater.loop.loop_handler import LoopConfig, LoopHandler, References
+from headwater.schemas.models import (
     DeadLetter,
     DriftAlarm,
     EventModel,
@@ -24,10 +27,7 @@ from schemas.models import (
     Prediction,
     Routing,
 )
-from schemas.topics import topic_spec
-from streams.loop.agent_runner import AgentRunner
-from streams.loop.drift_monitor import FeatureReference
-from streams.loop.loop_handler import LoopConfig, LoopHandler, References
+from headwater.schemas.topics import topic_spec
 
 pytestmark = pytest.mark.integration
 

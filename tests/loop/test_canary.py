@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import random
 
-from schemas.models import Label, ModelVersion, Prediction, Route
-from streams.loop.canary import CanaryConfig, CanaryController, CanaryDecision
-from streams.loop.label_join import Outcome
+from headwater.loop.canary import CanaryConfig, CanaryController, CanaryDecision
+from headwater.loop.label_join import Outcome
+from headwater.schemas.models import Label, ModelVersion, Prediction, Route
 
 
 def _output(rng: random.Random, label: float, skill: float) -> float:

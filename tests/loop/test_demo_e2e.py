@@ -15,11 +15,11 @@ from typing import Any
 
 import pytest
 
-from infra.dashboard.panels import PANELS
-from infra.dashboard.service import running_dashboard_url
-from infra.platform import stop_pid
-from infra.settings import HeadwaterSettings
-from infra.warehouse_host import host_file, running_host_pid
+from headwater.core.settings import HeadwaterSettings
+from headwater.infra.dashboard.panels import PANELS
+from headwater.infra.dashboard.service import running_dashboard_url
+from headwater.infra.warehouse_host import host_file, running_host_pid
+from headwater.operate.platform import stop_pid
 from tests.conftest import settings_env
 from tests.operate.chromium import chromium, panel_attributes
 
@@ -52,7 +52,7 @@ def _demo(env: dict[str, str], events: int, *flags: str) -> tuple[int, dict[str,
         [
             sys.executable,
             "-m",
-            "infra.cli",
+            "headwater.cli.main",
             "demo",
             "--events",
             str(events),

@@ -6,15 +6,15 @@ import random
 
 import numpy as np
 
-from streams.loop.calibration import jsd_threshold, ks_critical, psi_threshold
-from streams.loop.categorical import CategoricalSketch
-from streams.loop.drift_monitor import CategoricalReference, DriftMonitor, FeatureReference
-from streams.loop.error_detectors import AdwinDetector, PageHinkleyDetector
-from streams.loop.histogram import HistogramSketch, jensen_shannon, psi
-from streams.loop.numeric_block import NumericBlock
-from streams.loop.quantiles import QuantileSketch
-from streams.loop.references import from_trained
-from trainers.model_family import FeatureReference as TrainedReference
+from headwater.loop.calibration import jsd_threshold, ks_critical, psi_threshold
+from headwater.loop.categorical import CategoricalSketch
+from headwater.loop.drift_monitor import CategoricalReference, DriftMonitor, FeatureReference
+from headwater.loop.error_detectors import AdwinDetector, PageHinkleyDetector
+from headwater.loop.histogram import HistogramSketch, jensen_shannon, psi
+from headwater.loop.numeric_block import NumericBlock
+from headwater.loop.quantiles import QuantileSketch
+from headwater.loop.references import from_trained
+from headwater.trainers.model_family import FeatureReference as TrainedReference
 
 WINDOW = 500
 

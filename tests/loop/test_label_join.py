@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from schemas.models import Label, Prediction, Route
-from streams.loop.label_join import LabelJoiner
-from streams.loop.live_metrics import LiveQuality
-from streams.loop.quality import roc_auc
+from headwater.loop.label_join import LabelJoiner
+from headwater.loop.live_metrics import LiveQuality
+from headwater.loop.quality import roc_auc
+from headwater.schemas.models import Label, Prediction, Route
 
 HORIZON = 10_000
 

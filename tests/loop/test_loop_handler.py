@@ -6,7 +6,11 @@ import random
 
 import numpy as np
 
-from schemas.models import (
+from headwater.loop.agent_runner import Output
+from headwater.loop.canary import CanaryConfig
+from headwater.loop.drift_monitor import FeatureReference, VersionReference
+from headwater.loop.loop_handler import LoopConfig, LoopHandler, References
+from headwater.schemas.models import (
     DriftAlarm,
     EventModel,
     Label,
@@ -17,10 +21,6 @@ from schemas.models import (
     Route,
     Routing,
 )
-from streams.loop.agent_runner import Output
-from streams.loop.canary import CanaryConfig
-from streams.loop.drift_monitor import FeatureReference, VersionReference
-from streams.loop.loop_handler import LoopConfig, LoopHandler, References
 
 SHA = {1: "a" * 64, 2: "b" * 64}
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import itertools
 from typing import Literal
 
-from schemas.models import DriftAlarm
-from streams.loop.retrain_policy import RetrainPolicy
+from headwater.loop.retrain_policy import RetrainPolicy
+from headwater.schemas.models import DriftAlarm
 
 MINUTE = 60_000
 

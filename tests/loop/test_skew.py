@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from streams.loop.skew import SkewMonitor
+from headwater.loop.skew import SkewMonitor
 
 WINDOW = 200
 

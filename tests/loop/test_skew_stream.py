@@ -3,11 +3,11 @@ against what serving logged; a unit change on the serving path is named within a
 
 from __future__ import annotations
 
-from schemas.models import DriftAlarm, Event, Prediction, Transaction
-from streams.demo.features import FEATURE_SET
-from streams.demo.generator import DemoConfig, TransactionGenerator
-from streams.featureset import EntityState
-from streams.loop.skew_handler import SkewHandler
+from headwater.demo.features import FEATURE_SET
+from headwater.demo.generator import DemoConfig, TransactionGenerator
+from headwater.loop.skew_handler import SkewHandler
+from headwater.schemas.models import DriftAlarm, Event, Prediction, Transaction
+from headwater.streams.featureset import EntityState
 
 WINDOW = 200
 USED = ("amount", "distance_km", "hour_of_day", "txn_count_1h", "amount_sum_1h")

@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any, Literal
 
-from infra.migrations import table_for_topic
-from infra.warehouse import Warehouse
-from schemas.models import (
+from headwater.infra.migrations import table_for_topic
+from headwater.infra.warehouse import Warehouse
+from headwater.schemas.models import (
     DeadLetter,
     DriftAlarm,
     Event,

@@ -16,11 +16,11 @@ import jsonschema  # type: ignore[import-untyped]
 import pytest
 import yaml  # type: ignore[import-untyped]
 
-from infra.cli import build_parser
-from infra.dashboard.grafana import DATABASE, OUTPUT, grafana_sql, render
-from infra.dashboard.panels import PANELS
-from infra.settings import ENV_PREFIX, HeadwaterSettings
-from infra.warehouse import ChdbWarehouse
+from headwater.cli.main import build_parser
+from headwater.core.settings import ENV_PREFIX, HeadwaterSettings
+from headwater.infra.dashboard.grafana import DATABASE, OUTPUT, grafana_sql, render
+from headwater.infra.dashboard.panels import PANELS
+from headwater.infra.warehouse import ChdbWarehouse
 from tests.operate.story import loop_story, write_story
 
 ROOT = Path(__file__).parents[2]
@@ -113,7 +113,7 @@ def test_prometheus_scrapes_every_long_running_platform_service() -> None:
 
 
 def test_grafana_dashboard_is_made_from_the_panels() -> None:
-    assert OUTPUT.read_text() == render(), "run `python -m infra.dashboard.grafana`"
+    assert OUTPUT.read_text() == render(), "run `python -m headwater.infra.dashboard.grafana`"
     provisioned = yaml.safe_load(
         (ROOT / "deploy/grafana/provisioning/datasources/clickhouse.yml").read_text()
     )

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 from confluent_kafka import TopicPartition
 
-from infra.consumer_lag import record_lag, sample_lag
-from infra.kafka_clients import ensure_topics, make_consumer, make_producer
-from infra.settings import HeadwaterSettings
-from infra.warehouse import ChdbWarehouse
+from headwater.core.settings import HeadwaterSettings
+from headwater.infra.consumer_lag import record_lag, sample_lag
+from headwater.infra.kafka_clients import ensure_topics, make_consumer, make_producer
+from headwater.infra.warehouse import ChdbWarehouse
 
 pytestmark = pytest.mark.integration
 

@@ -18,9 +18,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from infra.dashboard.panels import PANELS
-from infra.dashboard.server import DashboardServer
-from infra.warehouse import ChdbWarehouse
+from headwater.infra.dashboard.panels import PANELS
+from headwater.infra.dashboard.server import DashboardServer
+from headwater.infra.warehouse import ChdbWarehouse
 from tests.operate.chromium import chromium, panel_attributes
 from tests.operate.story import loop_story, write_story
 

@@ -13,17 +13,17 @@ import pytest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from infra.metrics import (
+from headwater.core.settings import HeadwaterSettings
+from headwater.infra.metrics import (
     PlatformMetrics,
     metrics_dir,
     serve_metrics,
     serve_process_metrics,
     serving_gauges,
 )
-from infra.settings import HeadwaterSettings
-from infra.warehouse import ChdbWarehouse
-from infra.warehouse_metrics import WarehouseCollector
-from schemas.models import DriftAlarm, Prediction, RetrainRequest, Routing
+from headwater.infra.warehouse import ChdbWarehouse
+from headwater.infra.warehouse_metrics import WarehouseCollector
+from headwater.schemas.models import DriftAlarm, Prediction, RetrainRequest, Routing
 from tests.operate.story import loop_story, write_story
 
 _PORT = int(os.environ.get("HEADWATER_TEST_PORT_BASE", "29000")) + 64

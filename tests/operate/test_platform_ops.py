@@ -13,9 +13,9 @@ import httpx
 import pytest
 from confluent_kafka import TopicPartition
 
-from infra.kafka_clients import ensure_topics, make_consumer, make_producer
-from infra.local_kafka import pid_alive
-from infra.settings import HeadwaterSettings
+from headwater.core.settings import HeadwaterSettings
+from headwater.infra.kafka_clients import ensure_topics, make_consumer, make_producer
+from headwater.infra.local_processes import pid_alive
 from tests.conftest import TEST_PORTS, settings_env
 
 pytestmark = pytest.mark.integration
@@ -23,7 +23,7 @@ pytestmark = pytest.mark.integration
 
 def headwater(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "infra.cli", *args],
+        [sys.executable, "-m", "headwater.cli.main", *args],
         env=env,
         text=True,
         capture_output=True,
@@ -82,7 +82,7 @@ def _foreground_dashboard(env: dict[str, str]) -> None:
     exits 0 on SIGTERM."""
     port = int(env["HEADWATER_DASHBOARD_PORT"]) + 1
     process = subprocess.Popen(
-        [sys.executable, "-m", "infra.cli", "dashboard", "--port", str(port)],
+        [sys.executable, "-m", "headwater.cli.main", "dashboard", "--port", str(port)],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

@@ -16,23 +16,23 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from infra.event_bus import EventBus
-from infra.kafka_clients import ensure_topics
-from infra.metrics import metrics_dir
-from infra.settings import HeadwaterSettings
-from infra.warehouse import HostedWarehouse
-from infra.warehouse_host import running_host_url
-from schemas.models import Label, Prediction
-from streams.loop.demo_processes import Workers
+from headwater.core.settings import HeadwaterSettings
+from headwater.demo.processes import Workers
+from headwater.infra.event_bus import EventBus
+from headwater.infra.kafka_clients import ensure_topics
+from headwater.infra.metrics import metrics_dir
+from headwater.infra.warehouse import HostedWarehouse
+from headwater.infra.warehouse_host import running_host_url
+from headwater.schemas.models import Label, Prediction
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 BASE = int(os.environ.get("HEADWATER_TEST_PORT_BASE", "29000"))
 PROCESSES = {
-    "sink": "streams.sink",
-    "loop": "streams.loop",
-    "retrain-worker": "trainers.retrain",
-    "trial-worker": "trainers.trial_worker",
+    "sink": "headwater.streams.sink",
+    "loop": "headwater.loop",
+    "retrain-worker": "headwater.trainers.retrain",
+    "trial-worker": "headwater.trainers.trial_worker",
 }
 PREDICTION = Prediction(
     request_id="pm-r1", entity_id="m-1", model="pm", version=2, route="canary", output=0.7,
@@ -80,7 +80,7 @@ def platform(
     )
     ensure_topics(settings)
     host = Workers(root / "logs")
-    host.start("warehouse-host", "infra.warehouse_host", settings)
+    host.start("warehouse-host", "headwater.infra.warehouse_host", settings)
     try:
         _wait(lambda: running_host_url(settings) is not None, 120, "the warehouse host", host.logs)
         yield settings, host.logs

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from infra.warehouse import ChdbWarehouse
+from headwater.infra.warehouse import ChdbWarehouse
 from tests.operate.story import loop_story, write_story
 
 VIEWS = (

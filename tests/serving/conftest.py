@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from infra.kafka_clients import ensure_topics
-from infra.settings import HeadwaterSettings
+from headwater.core.settings import HeadwaterSettings
+from headwater.infra.kafka_clients import ensure_topics
 
 
 @pytest.fixture

@@ -1,7 +1,7 @@
 """Real tiny torch models for the serving tests: trained here, registered through the registry.
 
 Each bundle is a trained MLP (trainers' model family) whose artifact goes to the artifact store
-and whose version is registered with :class:`~trainers.registry.ModelRegistry`, exactly as
+and whose version is registered with :class:`~headwater.trainers.registry.ModelRegistry`, exactly as
 training does; ``tag`` makes the artifact's bytes (and so its sha256) unique to the test.
 """
 
@@ -14,12 +14,18 @@ from collections.abc import Iterable
 import numpy as np
 import torch
 
-from infra.event_bus import EventBus
-from infra.settings import HeadwaterSettings
-from schemas.models import FeatureVector
-from trainers.artifacts import ArtifactStore
-from trainers.model_family import MLPConfig, ModelBundle, Normalizer, build_network, loss_for
-from trainers.registry import ModelRegistry
+from headwater.core.settings import HeadwaterSettings
+from headwater.infra.event_bus import EventBus
+from headwater.schemas.models import FeatureVector
+from headwater.trainers.artifacts import ArtifactStore
+from headwater.trainers.model_family import (
+    MLPConfig,
+    ModelBundle,
+    Normalizer,
+    build_network,
+    loss_for,
+)
+from headwater.trainers.registry import ModelRegistry
 
 FEATURES = ("amount", "velocity", "distance")
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from serving.batching import BatchPolicy
+from headwater.serving.batching import BatchPolicy
 
 
 class Clock:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from serving.breaker import CircuitBreaker
+from headwater.serving.breaker import CircuitBreaker
 
 
 def state(breaker: CircuitBreaker) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from serving.delivery import DeliveryFailed, DeliveryLedger
+from headwater.serving.delivery import DeliveryFailed, DeliveryLedger
 
 
 def test_release_waits_for_the_head_batch() -> None:

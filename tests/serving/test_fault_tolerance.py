@@ -9,14 +9,14 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
-from infra.event_bus import EventBus, make_codec, read_topic
-from infra.settings import HeadwaterSettings
-from serving.errors import ArtifactRefused
-from serving.fallback import DEFAULT_VERSION, FallbackChain, Predictor
-from serving.guard import GuardPolicy
-from serving.routing import RoutingTable, publish_routing, routing_event
-from serving.runtime import start_runtime
-from serving.scorer import Scorer, ScoreRequest
+from headwater.core.settings import HeadwaterSettings
+from headwater.infra.event_bus import EventBus, make_codec, read_topic
+from headwater.serving.errors import ArtifactRefused
+from headwater.serving.fallback import DEFAULT_VERSION, FallbackChain, Predictor
+from headwater.serving.guard import GuardPolicy
+from headwater.serving.routing import RoutingTable, publish_routing, routing_event
+from headwater.serving.runtime import start_runtime
+from headwater.serving.scorer import Scorer, ScoreRequest
 from tests.serving.modelkit import FEATURES, Sabotaged, register_versions, train_bundle
 
 

@@ -8,10 +8,10 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 import pytest
 
-from serving.bulkhead import Bulkhead
-from serving.errors import ArtifactRefused, BulkheadFull, ModelRaised, ScoringTimeout
-from serving.fallback import DEFAULT_VERSION, FallbackChain, Predictor
-from serving.guard import GuardPolicy, VersionGuard
+from headwater.serving.bulkhead import Bulkhead
+from headwater.serving.errors import ArtifactRefused, BulkheadFull, ModelRaised, ScoringTimeout
+from headwater.serving.fallback import DEFAULT_VERSION, FallbackChain, Predictor
+from headwater.serving.guard import GuardPolicy, VersionGuard
 
 
 class Constant:

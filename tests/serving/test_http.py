@@ -14,16 +14,16 @@ import numpy as np
 import pytest
 from pydantic import SecretStr
 
-from infra.event_bus import EventBus, make_codec, read_topic
-from infra.kafka_clients import ensure_topics
-from infra.settings import HeadwaterSettings
-from schemas.models import Prediction
-from serving.http_app import create_app
-from serving.http_server import HttpServer
-from serving.routing import publish_routing, routing_event
-from serving.runtime import ServingRuntime, start_runtime
+from headwater.core.settings import HeadwaterSettings
+from headwater.infra.event_bus import EventBus, make_codec, read_topic
+from headwater.infra.kafka_clients import ensure_topics
+from headwater.schemas.models import Prediction
+from headwater.serving.http_app import create_app
+from headwater.serving.http_server import HttpServer
+from headwater.serving.routing import publish_routing, routing_event
+from headwater.serving.runtime import ServingRuntime, start_runtime
+from headwater.trainers.model_family import ModelBundle
 from tests.serving.modelkit import FEATURES, register_versions
-from trainers.model_family import ModelBundle
 
 pytestmark = pytest.mark.integration
 PORT = int(os.environ.get("HEADWATER_TEST_PORT_BASE", "29000")) + 180

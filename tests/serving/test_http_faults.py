@@ -11,13 +11,13 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from infra.event_bus import EventBus
-from infra.settings import HeadwaterSettings
-from serving.fallback import Predictor
-from serving.http_app import create_app
-from serving.http_server import HttpServer
-from serving.routing import publish_routing, routing_event
-from serving.runtime import start_runtime
+from headwater.core.settings import HeadwaterSettings
+from headwater.infra.event_bus import EventBus
+from headwater.serving.fallback import Predictor
+from headwater.serving.http_app import create_app
+from headwater.serving.http_server import HttpServer
+from headwater.serving.routing import publish_routing, routing_event
+from headwater.serving.runtime import start_runtime
 from tests.serving.modelkit import Sabotaged, register_versions
 
 pytestmark = pytest.mark.integration

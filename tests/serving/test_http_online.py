@@ -11,16 +11,16 @@ import httpx
 import numpy as np
 import pytest
 
-from infra.event_bus import EventBus
-from infra.settings import HeadwaterSettings
-from serving.routing import publish_routing, routing_event
+from headwater.core.settings import HeadwaterSettings
+from headwater.infra.event_bus import EventBus
+from headwater.serving.routing import publish_routing, routing_event
 from tests.serving.modelkit import register_versions
 from tests.streams.poison import transaction
 from tests.streams.workers import decoded, start_worker, stop_worker, wait_until
 
 pytestmark = pytest.mark.integration
 PORT = int(os.environ.get("HEADWATER_TEST_PORT_BASE", "29000")) + 182
-# Features of the demo feature set (streams.demo.features) the model reads.
+# Features of the demo feature set (headwater.demo.features) the model reads.
 FEATURES = ("txn_count_1h", "amount_sum_1h", "amount_max_1h")
 
 
@@ -44,10 +44,10 @@ def test_predict_by_entity_reads_what_the_feature_worker_computed(
         bus.send_raw(transaction(i, card=card, t=t, amount=10.0 * (i + 1)))
     bus.flush()
 
-    worker = start_worker(topics, "streams.worker", tmp_path / "worker.log")
+    worker = start_worker(topics, "headwater.streams.worker", tmp_path / "worker.log")
     server = start_worker(
         topics,
-        "serving.http_server",
+        "headwater.serving.http_server",
         tmp_path / "http.log",
         HEADWATER_HTTP_PORT=str(PORT),
         HEADWATER_SERVING_MODEL=model,

@@ -8,12 +8,12 @@ import time
 import numpy as np
 import pytest
 
-from infra.event_bus import EventBus, make_codec, read_topic
-from infra.settings import HeadwaterSettings
-from schemas.models import FeatureVector, Prediction
-from serving.kafka_scorer import KafkaScorer
-from serving.routing import publish_routing, routing_event
-from serving.runtime import start_runtime
+from headwater.core.settings import HeadwaterSettings
+from headwater.infra.event_bus import EventBus, make_codec, read_topic
+from headwater.schemas.models import FeatureVector, Prediction
+from headwater.serving.kafka_scorer import KafkaScorer
+from headwater.serving.routing import publish_routing, routing_event
+from headwater.serving.runtime import start_runtime
 from tests.serving.modelkit import FEATURES, feature_vectors, register_versions, send_all
 
 pytestmark = pytest.mark.integration

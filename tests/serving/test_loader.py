@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from schemas.models import ModelVersion
-from serving.errors import ArtifactRefused, ModelUnavailable
-from serving.loader import ArtifactIndex, ModelLoader
+from headwater.schemas.models import ModelVersion
+from headwater.serving.errors import ArtifactRefused, ModelUnavailable
+from headwater.serving.loader import ArtifactIndex, ModelLoader
+from headwater.trainers.artifacts import ArtifactStore
 from tests.serving.modelkit import FEATURES, train_bundle
-from trainers.artifacts import ArtifactStore
 
 
 class Clock:

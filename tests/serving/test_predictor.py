@@ -7,7 +7,7 @@ import threading
 import numpy as np
 import torch
 
-from serving.predictor import ServingPredictor
+from headwater.serving.predictor import ServingPredictor
 from tests.serving.modelkit import train_bundle
 
 

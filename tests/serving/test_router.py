@@ -6,8 +6,8 @@ from collections import Counter
 
 import pytest
 
-from serving.errors import RoutingError
-from serving.router import WeightedRouter, parse_version, parse_weights
+from headwater.serving.errors import RoutingError
+from headwater.serving.router import WeightedRouter, parse_version, parse_weights
 
 IDS = [f"request-{i}" for i in range(10_000)]
 

@@ -8,10 +8,10 @@ import sys
 
 import pytest
 
-from infra.event_bus import EventBus
-from infra.settings import HeadwaterSettings
-from schemas.models import Routing
-from serving.routing import RoutingTable, follow_routing, publish_routing, routing_event
+from headwater.core.settings import HeadwaterSettings
+from headwater.infra.event_bus import EventBus
+from headwater.schemas.models import Routing
+from headwater.serving.routing import RoutingTable, follow_routing, publish_routing, routing_event
 from tests.conftest import settings_env
 from tests.serving.modelkit import register_versions
 
@@ -29,7 +29,7 @@ def test_cli_route_change_is_picked_up_live(topics: HeadwaterSettings, unique: s
         assert router is not None and router.weights == {3: 1.0}
 
         env = settings_env(topics) | {"HEADWATER_TOPIC_PREFIX": topics.topic_prefix}
-        command = [sys.executable, "-m", "infra.cli", "models", "route", "fraud"]
+        command = [sys.executable, "-m", "headwater.cli.main", "models", "route", "fraud"]
         done = subprocess.run(
             [*command, "--weights", "v3=0.9,v4=0.1", "--shadow", "v5", "--json"],
             env=env,
@@ -74,7 +74,16 @@ def test_bad_cli_routes_exit_nonzero_naming_the_problem(
 ) -> None:
     env = settings_env(topics) | {"HEADWATER_TOPIC_PREFIX": topics.topic_prefix}
     done = subprocess.run(
-        [sys.executable, "-m", "infra.cli", "models", "route", "fraud", "--weights", weights],
+        [
+            sys.executable,
+            "-m",
+            "headwater.cli.main",
+            "models",
+            "route",
+            "fraud",
+            "--weights",
+            weights,
+        ],
         env=env,
         capture_output=True,
         text=True,

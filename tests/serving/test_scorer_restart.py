@@ -13,12 +13,12 @@ import time
 import pytest
 from confluent_kafka import Consumer
 
-from infra.event_bus import EventBus, make_codec
-from infra.kafka_clients import make_consumer
-from infra.settings import HeadwaterSettings
-from infra.warehouse import ChdbWarehouse
-from schemas.models import Prediction
-from serving.routing import publish_routing, routing_event
+from headwater.core.settings import HeadwaterSettings
+from headwater.infra.event_bus import EventBus, make_codec
+from headwater.infra.kafka_clients import make_consumer
+from headwater.infra.warehouse import ChdbWarehouse
+from headwater.schemas.models import Prediction
+from headwater.serving.routing import publish_routing, routing_event
 from tests.conftest import settings_env
 from tests.serving.modelkit import feature_vectors, register_versions
 
@@ -46,7 +46,15 @@ def start_scorer(settings: HeadwaterSettings, model: str, group: str) -> subproc
         "HEADWATER_TOPIC_PREFIX": settings.topic_prefix,
         "HEADWATER_SERVING_BATCH_MAX": "8",
     }
-    command = [sys.executable, "-m", "serving.kafka_scorer", "--model", model, "--group", group]
+    command = [
+        sys.executable,
+        "-m",
+        "headwater.serving.kafka_scorer",
+        "--model",
+        model,
+        "--group",
+        group,
+    ]
     return subprocess.Popen(command, env=env, stderr=subprocess.DEVNULL)
 
 

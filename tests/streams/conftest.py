@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from infra.kafka_clients import ensure_topics
-from infra.settings import HeadwaterSettings
+from headwater.core.settings import HeadwaterSettings
+from headwater.infra.kafka_clients import ensure_topics
 
 
 @pytest.fixture

@@ -9,8 +9,8 @@ from typing import Any
 import orjson
 from fastavro import schemaless_writer
 
-from schemas.catalog import SchemaCatalog
-from schemas.codec import AvroCodec
+from headwater.schemas.catalog import SchemaCatalog
+from headwater.schemas.codec import AvroCodec
 
 TRANSACTION = "dev.headwater.demo.Transaction"
 

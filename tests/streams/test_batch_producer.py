@@ -7,9 +7,9 @@ import asyncio
 
 import pytest
 
-from infra.errors import BrokerUnavailable
-from infra.settings import HeadwaterSettings
-from streams.batch_producer import BatchProducer
+from headwater.core.errors import BrokerUnavailable
+from headwater.core.settings import HeadwaterSettings
+from headwater.streams.batch_producer import BatchProducer
 from tests.streams.workers import end_offsets
 
 pytestmark = pytest.mark.integration

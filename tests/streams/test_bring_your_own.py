@@ -8,13 +8,13 @@ from pathlib import Path
 import orjson
 import pytest
 
-from infra.event_bus import EventBus
-from infra.kafka_clients import ensure_topics
-from infra.settings import HeadwaterSettings
-from infra.warehouse import ChdbWarehouse
-from streams.feature_module import load_feature_module
-from streams.offline import warehouse_features
-from streams.sink import ClickHouseSink, SinkConfig
+from headwater.core.settings import HeadwaterSettings
+from headwater.infra.event_bus import EventBus
+from headwater.infra.kafka_clients import ensure_topics
+from headwater.infra.warehouse import ChdbWarehouse
+from headwater.streams.feature_module import load_feature_module
+from headwater.streams.offline import warehouse_features
+from headwater.streams.sink import ClickHouseSink, SinkConfig
 from tests.streams.workers import end_offsets, start_worker, stop_worker, wait_until
 
 pytestmark = pytest.mark.integration
@@ -53,7 +53,7 @@ def test_own_domain_to_features_and_warehouse(
     bus.flush()
 
     log = tmp_path / "worker.log"
-    worker = start_worker(settings, "streams.worker", log)
+    worker = start_worker(settings, "headwater.streams.worker", log)
     try:
         wait_until(lambda: end_offsets(settings, "features") >= rides, 90, "ride features", log)
         wait_until(lambda: end_offsets(settings, "deadletter") >= 1, 30, "the bad ride", log)

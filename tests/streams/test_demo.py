@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from statistics import mean
 
-from schemas.catalog import SchemaCatalog
-from schemas.codec import AvroCodec
-from schemas.domain import load_domain
-from schemas.models import Label, Transaction
-from streams.demo.generator import DemoConfig, DemoStream, TransactionGenerator
-from streams.feature_module import load_feature_module
-from streams.validation import EventValidator
+from headwater.demo.generator import DemoConfig, DemoStream, TransactionGenerator
+from headwater.schemas.catalog import SchemaCatalog
+from headwater.schemas.codec import AvroCodec
+from headwater.schemas.domain import load_domain
+from headwater.schemas.models import Label, Transaction
+from headwater.streams.feature_module import load_feature_module
+from headwater.streams.validation import EventValidator
 
 
 def _take(config: DemoConfig, n: int) -> list[tuple[Transaction, bool]]:
@@ -20,7 +20,7 @@ def _take(config: DemoConfig, n: int) -> list[tuple[Transaction, bool]]:
 
 def test_every_generated_event_passes_validation() -> None:
     codec = AvroCodec(SchemaCatalog.default())
-    module = load_feature_module("streams.demo.features")
+    module = load_feature_module("headwater.demo.features")
     validator = EventValidator(load_domain(codec.catalog), codec, module.constraints)
     config = DemoConfig(seed=1, cards=50, fraud_rate=0.05, shift_at=500, drift_at=1000)
     for i, (tx, _) in enumerate(_take(config, 1500)):

@@ -11,12 +11,12 @@ import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from infra.event_bus import EventBus
-from infra.metrics import metrics_dir
-from infra.settings import HeadwaterSettings
-from streams.feature_module import load_feature_module
-from streams.lookup import ChangelogReplica
-from streams.offline import offline_features
+from headwater.core.settings import HeadwaterSettings
+from headwater.infra.event_bus import EventBus
+from headwater.infra.metrics import metrics_dir
+from headwater.streams.feature_module import load_feature_module
+from headwater.streams.lookup import ChangelogReplica
+from headwater.streams.offline import offline_features
 from tests.streams.poison import TRANSACTION, poison_records, transaction
 from tests.streams.workers import decoded, end_offsets, start_worker, stop_worker, wait_until
 
@@ -69,7 +69,7 @@ def test_worker_validates_featurizes_and_agrees_with_offline(
     valid, poison = _produce_mixed(bus)
     consumed = valid + len(poison)
     log = tmp_path / "worker.log"
-    worker = start_worker(isolated, "streams.worker", log)
+    worker = start_worker(isolated, "headwater.streams.worker", log)
     try:
         wait_until(
             lambda: (

@@ -8,10 +8,10 @@ import random
 import orjson
 import pytest
 
-from schemas.catalog import SchemaCatalog
-from schemas.domain import load_domain
-from streams.errors import FeatureSetError
-from streams.feature_defs import (
+from headwater.schemas.catalog import SchemaCatalog
+from headwater.schemas.domain import load_domain
+from headwater.streams.errors import FeatureSetError
+from headwater.streams.feature_defs import (
     Aggregate,
     Count,
     CountDistinct,
@@ -26,9 +26,9 @@ from streams.feature_defs import (
     Sum,
     TimeSinceLast,
 )
-from streams.feature_module import FeatureModule, load_feature_module
-from streams.featureset import EntityState, FeatureSet
-from streams.windows import Window
+from headwater.streams.feature_module import FeatureModule, load_feature_module
+from headwater.streams.featureset import EntityState, FeatureSet
+from headwater.streams.windows import Window
 
 WINDOWS = {
     "sliding": Window.sliding(50_000),
@@ -184,7 +184,7 @@ def test_declarations_are_checked() -> None:
 
 def test_feature_module_must_match_the_domain() -> None:
     domain = load_domain(SchemaCatalog.default())
-    module = load_feature_module("streams.demo.features")
+    module = load_feature_module("headwater.demo.features")
     module.check_domain(domain)
     wrong = FeatureSet("f", 1, "card_id", domain.name, (LastValue("cvv"),))
     with pytest.raises(FeatureSetError, match="cvv"):

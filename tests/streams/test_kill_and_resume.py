@@ -7,13 +7,13 @@ from typing import Any
 
 import pytest
 
-from infra.event_bus import EventBus, make_codec, read_topic
-from infra.settings import HeadwaterSettings
-from schemas.domain import load_domain
-from schemas.models import Transaction
-from streams.demo.generator import DemoConfig, TransactionGenerator
-from streams.feature_module import load_feature_module
-from streams.pipeline import DictStateStore, FeaturePipeline, RawRecord
+from headwater.core.settings import HeadwaterSettings
+from headwater.demo.generator import DemoConfig, TransactionGenerator
+from headwater.infra.event_bus import EventBus, make_codec, read_topic
+from headwater.schemas.domain import load_domain
+from headwater.schemas.models import Transaction
+from headwater.streams.feature_module import load_feature_module
+from headwater.streams.pipeline import DictStateStore, FeaturePipeline, RawRecord
 from tests.streams.workers import decoded, end_offsets, start_worker, stop_worker, wait_until
 
 pytestmark = pytest.mark.integration
@@ -60,16 +60,16 @@ def test_killed_worker_resumes_from_its_changelog(
     workers = []
     try:
         _produce(isolated, transactions[:600])
-        workers.append(start_worker(isolated, "streams.worker", log))
+        workers.append(start_worker(isolated, "headwater.streams.worker", log))
         wait_until(lambda: end_offsets(isolated, "features") >= 600, 90, "first 600", log)
         stop_worker(workers[-1], kill=True)  # offsets of the last batches likely uncommitted
 
         _produce(isolated, transactions[600:])
-        workers.append(start_worker(isolated, "streams.worker", log))
+        workers.append(start_worker(isolated, "headwater.streams.worker", log))
         wait_until(lambda: end_offsets(isolated, "features") >= 700, 90, "the restart", log)
         stop_worker(workers[-1], kill=True)  # somewhere in the middle of the remaining 900
 
-        workers.append(start_worker(isolated, "streams.worker", log))
+        workers.append(start_worker(isolated, "headwater.streams.worker", log))
         wait_until(lambda: end_offsets(isolated, "features") >= 1500, 120, "the rest", log)
         attempts = iter(range(100))
         wait_until(
@@ -105,7 +105,7 @@ def test_engines_share_the_changelog(
     log = tmp_path / "worker.log"
 
     _produce(isolated, transactions[:400])
-    faust = start_worker(isolated, "streams.worker", log, HEADWATER_STREAM_ENGINE="faust")
+    faust = start_worker(isolated, "headwater.streams.worker", log, HEADWATER_STREAM_ENGINE="faust")
     try:
         wait_until(lambda: end_offsets(isolated, "features") >= 400, 120, "the Faust engine", log)
     finally:
@@ -113,7 +113,9 @@ def test_engines_share_the_changelog(
     assert "feature worker (librdkafka)" not in log.read_text(errors="replace")
 
     _produce(isolated, transactions[400:])
-    rdkafka = start_worker(isolated, "streams.worker", log, HEADWATER_STREAM_ENGINE="librdkafka")
+    rdkafka = start_worker(
+        isolated, "headwater.streams.worker", log, HEADWATER_STREAM_ENGINE="librdkafka"
+    )
     try:
         wait_until(lambda: end_offsets(isolated, "features") >= 800, 90, "the librdkafka one", log)
     finally:
@@ -136,11 +138,11 @@ def test_second_worker_takes_over_partitions_with_their_state(
     first_log, second_log = tmp_path / "first.log", tmp_path / "second.log"
 
     _produce(isolated, transactions[:500])
-    first = start_worker(isolated, "streams.worker", first_log)
+    first = start_worker(isolated, "headwater.streams.worker", first_log)
     second = None
     try:
         wait_until(lambda: end_offsets(isolated, "features") >= 500, 90, "the first", first_log)
-        second = start_worker(isolated, "streams.worker", second_log)
+        second = start_worker(isolated, "headwater.streams.worker", second_log)
         wait_until(
             lambda: (
                 "state record(s) recovered" in second_log.read_text(errors="replace")

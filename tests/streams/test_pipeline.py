@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import orjson
 
-from schemas.catalog import SchemaCatalog
-from schemas.codec import AvroCodec
-from schemas.domain import load_domain
-from streams.anomalies import Constraints
-from streams.feature_defs import Count, Feature, HistoryView
-from streams.feature_module import FeatureModule
-from streams.featureset import FeatureSet
-from streams.pipeline import DictStateStore, FeaturePipeline, RawRecord
-from streams.windows import Window
+from headwater.schemas.catalog import SchemaCatalog
+from headwater.schemas.codec import AvroCodec
+from headwater.schemas.domain import load_domain
+from headwater.streams.anomalies import Constraints
+from headwater.streams.feature_defs import Count, Feature, HistoryView
+from headwater.streams.feature_module import FeatureModule
+from headwater.streams.featureset import FeatureSet
+from headwater.streams.pipeline import DictStateStore, FeaturePipeline, RawRecord
+from headwater.streams.windows import Window
 from tests.streams.poison import transaction
 
 

@@ -13,14 +13,14 @@ import httpx
 import orjson
 import pytest
 
-from infra.event_bus import EventBus
-from infra.local_kafka import pid_alive
-from infra.platform import stop_pid
-from infra.settings import HeadwaterSettings
-from infra.warehouse import HostedWarehouse
-from infra.warehouse_host import host_file, running_host_pid, running_host_url
-from serving.routing import publish_routing, routing_event
-from streams.processes import STREAM_PROCESSES, stop_stream_processes, stream_process_pids
+from headwater.core.settings import HeadwaterSettings
+from headwater.infra.event_bus import EventBus
+from headwater.infra.local_processes import pid_alive
+from headwater.infra.warehouse import HostedWarehouse
+from headwater.infra.warehouse_host import host_file, running_host_pid, running_host_url
+from headwater.operate.platform import stop_pid
+from headwater.operate.processes import STREAM_PROCESSES, stop_stream_processes, stream_process_pids
+from headwater.serving.routing import publish_routing, routing_event
 from tests.serving.modelkit import register_versions
 from tests.streams.poison import transaction
 from tests.streams.workers import REPO, wait_until, worker_env
@@ -30,7 +30,7 @@ pytestmark = pytest.mark.integration
 
 def _headwater(settings: HeadwaterSettings, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "infra.cli", *args],
+        [sys.executable, "-m", "headwater.cli.main", *args],
         env=worker_env(settings),
         cwd=REPO,
         capture_output=True,
@@ -50,7 +50,7 @@ def _count(warehouse: HostedWarehouse, sql: str) -> int:
     return int(warehouse.query(sql).scalar())
 
 
-MODEL_FEATURES = ("txn_count_1h", "amount_sum_1h", "amount_max_1h")  # of streams.demo.features
+MODEL_FEATURES = ("txn_count_1h", "amount_sum_1h", "amount_max_1h")  # of headwater.demo.features
 
 
 def test_up_runs_every_process_end_to_end(

@@ -8,15 +8,15 @@ from typing import Any
 
 import pytest
 
-from infra.errors import WarehouseError
-from infra.event_bus import EventBus
-from infra.kafka_clients import ensure_topics
-from infra.migrations import table_for_topic
-from infra.settings import HeadwaterSettings
-from infra.warehouse import ChdbWarehouse, QueryResult
-from schemas.models import DeadLetter, Label, Prediction
-from schemas.topics import TOPICS
-from streams.sink import Batch, ClickHouseSink, SinkConfig, SinkStats
+from headwater.core.errors import WarehouseError
+from headwater.core.settings import HeadwaterSettings
+from headwater.infra.event_bus import EventBus
+from headwater.infra.kafka_clients import ensure_topics
+from headwater.infra.migrations import table_for_topic
+from headwater.infra.warehouse import ChdbWarehouse, QueryResult
+from headwater.schemas.models import DeadLetter, Label, Prediction
+from headwater.schemas.topics import TOPICS
+from headwater.streams.sink import Batch, ClickHouseSink, SinkConfig, SinkStats
 from tests.unit.test_schemas import SAMPLES
 
 pytestmark = pytest.mark.integration

@@ -5,12 +5,12 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from schemas.catalog import SchemaCatalog
-from schemas.codec import AvroCodec
-from schemas.domain import load_domain
-from streams.anomalies import Constraints, ReasonCode
-from streams.feature_module import load_feature_module
-from streams.validation import EventValidator
+from headwater.schemas.catalog import SchemaCatalog
+from headwater.schemas.codec import AvroCodec
+from headwater.schemas.domain import load_domain
+from headwater.streams.anomalies import Constraints, ReasonCode
+from headwater.streams.feature_module import load_feature_module
+from headwater.streams.validation import EventValidator
 from tests.streams.poison import TRANSACTION, poison_records, transaction
 
 
@@ -21,7 +21,7 @@ def codec() -> AvroCodec:
 
 @pytest.fixture
 def validator(codec: AvroCodec) -> EventValidator:
-    module = load_feature_module("streams.demo.features")
+    module = load_feature_module("headwater.demo.features")
     return EventValidator(load_domain(codec.catalog), codec, module.constraints)
 
 
@@ -66,8 +66,8 @@ def test_unknown_fields_can_be_allowed(codec: AvroCodec) -> None:
 
 
 def test_constraints_on_unknown_fields_fail_early(codec: AvroCodec) -> None:
-    from infra.errors import SchemaError
-    from streams.anomalies import FieldConstraint
+    from headwater.core.errors import SchemaError
+    from headwater.streams.anomalies import FieldConstraint
 
     with pytest.raises(SchemaError, match="amout"):
         EventValidator(

@@ -11,10 +11,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from infra.event_bus import make_codec, read_topic
-from infra.kafka_clients import topic_states
-from infra.settings import HeadwaterSettings
-from schemas.domain import load_domain
+from headwater.core.settings import HeadwaterSettings
+from headwater.infra.event_bus import make_codec, read_topic
+from headwater.infra.kafka_clients import topic_states
+from headwater.schemas.domain import load_domain
 from tests.conftest import settings_env
 
 REPO = Path(__file__).resolve().parents[2]

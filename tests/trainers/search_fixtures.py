@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from trainers.dataset import TrainingSet
+from headwater.trainers.dataset import TrainingSet
 
 
 def tunable_task(n: int = 600, seed: int = 1) -> TrainingSet:

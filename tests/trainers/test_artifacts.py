@@ -8,11 +8,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from infra.errors import ConfigError, HeadwaterError
-from infra.settings import HeadwaterSettings
-from trainers.artifacts import ArtifactStore
-from trainers.errors import ArtifactError, ArtifactMissing, ArtifactTampered
-from trainers.s3_blobs import S3Blobs
+from headwater.core.errors import ConfigError, HeadwaterError
+from headwater.core.settings import HeadwaterSettings
+from headwater.trainers.artifacts import ArtifactStore
+from headwater.trainers.errors import ArtifactError, ArtifactMissing, ArtifactTampered
+from headwater.trainers.s3_blobs import S3Blobs
 
 
 def test_put_and_get_bytes_round_trip_under_their_sha256(tmp_path: Path) -> None:

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from infra.kafka_clients import ensure_topics
-from infra.settings import HeadwaterSettings
+from headwater.core.settings import HeadwaterSettings
+from headwater.infra.kafka_clients import ensure_topics
 from tests.conftest import settings_env
 
 pytestmark = pytest.mark.integration
@@ -21,7 +21,7 @@ def _headwater(
     env: dict[str, str], *args: str, check: bool = True
 ) -> subprocess.CompletedProcess[str]:
     done = subprocess.run(
-        [sys.executable, "-m", "infra.cli", *args],
+        [sys.executable, "-m", "headwater.cli.main", *args],
         env=env,
         capture_output=True,
         text=True,

@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from trainers.dataset import TrainingSet
-from trainers.distributed import run_distributed
-from trainers.job import JobResult
-from trainers.model_family import MLPConfig, load_bundle
-from trainers.training import TrainConfig, Trainer
+from headwater.trainers.dataset import TrainingSet
+from headwater.trainers.distributed import run_distributed
+from headwater.trainers.job import JobResult
+from headwater.trainers.model_family import MLPConfig, load_bundle
+from headwater.trainers.training import TrainConfig, Trainer
 
 
 @pytest.mark.slow

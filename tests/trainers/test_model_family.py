@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from trainers.errors import BundleError
-from trainers.model_family import (
+from headwater.trainers.errors import BundleError
+from headwater.trainers.model_family import (
     FeatureReference,
     MLPConfig,
     ModelBundle,

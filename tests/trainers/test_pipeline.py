@@ -7,18 +7,18 @@ from pathlib import Path
 
 import pytest
 
-from infra.event_bus import EventBus
-from infra.kafka_clients import ensure_topics
-from infra.settings import HeadwaterSettings
-from infra.warehouse import ChdbWarehouse
-from schemas.models import RetrainRequest
+from headwater.core.settings import HeadwaterSettings
+from headwater.infra.event_bus import EventBus
+from headwater.infra.kafka_clients import ensure_topics
+from headwater.infra.warehouse import ChdbWarehouse
+from headwater.schemas.models import RetrainRequest
+from headwater.trainers.artifacts import ArtifactStore
+from headwater.trainers.model_family import load_bundle
+from headwater.trainers.pipeline import TrainRequest, train_model
+from headwater.trainers.registry import replay_state
+from headwater.trainers.retrain import RetrainWorker
+from headwater.trainers.run_queries import list_runs, show_run
 from tests.trainers.warehouse_data import insert_history
-from trainers.artifacts import ArtifactStore
-from trainers.model_family import load_bundle
-from trainers.pipeline import TrainRequest, train_model
-from trainers.registry import replay_state
-from trainers.retrain import RetrainWorker
-from trainers.run_queries import list_runs, show_run
 
 pytestmark = pytest.mark.integration
 

@@ -7,9 +7,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from infra.warehouse import ChdbWarehouse
-from trainers.errors import DatasetError
-from trainers.point_in_time import DatasetSpec, build_training_set
+from headwater.infra.warehouse import ChdbWarehouse
+from headwater.trainers.errors import DatasetError
+from headwater.trainers.point_in_time import DatasetSpec, build_training_set
 
 pytestmark = pytest.mark.integration
 

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from infra.event_bus import EventBus
-from infra.kafka_clients import ensure_topics
-from infra.settings import HeadwaterSettings
-from trainers.errors import IllegalTransition
-from trainers.registry import ModelRegistry, replay_state
+from headwater.core.settings import HeadwaterSettings
+from headwater.infra.event_bus import EventBus
+from headwater.infra.kafka_clients import ensure_topics
+from headwater.trainers.errors import IllegalTransition
+from headwater.trainers.registry import ModelRegistry, replay_state
 
 pytestmark = pytest.mark.integration
 

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from schemas.models import ModelAction, ModelVersion
-from trainers.artifacts import ArtifactStore
-from trainers.errors import IllegalTransition, UnknownModelVersion
-from trainers.registry import MemoryPublisher, ModelRegistry
-from trainers.registry_state import RegistryState
+from headwater.schemas.models import ModelAction, ModelVersion
+from headwater.trainers.artifacts import ArtifactStore
+from headwater.trainers.errors import IllegalTransition, UnknownModelVersion
+from headwater.trainers.registry import MemoryPublisher, ModelRegistry
+from headwater.trainers.registry_state import RegistryState
 
 SHA = "ab" * 32
 

@@ -10,14 +10,13 @@ from pathlib import Path
 import pytest
 from confluent_kafka import TopicPartition
 
-from infra.event_bus import EventBus
-from infra.kafka_clients import cluster_metadata, ensure_topics, make_consumer
-from infra.settings import HeadwaterSettings
-from schemas.models import Run
-from tests.trainers.search_fixtures import pid_of, tunable_task
-from trainers.artifacts import ArtifactStore
-from trainers.model_family import load_bundle
-from trainers.search import (
+from headwater.core.settings import HeadwaterSettings
+from headwater.infra.event_bus import EventBus
+from headwater.infra.kafka_clients import cluster_metadata, ensure_topics, make_consumer
+from headwater.schemas.models import Run
+from headwater.trainers.artifacts import ArtifactStore
+from headwater.trainers.model_family import load_bundle
+from headwater.trainers.search import (
     Objective,
     PriorTrial,
     SearchBudget,
@@ -25,9 +24,10 @@ from trainers.search import (
     StudyDriver,
     make_sampler,
 )
-from trainers.search_space import default_space
-from trainers.training import TrainConfig, Trainer
-from trainers.trial_worker import local_workers
+from headwater.trainers.search_space import default_space
+from headwater.trainers.training import TrainConfig, Trainer
+from headwater.trainers.trial_worker import local_workers
+from tests.trainers.search_fixtures import pid_of, tunable_task
 
 pytestmark = pytest.mark.integration
 EPOCHS = 3

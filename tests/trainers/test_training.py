@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 import torch
 
-from trainers.dataset import TrainingSet
-from trainers.errors import CheckpointError, TrainerError
-from trainers.job import JobResult
-from trainers.model_family import MLPConfig, load_bundle
-from trainers.training import TrainConfig, Trainer
+from headwater.trainers.dataset import TrainingSet
+from headwater.trainers.errors import CheckpointError, TrainerError
+from headwater.trainers.job import JobResult
+from headwater.trainers.model_family import MLPConfig, load_bundle
+from headwater.trainers.training import TrainConfig, Trainer
 
 
 def _data(n: int = 400, seed: int = 0) -> TrainingSet:
@@ -87,7 +87,7 @@ def test_a_killed_run_resumes_losing_at_most_one_epoch(tmp_path: Path) -> None:
     command = [
         sys.executable,
         "-m",
-        "trainers.job",
+        "headwater.trainers.job",
         "--dataset",
         str(dataset),
         "--config",

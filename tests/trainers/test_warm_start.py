@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from infra.warehouse import ChdbWarehouse
-from schemas.models import Run
-from trainers.pipeline import prior_trials
-from trainers.search import Objective
-from trainers.search_space import default_space
-from trainers.tracking import WarehouseRecorder
+from headwater.infra.warehouse import ChdbWarehouse
+from headwater.schemas.models import Run
+from headwater.trainers.pipeline import prior_trials
+from headwater.trainers.search import Objective
+from headwater.trainers.search_space import default_space
+from headwater.trainers.tracking import WarehouseRecorder
 
 pytestmark = pytest.mark.integration
 

@@ -8,8 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from infra.migrations import apply_migrations
-from infra.warehouse import ChdbWarehouse, Warehouse
+from headwater.infra.migrations import apply_migrations
+from headwater.infra.warehouse import ChdbWarehouse, Warehouse
 
 FEATURES = ("amount", "mean_1h", "n_1h")
 

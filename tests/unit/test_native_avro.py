@@ -13,11 +13,11 @@ from typing import Any
 import fastavro
 import pytest
 
-from infra.errors import SchemaError
-from schemas.avro_plan import NATIVE_BUILT, Plan, Unsupported, plan_of
-from schemas.catalog import AVRO_DIR, SchemaCatalog
-from schemas.codec import AvroCodec
-from streams.fast_avro import FastAvro
+from headwater.core.errors import SchemaError
+from headwater.schemas.avro_plan import NATIVE_BUILT, Plan, Unsupported, plan_of
+from headwater.schemas.catalog import AVRO_DIR, SchemaCatalog
+from headwater.schemas.codec import AvroCodec
+from headwater.streams.fast_avro import FastAvro
 
 if not NATIVE_BUILT:  # a failure, not a skip: the worker would silently run several times slower
     raise RuntimeError("headwater_native is not built: run scripts/install.sh")

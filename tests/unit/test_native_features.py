@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import random
 
-from schemas.avro_plan import NATIVE_BUILT
-from streams.demo.features import FEATURE_SET as DEMO
-from streams.feature_defs import (
+from headwater.demo.features import FEATURE_SET as DEMO
+from headwater.schemas.avro_plan import NATIVE_BUILT
+from headwater.streams.feature_defs import (
     Aggregate,
     Count,
     CountDistinct,
@@ -23,8 +23,8 @@ from streams.feature_defs import (
     Sum,
     TimeSinceLast,
 )
-from streams.featureset import EntityState, FeatureSet
-from streams.windows import Window
+from headwater.streams.featureset import EntityState, FeatureSet
+from headwater.streams.windows import Window
 
 if not NATIVE_BUILT:  # a failure, not a skip: the worker would silently run slower
     raise RuntimeError("headwater_native is not built: run scripts/install.sh")
@@ -96,7 +96,7 @@ def test_every_built_in_feature_reads_the_same_natively_and_in_python() -> None:
 
 
 def test_the_demo_feature_set_reads_natively_with_the_same_values() -> None:
-    from streams.demo.generator import DemoConfig, TransactionGenerator
+    from headwater.demo.generator import DemoConfig, TransactionGenerator
 
     assert DEMO.native_reader is not None
     states: dict[str, EntityState] = {}

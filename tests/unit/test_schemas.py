@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
-from infra.errors import SchemaError
-from schemas.catalog import AVRO_DIR, AvroSchema, SchemaCatalog
-from schemas.codec import AvroCodec
-from schemas.compat import backward_problems, check_all
-from schemas.models import ALL_MODELS, EventModel
+from headwater.core.errors import SchemaError
+from headwater.schemas.catalog import AVRO_DIR, AvroSchema, SchemaCatalog
+from headwater.schemas.codec import AvroCodec
+from headwater.schemas.compat import backward_problems, check_all
+from headwater.schemas.models import ALL_MODELS, EventModel
 
 SAMPLES: dict[str, dict[str, Any]] = {
     "Transaction": dict(

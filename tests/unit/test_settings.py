@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from pydantic import SecretStr
 
-from infra.errors import ConfigError
-from infra.settings import HeadwaterSettings, load_settings
+from headwater.core.errors import ConfigError
+from headwater.core.settings import HeadwaterSettings, load_settings
 
 
 def test_defaults_are_the_embedded_platform(monkeypatch: pytest.MonkeyPatch) -> None:

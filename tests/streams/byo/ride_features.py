@@ -6,10 +6,18 @@
 
 from __future__ import annotations
 
-from streams.anomalies import Constraints, FieldConstraint
-from streams.feature_defs import Count, CountDistinct, LastValue, Mean, Ratio, Sum, TimeSinceLast
-from streams.featureset import FeatureSet
-from streams.windows import Window
+from headwater.streams.anomalies import Constraints, FieldConstraint
+from headwater.streams.feature_defs import (
+    Count,
+    CountDistinct,
+    LastValue,
+    Mean,
+    Ratio,
+    Sum,
+    TimeSinceLast,
+)
+from headwater.streams.featureset import FeatureSet
+from headwater.streams.windows import Window
 
 HOUR = 3_600_000
 

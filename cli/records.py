@@ -1,0 +1,166 @@
+"""``headwater produce | consume | query``: records in and out, and SQL on the warehouse."""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+import orjson
+from fastavro.validation import ValidationError as AvroValidationError
+from fastavro.validation import validate
+from pydantic import ValidationError
+
+from headwater.core.errors import HeadwaterError, SchemaError
+from headwater.core.settings import load_settings
+from headwater.infra.event_bus import EventBus, make_codec, read_topic
+from headwater.infra.warehouse import connect_warehouse
+from headwater.schemas.domain import load_domain
+from headwater.schemas.topics import TOPICS, topic_spec
+
+
+def register(subparsers: Any) -> None:
+    produce = subparsers.add_parser(
+        "produce", help="send JSON lines to a topic, validated and Avro-encoded"
+    )
+    produce.add_argument("topic", choices=list(TOPICS), metavar="TOPIC")
+    produce.add_argument("--file", required=True, type=Path, help="JSON lines ('-' for stdin)")
+    produce.add_argument("--json", action="store_true", help="print the result as JSON")
+    produce.set_defaults(handler=_produce)
+
+    consume = subparsers.add_parser("consume", help="print a topic's records as JSON lines")
+    consume.add_argument("topic", choices=list(TOPICS), metavar="TOPIC")
+    consume.add_argument("--from-beginning", action="store_true")
+    consume.add_argument("--max", type=int, default=None, help="stop after N records")
+    consume.add_argument(
+        "--timeout",
+        type=float,
+        default=10.0,
+        help="stop when no record came for this many seconds (default 10)",
+    )
+    consume.add_argument(
+        "--group", default="", help="consumer group; its offsets are committed (default: none kept)"
+    )
+    consume.add_argument(
+        "--json",
+        action="store_true",
+        help="one JSON object per record with partition, offset, key and value",
+    )
+    consume.set_defaults(handler=_consume)
+
+    query = subparsers.add_parser("query", help="run SQL on the warehouse")
+    query.add_argument("sql")
+    query.add_argument("--json", action="store_true", help="rows as a JSON array of objects")
+    query.set_defaults(handler=_query)
+
+
+def _check(topic: str, record: Any, bus: EventBus) -> tuple[str, dict[str, Any]]:
+    """The schema name and the validated record of one JSON line, or a SchemaError."""
+    if not isinstance(record, dict):
+        raise SchemaError(f"expected a JSON object, got {type(record).__name__}")
+    model = topic_spec(topic).model
+    if model is None:
+        schema = bus.domain.schema
+        try:
+            validate(record, schema.parsed, raise_errors=True)
+        except AvroValidationError as error:
+            raise SchemaError("; ".join(str(e) for e in error.args[0])) from None
+        return schema.name, record
+    try:
+        return model.SCHEMA, model.model_validate(record).to_avro()
+    except ValidationError as error:
+        reasons = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
+        raise SchemaError(reasons) from None
+
+
+def _produce(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    bus = EventBus(settings)
+    stream = sys.stdin if str(args.file) == "-" else args.file.open()
+    sent, rejected = 0, []
+    with stream:
+        for number, line in enumerate(stream, start=1):
+            if not line.strip():
+                continue
+            try:
+                schema, record = _check(args.topic, orjson.loads(line), bus)
+                if args.topic == "events.raw":
+                    bus.send_raw(record)
+                else:
+                    key = topic_spec(args.topic).key_of(record)
+                    bus.send_record(args.topic, schema, record, key)
+                sent += 1
+            except (orjson.JSONDecodeError, HeadwaterError, ValueError) as error:
+                reason = str(error).replace("\n", " ")
+                rejected.append({"line": number, "reason": reason})
+                print(f"line {number}: {reason}", file=sys.stderr)
+    bus.flush()
+    if args.json:
+        print(json.dumps({"topic": args.topic, "sent": sent, "rejected": rejected}))
+    else:
+        print(f"sent {sent} record(s) to {args.topic}; rejected {len(rejected)}")
+    return 1 if rejected else 0
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode()
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def _consume(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    codec = make_codec(settings)
+    load_domain(codec.catalog, settings.event_schema_file)
+    group = args.group or f"headwater-consume-{uuid.uuid4().hex[:8]}"
+    records = read_topic(
+        settings,
+        args.topic,
+        group=group,
+        from_beginning=args.from_beginning,
+        max_records=args.max,
+        idle_timeout_s=args.timeout,
+        commit=bool(args.group),
+    )
+    for received in records:
+        try:
+            _, value = codec.decode(received.value)
+            decoded: Any = _jsonable(value)
+        except SchemaError as error:
+            decoded = {"undecodable": str(error), "bytes": _jsonable(received.value)}
+        if args.json:
+            key = received.key.decode(errors="replace") if received.key else None
+            line = {
+                "partition": received.partition,
+                "offset": received.offset,
+                "key": key,
+                "timestamp_ms": received.timestamp_ms,
+                "value": decoded,
+            }
+            print(json.dumps(line), flush=True)
+        else:
+            print(json.dumps(decoded), flush=True)
+    return 0
+
+
+def _query(args: argparse.Namespace) -> int:
+    warehouse = connect_warehouse(load_settings())
+    try:
+        result = warehouse.query(args.sql)
+    finally:
+        warehouse.close()
+    if args.json:
+        print(json.dumps(result.dicts(), default=str))
+    else:
+        print("\t".join(result.columns))
+        for row in result.rows:
+            print("\t".join(str(v) for v in row))
+    return 0

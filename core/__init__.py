@@ -1,0 +1,1 @@
+"""The bottom layer: the exception tree and the settings every other layer reads."""

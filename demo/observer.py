@@ -1,0 +1,176 @@
+"""What ``headwater demo`` watches: a pure handler over the loop's topics that keeps the
+timeline (first drift alarm, retrain request, candidate, canary steps, decision) and the quality
+of answered predictions in three phases — before the drift, after it, after the decision.
+
+Phases are read from the demo's event ids (``tx-<seed>-<index>``) and the decision's time, so
+quality is measured on the events the platform really scored, joined to their real labels.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from headwater.loop.agent_runner import Output
+from headwater.loop.label_join import LabelJoiner, Outcome
+from headwater.loop.quality import classification_metrics
+from headwater.schemas.models import (
+    DeadLetter,
+    DriftAlarm,
+    EventModel,
+    Label,
+    ModelVersion,
+    Prediction,
+    RetrainRequest,
+    Routing,
+)
+
+PHASES = ("before_drift", "after_drift", "after_decision")
+
+
+def event_index(request_id: str) -> int:
+    """The generator's index of an event from its id (``tx-<seed>-<index>``), or -1."""
+    tail = request_id.rsplit("-", 1)[-1]
+    return int(tail) if tail.isdigit() else -1
+
+
+@dataclass
+class Timeline:
+    first_alarm_ms: int | None = None
+    first_alarm_events: int | None = None
+    first_alarm: DriftAlarm | None = None
+    retrain_request: RetrainRequest | None = None
+    retrain_request_ms: int | None = None
+    candidate: ModelVersion | None = None
+    canary_steps: list[float] = field(default_factory=list)
+    decision: ModelVersion | None = None
+    decision_ms: int | None = None
+    routings: list[Routing] = field(default_factory=list)
+
+
+class DemoObserver:
+    """Records the loop's visible steps and the live quality per phase."""
+
+    topics: Sequence[str] = (
+        "predictions",
+        "labels",
+        "drift",
+        "retrain-requests",
+        "model-versions",
+        "routing",
+        "deadletter",
+    )
+
+    def __init__(
+        self,
+        model: str,
+        drift_at: int,
+        produced: Callable[[], int],
+        clock: Callable[[], int],
+        horizon_ms: int = 6 * 3_600_000,
+    ) -> None:
+        self.model = model
+        self.drift_at = drift_at
+        self.produced = produced
+        self.clock = clock
+        self.timeline = Timeline()
+        self.joiner = LabelJoiner(horizon_ms)
+        self.answered: set[str] = set()
+        self.predictions = 0
+        self.labels = 0
+        self.deadletters = 0
+        self.champion: int | None = None
+        self.seen: Counter[str] = Counter()
+        self.alarms_before_drift = 0
+        self.skew_alarms = 0
+        self._outcomes: dict[str, list[tuple[float, float]]] = {p: [] for p in PHASES}
+
+    def handle(self, topic: str, event: EventModel) -> list[Output]:
+        self.seen[topic] += 1
+        if isinstance(event, Prediction) and event.model == self.model:
+            self.predictions += 1
+            if event.route != "shadow":
+                self.answered.add(event.request_id)
+            self._record(self.joiner.add_prediction(event))
+        elif isinstance(event, Label):
+            self.labels += 1
+            self._record(self.joiner.add_label(event))
+        elif isinstance(event, DriftAlarm) and event.model == self.model:
+            self._alarm(event)
+        elif isinstance(event, RetrainRequest) and self.timeline.retrain_request is None:
+            # topics are read side by side: the request may be seen before its alarm
+            if event.model == self.model and self.produced() > self.drift_at:
+                self.timeline.retrain_request = event
+                self.timeline.retrain_request_ms = self.clock()
+        elif isinstance(event, ModelVersion) and event.model == self.model:
+            self._model_version(event)
+        elif isinstance(event, Routing) and event.model == self.model:
+            self.timeline.routings.append(event)
+        elif isinstance(event, DeadLetter):
+            self.deadletters += 1
+        return []
+
+    def on_tick(self, now_ms: int) -> list[Output]:
+        return []
+
+    def _alarm(self, alarm: DriftAlarm) -> None:
+        timeline = self.timeline
+        if alarm.kind == "skew":
+            self.skew_alarms += 1
+            return
+        if self.produced() <= self.drift_at:
+            self.alarms_before_drift += 1  # the stream was stationary: a false alarm
+            return
+        if timeline.first_alarm is not None:
+            return
+        timeline.first_alarm, timeline.first_alarm_ms = alarm, self.clock()
+        timeline.first_alarm_events = self.produced()
+
+    def _model_version(self, event: ModelVersion) -> None:
+        timeline = self.timeline
+        if event.action == "promoted" and timeline.candidate is None:
+            self.champion = event.version  # the bootstrap version
+            return
+        if event.action == "registered":
+            if timeline.candidate is None and self.produced() > self.drift_at:
+                timeline.candidate = event  # the retrain's answer to the drift
+            return
+        candidate = timeline.candidate
+        if candidate is None or event.version != candidate.version or timeline.decision:
+            return
+        if event.action == "canary":
+            timeline.canary_steps.append(event.metrics.get("weight", 0.0))
+        elif event.action in ("promoted", "rolled_back"):
+            if event.action == "promoted":
+                timeline.canary_steps.append(1.0)
+            timeline.decision, timeline.decision_ms = event, self.clock()
+
+    def _record(self, outcomes: list[Outcome]) -> None:
+        for outcome in outcomes:
+            p = outcome.prediction
+            if p.route == "shadow" or p.version == 0:
+                continue  # quality of what answered users, once a model was serving
+            self._outcomes[self._phase(p)].append((outcome.label.label, p.output))
+
+    def _phase(self, prediction: Prediction) -> str:
+        decided = self.timeline.decision_ms
+        if decided is not None and prediction.served_at_ms >= decided:
+            return "after_decision"
+        if event_index(prediction.request_id) >= self.drift_at:
+            return "after_drift"
+        return "before_drift"
+
+    def quality(self) -> dict[str, dict[str, float]]:
+        result = {}
+        for phase, pairs in self._outcomes.items():
+            if not pairs:
+                result[phase] = {"count": 0.0}
+                continue
+            y = np.asarray([label for label, _ in pairs])
+            p = np.asarray([output for _, output in pairs])
+            metrics = classification_metrics(y, p)
+            result[phase] = {"count": float(len(pairs)), **metrics}
+        return result

@@ -1,3 +1,0 @@
-"""The closed loop: label join and live quality, drift and skew detection, the retraining policy
-and the canary controller. The statistics here know nothing of Kafka; :mod:`streams.loop.agents`
-wires them to topics."""
