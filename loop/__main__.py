@@ -13,6 +13,7 @@ import sys
 import threading
 
 from headwater.core.errors import HeadwaterError
+from headwater.core.logs import configure_logging
 from headwater.core.settings import load_settings
 from headwater.infra.metrics import METRICS, serve_process_metrics
 from headwater.loop.agent_runner import AgentRunner
@@ -25,6 +26,7 @@ from headwater.trainers.artifacts import ArtifactStore
 
 
 def main() -> int:
+    configure_logging("loop")
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())

@@ -17,6 +17,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from headwater.core.errors import BrokerUnavailable, HeadwaterError, PortInUse
+from headwater.core.logs import configure_logging
 from headwater.core.settings import HeadwaterSettings, load_settings
 from headwater.infra.local_processes import port_is_free
 from headwater.infra.metrics import serve_process_metrics
@@ -90,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Serve /predict over HTTP.")
     parser.add_argument("--model", default=None, help="default: HEADWATER_SERVING_MODEL")
     args = parser.parse_args(argv)
+    configure_logging("http_server")
     torch.set_num_threads(1)  # small batches: intra-op threads only contend for the cores
     settings = load_settings()
     if not port_is_free(settings.http_port, settings.bind_host):

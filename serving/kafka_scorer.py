@@ -33,6 +33,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 from pydantic import ValidationError
 
 from headwater.core.errors import BrokerUnavailable, HeadwaterError
+from headwater.core.logs import configure_logging
 from headwater.core.settings import load_settings
 from headwater.infra.event_bus import make_codec
 from headwater.infra.kafka_clients import make_consumer, make_producer
@@ -306,6 +307,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default=None, help="default: HEADWATER_SERVING_MODEL")
     parser.add_argument("--group", default=None, help="consumer group (default per model)")
     args = parser.parse_args(argv)
+    configure_logging("scorer")
     torch.set_num_threads(1)  # small batches: intra-op threads only contend for the cores
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

@@ -247,9 +247,6 @@ def _next_offsets(batch: list[RawRecord]) -> dict[int, int]:
 
 
 def run_rdkafka_worker(settings: HeadwaterSettings) -> None:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
     worker = RdkafkaFeatureWorker(settings)
 
     def on_signal(signum: int, frame: FrameType | None) -> None:

@@ -37,6 +37,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
 from headwater.core.errors import SchemaError, WarehouseError
+from headwater.core.logs import configure_logging
 from headwater.core.settings import HeadwaterSettings, load_settings
 from headwater.infra.event_bus import EventBus
 from headwater.infra.kafka_clients import make_consumer
@@ -293,7 +294,7 @@ class ClickHouseSink:
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    configure_logging("sink")
     settings = load_settings()
     stopping = False
 

@@ -34,6 +34,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from headwater.core.logs import configure_logging
 from headwater.core.settings import HeadwaterSettings, load_settings
 from headwater.infra.event_bus import make_codec
 from headwater.infra.metrics import record_batch, serve_process_metrics
@@ -147,6 +148,7 @@ class FeatureBatches:
 
 
 def main() -> None:
+    configure_logging("feature_worker")
     settings = load_settings()
     serve_process_metrics(settings, "feature_worker")
     if settings.stream_engine == "faust":

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
 from headwater.core.errors import HeadwaterError, SchemaError
+from headwater.core.logs import configure_logging
 from headwater.core.settings import HeadwaterSettings, load_settings
 from headwater.infra.event_bus import EventBus
 from headwater.infra.kafka_clients import make_consumer
@@ -210,6 +211,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2, help="local trial workers per search")
     parser.add_argument("--epochs", type=int, default=8)
     args = parser.parse_args(argv)
+    configure_logging("retrain_worker")
     settings = load_settings()
     worker = RetrainWorker(settings, trial_workers=args.workers, epochs=args.epochs)
     return run_until_sigterm(worker, settings, "retrain worker")

@@ -29,6 +29,7 @@ import numpy as np
 from confluent_kafka import KafkaError, Message
 
 from headwater.core.errors import HeadwaterError, SchemaError
+from headwater.core.logs import configure_logging
 from headwater.core.settings import HeadwaterSettings, load_settings
 from headwater.infra.event_bus import EventBus
 from headwater.infra.kafka_clients import make_consumer
@@ -265,6 +266,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--max-trials", type=int, default=None)
     parser.add_argument("--idle-exit", type=float, default=None, help="exit after N idle seconds")
     args = parser.parse_args(argv)
+    configure_logging("trial_worker")
     settings = load_settings()
     worker = TrialWorker(settings, args.max_trials, args.idle_exit)
     return run_until_sigterm(worker, settings, "trial worker")

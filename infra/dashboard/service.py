@@ -23,6 +23,7 @@ from pathlib import Path
 import httpx
 
 from headwater.core.errors import HeadwaterError, PortInUse, WarehouseError
+from headwater.core.logs import configure_logging
 from headwater.core.settings import HeadwaterSettings
 from headwater.infra.consumer_lag import record_lag, sample_lag
 from headwater.infra.dashboard.server import DashboardServer
@@ -159,7 +160,7 @@ def start_dashboard_process(
 
 def main(settings: HeadwaterSettings) -> None:
     """Foreground entry: serve until SIGTERM or SIGINT."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    configure_logging("dashboard")
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
     signal.signal(signal.SIGINT, lambda signum, frame: stop.set())
