@@ -38,10 +38,12 @@ from typing import Protocol
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client.core import CounterMetricFamily
 from prometheus_client.core import Metric as PromMetric
 
 from headwater.core.errors import PortInUse
 from headwater.core.settings import HeadwaterSettings
+from headwater.schemas.legacy_framing import LEGACY_READS, LegacyReads
 from headwater.schemas.models import (
     DeadLetter,
     DriftAlarm,
@@ -81,6 +83,23 @@ class _BeforeScrape:
         return []
 
 
+class _LegacyFraming:
+    """Exports the process's reads of old-order single-object headers (``LegacyReads``)."""
+
+    def __init__(self, reads: LegacyReads) -> None:
+        self.reads = reads
+
+    def collect(self) -> list[PromMetric]:
+        family = CounterMetricFamily(
+            "headwater_legacy_fingerprint_reads",
+            "Records read whose single-object fingerprint is in the pre-0.2 reversed byte order",
+            labels=["schema"],
+        )
+        for schema, count in sorted(self.reads.counts().items()):
+            family.add_metric([schema], count)
+        return [family]
+
+
 class PlatformMetrics:
     """The platform's metrics on a registry of their own (tests make as many as they like)."""
 
@@ -89,6 +108,7 @@ class PlatformMetrics:
         r = self.registry
         self._before_scrape = _BeforeScrape()
         r.register(self._before_scrape)
+        r.register(_LegacyFraming(LEGACY_READS))
         self.records = Counter(
             "headwater_records", "Records processed", ["topic", "stage"], registry=r
         )

@@ -8,6 +8,15 @@ Platform schemas live in ``schemas/avro/*.avsc``; a user's own event schema is a
 'dev.headwater.Prediction'
 >>> len(catalog.get("dev.headwater.Label").fingerprint)
 8
+
+The fingerprint is the specification's: CRC-64-AVRO of the parsing canonical form, as the 8
+bytes the single-object header carries (little-endian). The specification's vector for
+``"null"`` is 7195948357588979594:
+
+>>> crc64_avro('"null"').hex()
+'8a8f25cce724dd63'
+>>> crc64_avro('"null"') == (7195948357588979594).to_bytes(8, "little")
+True
 """
 
 from __future__ import annotations
@@ -22,8 +31,16 @@ import fastavro
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 
 from headwater.core.errors import SchemaError
+from headwater.schemas.legacy_framing import LEGACY_READS
 
 AVRO_DIR = Path(__file__).parent / "avro"
+
+
+def crc64_avro(canonical: str) -> bytes:
+    """The CRC-64-AVRO fingerprint of a parsing canonical form, little-endian (as the
+    single-object encoding carries it)."""
+    # fastavro returns the hex of the little-endian bytes already: no reversal.
+    return bytes.fromhex(fingerprint(canonical, "CRC-64-AVRO"))
 
 
 @dataclass(frozen=True)
@@ -34,6 +51,11 @@ class AvroSchema:
     source: dict[str, Any] = field(repr=False)
     parsed: Any = field(repr=False)
     fingerprint: bytes = field(repr=False)
+
+    @property
+    def legacy_fingerprint(self) -> bytes:
+        """The fingerprint in the reversed order Headwater wrote before 0.2 (read-only)."""
+        return self.fingerprint[::-1]
 
     @property
     def field_names(self) -> list[str]:
@@ -52,9 +74,7 @@ class AvroSchema:
         name = str(source["name"])
         if "." not in name and source.get("namespace"):
             name = f"{source['namespace']}.{name}"
-        # The single-object encoding carries the fingerprint little-endian (Avro specification).
-        hex_print = fingerprint(to_parsing_canonical_form(source), "CRC-64-AVRO")
-        return cls(name, source, parsed, bytes.fromhex(hex_print)[::-1])
+        return cls(name, source, parsed, crc64_avro(to_parsing_canonical_form(source)))
 
     @classmethod
     def from_file(cls, path: Path) -> AvroSchema:
@@ -71,6 +91,7 @@ class SchemaCatalog:
     def __init__(self, schemas: list[AvroSchema] | None = None) -> None:
         self._by_name: dict[str, AvroSchema] = {}
         self._by_fingerprint: dict[bytes, AvroSchema] = {}
+        self._by_legacy: dict[bytes, AvroSchema] = {}
         for schema in schemas or []:
             self.add(schema)
 
@@ -82,6 +103,7 @@ class SchemaCatalog:
     def add(self, schema: AvroSchema) -> AvroSchema:
         self._by_name[schema.name] = schema
         self._by_fingerprint[schema.fingerprint] = schema
+        self._by_legacy[schema.legacy_fingerprint] = schema
         return schema
 
     def add_file(self, path: Path) -> AvroSchema:
@@ -95,7 +117,19 @@ class SchemaCatalog:
             raise SchemaError(f"unknown schema {name!r}; known schemas: {known}") from None
 
     def by_fingerprint(self, print_: bytes) -> AvroSchema | None:
+        """The schema of a standard (little-endian) fingerprint."""
         return self._by_fingerprint.get(print_)
+
+    def writer_of(self, print_: bytes, *, count: bool = True) -> AvroSchema | None:
+        """The schema of a single-object header's fingerprint: the standard byte order, or for
+        this release the old reversed one (counted and logged, see ``legacy_framing``, unless
+        ``count`` is false: a caller that only looks before the codec decodes)."""
+        found = self._by_fingerprint.get(print_)
+        if found is None:
+            found = self._by_legacy.get(print_)
+            if found is not None and count:
+                LEGACY_READS.record(found.name)
+        return found
 
     def names(self) -> list[str]:
         return sorted(self._by_name)

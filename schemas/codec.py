@@ -1,7 +1,9 @@
 """Avro encoding of records, in the two wire formats Headwater speaks.
 
 * Without a schema registry: Avro single-object encoding — ``C3 01``, the schema's 8-byte
-  CRC-64-AVRO fingerprint, then the Avro body.
+  CRC-64-AVRO fingerprint (little-endian, as the specification says), then the Avro body.
+  Decoders also read the old reversed fingerprint order for one release
+  (``schemas/legacy_framing.py``); see ``docs/wire-format.md``.
 * With ``HEADWATER_SCHEMA_REGISTRY_URL``: the Confluent wire format — a zero byte, the 4-byte
   big-endian schema id, then the body.
 
@@ -147,7 +149,7 @@ class AvroCodec:
 
     def _writer_schema(self, data: bytes) -> AvroSchema:
         if data[:2] == SINGLE_OBJECT_MAGIC and len(data) >= 10:
-            found = self.catalog.by_fingerprint(data[2:10])
+            found = self.catalog.writer_of(data[2:10])
             if found is None:
                 raise SchemaError(
                     f"unknown schema fingerprint {data[2:10].hex()}: the writer's schema is not "

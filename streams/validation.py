@@ -193,7 +193,7 @@ class EventValidator:
 
     def _decode_avro(self, value: bytes) -> dict[str, Any] | Anomaly:
         if value[:2] == SINGLE_OBJECT_MAGIC:
-            writer = self.codec.catalog.by_fingerprint(value[2:10])
+            writer = self.codec.catalog.writer_of(value[2:10], count=False)
             if writer is not None and writer.name != self.domain.name:
                 return Anomaly(
                     ReasonCode.SCHEMA_MISMATCH,
