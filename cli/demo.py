@@ -8,6 +8,7 @@ import signal
 import sys
 from typing import Any
 
+from headwater.core.human_output import render
 from headwater.core.settings import load_settings
 
 
@@ -55,6 +56,6 @@ def _demo(args: argparse.Namespace) -> int:
     summary = DemoRun(
         load_settings(), options, lambda line: print(line, file=out, flush=True)
     ).run()
-    print(json.dumps(summary, indent=2))
+    print(json.dumps(summary) if args.json else render(summary))
     expected = "rolled_back" if args.bad_candidate else "promoted"
     return 0 if summary["decision"] == expected and summary["lost_records"] == 0 else 1

@@ -11,6 +11,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from headwater import __version__
 from headwater.core.errors import HeadwaterError
 
 # Modules that register commands, in the order they appear in ``--help``.
@@ -29,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="headwater",
         description="Headwater: an event-driven machine-learning platform on Kafka and ClickHouse.",
     )
+    parser.add_argument("--version", action="version", version=f"headwater {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(subparsers)

@@ -11,16 +11,14 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from fastavro.validation import ValidationError as AvroValidationError
-from fastavro.validation import validate
-from pydantic import ValidationError
 
+from headwater.client import Client
 from headwater.core.errors import HeadwaterError, SchemaError
 from headwater.core.settings import load_settings
-from headwater.infra.event_bus import EventBus, make_codec, read_topic
+from headwater.infra.event_bus import make_codec, read_topic
 from headwater.infra.warehouse import connect_warehouse
 from headwater.schemas.domain import load_domain
-from headwater.schemas.topics import TOPICS, topic_spec
+from headwater.schemas.topics import TOPICS
 
 
 def register(subparsers: Any) -> None:
@@ -28,7 +26,9 @@ def register(subparsers: Any) -> None:
         "produce", help="send JSON lines to a topic, validated and Avro-encoded"
     )
     produce.add_argument("topic", choices=list(TOPICS), metavar="TOPIC")
-    produce.add_argument("--file", required=True, type=Path, help="JSON lines ('-' for stdin)")
+    produce.add_argument(
+        "--file", type=Path, default=Path("-"), help="JSON lines (default and '-': stdin)"
+    )
     produce.add_argument("--json", action="store_true", help="print the result as JSON")
     produce.set_defaults(handler=_produce)
 
@@ -58,28 +58,8 @@ def register(subparsers: Any) -> None:
     query.set_defaults(handler=_query)
 
 
-def _check(topic: str, record: Any, bus: EventBus) -> tuple[str, dict[str, Any]]:
-    """The schema name and the validated record of one JSON line, or a SchemaError."""
-    if not isinstance(record, dict):
-        raise SchemaError(f"expected a JSON object, got {type(record).__name__}")
-    model = topic_spec(topic).model
-    if model is None:
-        schema = bus.domain.schema
-        try:
-            validate(record, schema.parsed, raise_errors=True)
-        except AvroValidationError as error:
-            raise SchemaError("; ".join(str(e) for e in error.args[0])) from None
-        return schema.name, record
-    try:
-        return model.SCHEMA, model.model_validate(record).to_avro()
-    except ValidationError as error:
-        reasons = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
-        raise SchemaError(reasons) from None
-
-
 def _produce(args: argparse.Namespace) -> int:
-    settings = load_settings()
-    bus = EventBus(settings)
+    client = Client(load_settings())
     stream = sys.stdin if str(args.file) == "-" else args.file.open()
     sent, rejected = 0, []
     with stream:
@@ -87,18 +67,13 @@ def _produce(args: argparse.Namespace) -> int:
             if not line.strip():
                 continue
             try:
-                schema, record = _check(args.topic, orjson.loads(line), bus)
-                if args.topic == "events.raw":
-                    bus.send_raw(record)
-                else:
-                    key = topic_spec(args.topic).key_of(record)
-                    bus.send_record(args.topic, schema, record, key)
+                client.send(args.topic, orjson.loads(line))
                 sent += 1
             except (orjson.JSONDecodeError, HeadwaterError, ValueError) as error:
                 reason = str(error).replace("\n", " ")
                 rejected.append({"line": number, "reason": reason})
                 print(f"line {number}: {reason}", file=sys.stderr)
-    bus.flush()
+    client.flush()
     if args.json:
         print(json.dumps({"topic": args.topic, "sent": sent, "rejected": rejected}))
     else:

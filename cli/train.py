@@ -6,6 +6,7 @@ import argparse
 import json
 from typing import Any
 
+from headwater.core.human_output import render
 from headwater.core.settings import load_settings
 from headwater.infra.warehouse import connect_warehouse
 
@@ -14,7 +15,7 @@ def register(subparsers: Any) -> None:
     train = subparsers.add_parser(
         "train", help="train a model on a point-in-time dataset (once, or a search) and register it"
     )
-    train.add_argument("--model", default="demo")
+    train.add_argument("--model", default="", help="default: HEADWATER_SERVING_MODEL")
     train.add_argument(
         "--feature-set", default="", help="default: the one HEADWATER_FEATURES declares"
     )
@@ -57,6 +58,7 @@ def register(subparsers: Any) -> None:
     retrain.add_argument("--max-requests", type=int, default=None)
     retrain.add_argument("--idle-exit", type=float, default=None, help="exit after N idle seconds")
     retrain.add_argument("--workers", type=int, default=2, help="local trial workers per search")
+    retrain.add_argument("--json", action="store_true", help="print the count handled as JSON")
     retrain.set_defaults(handler=_retrain_worker)
 
 
@@ -77,7 +79,7 @@ def _train(args: argparse.Namespace) -> int:
 
     settings = load_settings()
     request = TrainRequest(
-        model=args.model,
+        model=args.model or settings.serving_model,
         feature_set=args.feature_set,
         trials=args.trials,
         workers=args.workers,
@@ -135,7 +137,7 @@ def _runs_show(args: argparse.Namespace) -> int:
         run = show_run(warehouse, args.run_id)
     finally:
         warehouse.close()
-    print(json.dumps(run, indent=None if args.json else 2))
+    print(json.dumps(run) if args.json else render(run))
     return 0
 
 
@@ -144,5 +146,5 @@ def _retrain_worker(args: argparse.Namespace) -> int:
 
     worker = RetrainWorker(load_settings(), trial_workers=args.workers)
     handled = worker.run(max_requests=args.max_requests, idle_exit_s=args.idle_exit)
-    print(json.dumps({"handled": handled}))
+    print(json.dumps({"handled": handled}) if args.json else f"handled {handled} request(s)")
     return 0

@@ -49,3 +49,11 @@ class UnknownTopic(HeadwaterError):
 
 class MigrationError(WarehouseError):
     """A warehouse migration cannot be applied as written (e.g. an applied one was edited)."""
+
+
+class RecordTooLarge(HeadwaterError):
+    """A record is larger than the Kafka producer or broker accepts (``message.max.bytes``)."""
+
+
+class ScoringUnavailable(HeadwaterError):
+    """The HTTP scoring server cannot be reached, timed out, or refused a request."""

@@ -11,9 +11,9 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import KafkaError, Message
+from confluent_kafka import KafkaError, KafkaException, Message
 
-from headwater.core.errors import BrokerUnavailable
+from headwater.core.errors import BrokerUnavailable, RecordTooLarge
 from headwater.core.settings import HeadwaterSettings
 from headwater.infra.kafka_clients import make_consumer, make_producer
 from headwater.schemas.catalog import SchemaCatalog
@@ -31,6 +31,11 @@ def make_codec(settings: HeadwaterSettings, catalog: SchemaCatalog | None = None
         else None
     )
     return AvroCodec(catalog or SchemaCatalog.default(), registry)
+
+
+# librdkafka's default ``message.max.bytes``: the largest record a producer sends unless the
+# settings' Kafka configuration says otherwise.
+DEFAULT_MESSAGE_MAX_BYTES = 1_000_000
 
 
 class EventBus:
@@ -71,6 +76,14 @@ class EventBus:
                 break
             except BufferError:
                 self._producer.poll(0.05)  # the local queue is full: let deliveries drain
+            except KafkaException as error:
+                if error.args[0].code() != KafkaError.MSG_SIZE_TOO_LARGE:
+                    raise BrokerUnavailable(f"cannot send to {topic}: {error}") from error
+                raise RecordTooLarge(
+                    f"a record of {len(value)} bytes for {topic} is over the Kafka producer's "
+                    f"limit (message.max.bytes, {DEFAULT_MESSAGE_MAX_BYTES} by default): "
+                    "send smaller records"
+                ) from None
         self._producer.poll(0)
 
     def flush(self, timeout_s: float | None = None) -> None:

@@ -182,18 +182,22 @@ def Count(window: Window, *, name: str = "", where: tuple[str, str] | None = Non
 
 
 def Sum(field: str, window: Window, *, name: str = "") -> Aggregate:
+    """Sum of the numeric field over the window (0 when it holds no event)."""
     return Aggregate("sum", field, window, name)
 
 
 def Mean(field: str, window: Window, *, name: str = "") -> Aggregate:
+    """Mean of the numeric field over the window."""
     return Aggregate("mean", field, window, name)
 
 
 def Min(field: str, window: Window, *, name: str = "") -> Aggregate:
+    """Smallest value of the numeric field in the window."""
     return Aggregate("min", field, window, name)
 
 
 def Max(field: str, window: Window, *, name: str = "") -> Aggregate:
+    """Largest value of the numeric field in the window."""
     return Aggregate("max", field, window, name)
 
 

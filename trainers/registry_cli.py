@@ -12,6 +12,7 @@ import json
 from dataclasses import asdict
 from typing import Any
 
+from headwater.core.human_output import render
 from headwater.core.settings import load_settings
 from headwater.trainers.registry import ModelRegistry, replay_state
 from headwater.trainers.registry_state import RegistryState, VersionState
@@ -89,7 +90,7 @@ def _show(args: argparse.Namespace) -> int:
             "at_ms": args.at,
             "version": state.champion_at(args.model, args.at),
         }
-    print(json.dumps(described, indent=None if args.json else 2))
+    print(json.dumps(described) if args.json else render(described))
     return 0
 
 
