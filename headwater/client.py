@@ -13,6 +13,11 @@ Checking a record needs no broker:
 ...                         "labeled_at_ms": 9})[0]
 'dev.headwater.Label'
 >>> try:
+...     client.check("events.raw", {"card_id": "card-1"})
+... except SchemaError as error:
+...     print(error)
+not a dev.headwater.demo.Transaction: Field(...event_id) is None expected string
+>>> try:
 ...     client.check("labels", {"entity_id": "card-1", "label": "yes"})
 ... except SchemaError as error:
 ...     print(str(error).split(";")[0])
@@ -24,7 +29,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Generator, Mapping
 from types import TracebackType
 from typing import Any, Literal
 
@@ -38,7 +43,8 @@ from headwater.core.errors import BrokerUnavailable, SchemaError, ScoringUnavail
 from headwater.core.settings import HeadwaterSettings, load_settings
 from headwater.infra.event_bus import EventBus
 from headwater.infra.kafka_clients import make_consumer
-from headwater.schemas.domain import Domain
+from headwater.schemas.catalog import SchemaCatalog
+from headwater.schemas.domain import Domain, load_domain
 from headwater.schemas.models import Label, Prediction
 from headwater.schemas.topics import topic_spec
 from headwater.streams.fast_avro import FastAvro
@@ -74,7 +80,8 @@ class Client:
 
     def __init__(self, settings: HeadwaterSettings | None = None) -> None:
         self.settings = settings or load_settings()
-        self._bus: EventBus | None = None  # made on first use: scoring needs no producer
+        self._bus: EventBus | None = None  # made on first send: checking and scoring need none
+        self._domain: Domain | None = None
         self.undecodable = 0  # records on predictions that did not decode (logged, skipped)
 
     @property
@@ -87,7 +94,13 @@ class Client:
     @property
     def domain(self) -> Domain:
         """The application's event type: the schema of ``events.raw``."""
-        return self.bus.domain
+        if self._domain is None:
+            self._domain = (
+                self._bus.domain
+                if self._bus is not None
+                else load_domain(SchemaCatalog.default(), self.settings.event_schema_file)
+            )
+        return self._domain
 
     def check(self, topic: str, record: Any) -> tuple[str, dict[str, Any]]:
         """The schema name and the record as it will be encoded, or a :class:`SchemaError`
@@ -101,7 +114,8 @@ class Client:
             try:
                 validate(dict(record), schema.parsed, raise_errors=True)
             except AvroValidationError as error:
-                raise SchemaError("; ".join(str(e) for e in error.args[0])) from None
+                reasons = "; ".join(str(e) for e in error.errors) or str(error)
+                raise SchemaError(f"not a {schema.name}: {reasons}") from None
             return schema.name, dict(record)
         try:
             return model.SCHEMA, model.model_validate(record).to_avro()
@@ -159,7 +173,7 @@ class Client:
         group: str,
         from_beginning: bool = False,
         idle_timeout_s: float | None = None,
-    ) -> Iterator[Prediction]:
+    ) -> Generator[Prediction, None, None]:
         """The predictions of ``model`` (every model's when None), decoded, read in consumer
         group ``group``: each record's offset is committed once the next one is asked for, so
         a restarted reader of the same group goes on after the last prediction it handled.
@@ -173,6 +187,7 @@ class Client:
         consumer.subscribe([self.settings.topic("predictions")])
         fast = FastAvro(self.bus.codec)
         last_seen = time.monotonic()
+        handled = None  # the newest record handed back and asked past: its offset is committed
         try:
             while idle_timeout_s is None or time.monotonic() - last_seen < idle_timeout_s:
                 message = consumer.poll(1.0)
@@ -188,7 +203,10 @@ class Client:
                 if prediction is not None and (model is None or prediction.model == model):
                     yield prediction
                 consumer.commit(message=message, asynchronous=True)
+                handled = message
         finally:
+            if handled is not None:  # the asynchronous commits are durable before we leave
+                consumer.commit(message=handled, asynchronous=False)
             consumer.close()
 
     def _prediction(self, fast: FastAvro, value: bytes) -> Prediction | None:

@@ -83,7 +83,7 @@ def consume(
             message = consumer.poll(1.0)
             if message is None or message.error() is not None:
                 continue
-            records.append((message.topic(), message.value()))
+            records.append((message.topic() or "", message.value() or b""))
     finally:
         consumer.close()
     return records
