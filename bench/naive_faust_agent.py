@@ -16,7 +16,6 @@ from headwater.schemas.domain import load_domain
 from headwater.schemas.models import FeatureVector
 from headwater.streams.feature_module import load_feature_module
 from headwater.streams.featureset import EntityState
-from headwater.streams.kafka_codecs import enable_lz4
 from headwater.streams.pipeline import feature_record
 from headwater.streams.validation import EventValidator
 
@@ -24,7 +23,6 @@ from headwater.streams.validation import EventValidator
 def main() -> None:
     import faust
 
-    enable_lz4()
     settings = load_settings()
     codec = make_codec(settings)
     module = load_feature_module(settings.features)

@@ -16,7 +16,6 @@ from typing import Any
 
 from headwater.core.settings import HeadwaterSettings
 from headwater.streams.changelog import ChangelogStore
-from headwater.streams.kafka_codecs import enable_lz4
 from headwater.streams.pipeline import RawRecord
 from headwater.streams.worker import (
     BATCH_MAX,
@@ -55,7 +54,6 @@ def _credentials(settings: HeadwaterSettings) -> Any:
 def _faust_app(settings: HeadwaterSettings) -> Any:
     import faust
 
-    enable_lz4()
     datadir = settings.home / "streams" / app_id(settings)
     datadir.mkdir(parents=True, exist_ok=True)
     return faust.App(
