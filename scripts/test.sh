@@ -11,6 +11,8 @@ bash scripts/typecheck.sh
   && CARGO_TARGET_DIR="${XDG_CACHE_HOME:-$HOME/.cache}/headwater/native-target" \
     cargo clippy -q --release -- -D warnings)
 python3 -m headwater.schemas.compat
+# The built wheel in a fresh venv outside the checkout: command, public API, bootstrap, data.
+bash scripts/check_wheel.sh
 status=0
 python3 -m pytest "$@" || status=$?
 # Exit code 5 means an intentionally empty selection (e.g. `-m` matching nothing): not a failure.
