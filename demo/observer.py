@@ -1,6 +1,7 @@
-"""What ``headwater demo`` watches: a pure handler over the loop's topics that keeps the
-timeline (first drift alarm, retrain request, candidate, canary steps, decision) and the quality
-of answered predictions in three phases — before the drift, after it, after the decision.
+"""What ``headwater demo`` watches: a pure handler over the platform's topics, read as any user
+could read them, that keeps the timeline (first drift alarm, retrain request, candidate, canary
+steps, decision) and the quality of answered predictions in three phases — before the drift,
+after it, after the decision.
 
 Phases are read from the demo's event ids (``tx-<seed>-<index>``) and the decision's time, so
 quality is measured on the events the platform really scored, joined to their real labels.
@@ -45,6 +46,7 @@ class Timeline:
     retrain_request: RetrainRequest | None = None
     retrain_request_ms: int | None = None
     candidate: ModelVersion | None = None
+    candidate_ms: int | None = None
     canary_steps: list[float] = field(default_factory=list)
     decision: ModelVersion | None = None
     decision_ms: int | None = None
@@ -135,8 +137,10 @@ class DemoObserver:
             self.champion = event.version  # the bootstrap version
             return
         if event.action == "registered":
-            if timeline.candidate is None and self.produced() > self.drift_at:
-                timeline.candidate = event  # the retrain's answer to the drift
+            # the first registration once a champion serves: the retrain's answer to the drift
+            # (or the operator's model with --bad-candidate), whatever number it was given
+            if timeline.candidate is None and self.champion is not None:
+                timeline.candidate, timeline.candidate_ms = event, self.clock()
             return
         candidate = timeline.candidate
         if candidate is None or event.version != candidate.version or timeline.decision:
