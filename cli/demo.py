@@ -21,6 +21,13 @@ def register(subparsers: Any) -> None:
         "back an operator's bad model with --bad-candidate).",
     )
     demo.add_argument("--events", type=int, default=20_000, help="transactions to stream")
+    demo.add_argument(
+        "--max-events",
+        type=int,
+        default=0,
+        help="stream on past --events, at the same rate, while a retrain or canary is in "
+        "flight, up to this many events (default: three times --events)",
+    )
     demo.add_argument("--seed", type=int, default=7, help="the stream's seed (reproducible)")
     demo.add_argument("--rate", type=float, default=300.0, help="events per second")
     demo.add_argument(
@@ -42,10 +49,14 @@ def _demo(args: argparse.Namespace) -> int:
     if args.events < 1000:
         print("headwater demo: --events must be at least 1000", file=sys.stderr)
         return 2
+    if args.max_events and args.max_events < args.events:
+        print("headwater demo: --max-events must be at least --events", file=sys.stderr)
+        return 2
     options = DemoOptions(
         events=args.events,
         seed=args.seed,
         rate=args.rate,
+        max_events=args.max_events,
         bad_candidate=args.bad_candidate,
     )
     signal.signal(signal.SIGTERM, _interrupt)  # stop the demo's workers on `kill` too

@@ -50,6 +50,7 @@ class Timeline:
     canary_steps: list[float] = field(default_factory=list)
     decision: ModelVersion | None = None
     decision_ms: int | None = None
+    decision_events: int | None = None  # transactions produced when the decision was seen
     routings: list[Routing] = field(default_factory=list)
 
 
@@ -151,6 +152,7 @@ class DemoObserver:
             if event.action == "promoted":
                 timeline.canary_steps.append(1.0)
             timeline.decision, timeline.decision_ms = event, self.clock()
+            timeline.decision_events = self.produced()
 
     def _record(self, outcomes: list[Outcome]) -> None:
         for outcome in outcomes:

@@ -27,7 +27,7 @@ from headwater.core.errors import HeadwaterError
 from headwater.core.settings import HeadwaterSettings
 from headwater.demo.bad_candidate import push_bad_candidate
 from headwater.demo.generator import START_MS, DemoConfig, DemoStream
-from headwater.demo.observer import DemoObserver
+from headwater.demo.observer import DemoObserver, event_index
 from headwater.demo.process_cost import ProcessCost
 from headwater.infra.event_bus import EventBus
 from headwater.infra.kafka_clients import ensure_topics
@@ -67,6 +67,13 @@ class DemoOptions:
     warmup_fraction: float = 0.05  # cards' first events, before their histories fill in
     malformed_events: int = 2  # records no application should send: dead-lettered, never lost
     decision_timeout_s: float = 30.0  # after the stream, for trailing labels to settle a canary
+    # The stream goes on at the same rate past ``events`` while the platform is still answering
+    # a drift (a retrain or a canary in flight), up to this many events (0: three times events).
+    max_events: int = 0
+
+    @property
+    def stream_limit(self) -> int:
+        return self.max_events or 3 * self.events
 
 
 def _now_ms() -> int:
@@ -151,7 +158,7 @@ class DemoRun:
         warehouse = connect_warehouse(self.settings)
         try:
             observer = self._start()
-            stream = iter(DemoStream(self._demo_config()).records(self.options.events))
+            stream = iter(DemoStream(self.demo_config()).records(self.options.stream_limit))
             self._produce(stream, self.bootstrap, paced=False)
             self._bootstrap_model(warehouse, observer)
             if self.options.bad_candidate:
@@ -165,12 +172,12 @@ class DemoRun:
             began = time.monotonic()
             self._produce(rest, self.options.events - self.bootstrap, paced=True, observer=observer)
             self.stream_seconds = time.monotonic() - began
-            self.streamed = self.options.events - self.bootstrap
+            self.streamed = self.produced - self.bootstrap
             self.say(
                 f"stream done: {self.streamed} events in {self.stream_seconds:.1f} s "
                 f"({self.streamed / max(self.stream_seconds, 1e-9):.0f}/s)"
             )
-            self._produce(rest, 0, paced=False)  # the labels still due
+            self._trailing_labels(rest)
             self._await_decision(observer)
             lost = self._drain(observer)
             self._sample_costs()
@@ -181,7 +188,7 @@ class DemoRun:
             self._stop()
             warehouse.close()
 
-    def _demo_config(self) -> DemoConfig:
+    def demo_config(self) -> DemoConfig:
         o = self.options
         return DemoConfig(
             seed=o.seed,
@@ -227,7 +234,7 @@ class DemoRun:
                 bus.send("labels", record)
                 self.labels_produced += 1
                 continue
-            if sent == count:
+            if sent >= count and not (observer is not None and self._answering(observer)):
                 # the next transaction belongs to the next phase: keep it for then
                 self._held = record
                 break
@@ -244,6 +251,37 @@ class DemoRun:
         bus.flush()
         if count:
             self.say(f"{self.produced} events produced, {self.labels_produced} labels")
+
+    def _answering(self, observer: DemoObserver) -> bool:
+        """Whether the platform is still answering a drift (a retrain requested or a candidate
+        registered, no decision yet): the stream then goes on, at the same rate, up to the
+        stream limit — a canary needs traffic to decide."""
+        t = observer.timeline
+        pending = (t.retrain_request is not None or t.candidate is not None) and t.decision is None
+        if pending and "extend" not in self._said:
+            self._said.add("extend")
+            self.say(
+                f"{self.options.events} events reached with the platform still answering the "
+                f"drift: streaming on at {self.options.rate:g}/s until its decision "
+                f"(at most {self.options.stream_limit} events)"
+            )
+        return pending
+
+    def _trailing_labels(self, rest: Iterator[Transaction | Label]) -> None:
+        """The labels of the sent transactions still due; the stream's later transactions (past
+        the last sent one) are not sent. Labels follow their transactions in event-time order,
+        so past the last one's label delay none is left."""
+        bus = EventBus(self.settings)
+        last = self.event_times[-1] + self.demo_config().label_delay_ms if self.event_times else 0
+        sent_ids = self.produced
+        for record in rest:
+            if isinstance(record, Label):
+                if event_index(record.event_id) < sent_ids:
+                    bus.send("labels", record)
+                    self.labels_produced += 1
+            elif record.event_time_ms > last:
+                break
+        bus.flush()
 
     def _send_malformed(self) -> None:
         """Records no application should send (not an event; an unknown schema's fingerprint),
@@ -467,6 +505,7 @@ class DemoRun:
             "labels": self.labels_produced,
             "drift_injected_at_event": self.drift_at,
             "drift_detected_at_event": t.first_alarm_events,
+            "decision_at_event": t.decision_events,
             "drift_alarm": t.first_alarm.alarm_id if t.first_alarm else None,
             "retrain_request_id": t.retrain_request.request_id if t.retrain_request else None,
             "retrain_run_id": t.candidate.run_id if t.candidate else None,

@@ -30,9 +30,9 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[2]
 BASE = int(os.environ.get("HEADWATER_TEST_PORT_BASE", "29000"))
-# At a constant 300 events/s the stream must outlast detection, the retrain and four canary
-# steps: the demo never slows down for them.
-EVENTS = 30_000
+# The demo streams on at a constant 300 events/s past EVENTS while the platform answers the drift
+# (retrain, then four canary steps), up to three times as many: it never slows down for them.
+EVENTS = 12_000
 
 
 @pytest.fixture(scope="module")
@@ -91,8 +91,9 @@ def test_demo_promotes_a_retrained_candidate(promoted: tuple[int, dict[str, Any]
     assert code == 0, progress[-3000:]
     assert summary["decision"] == "promoted"
     assert summary["canary_steps"] == [0.1, 0.25, 0.5, 1.0]
-    assert summary["lost_records"] == 0 and summary["events"] == EVENTS
-    assert summary["labels"] == EVENTS and summary["predictions"] >= EVENTS
+    events = summary["events"]
+    assert summary["lost_records"] == 0 and EVENTS <= events <= 3 * EVENTS
+    assert summary["labels"] == events and summary["predictions"] >= events
     assert summary["drift_detected_at_event"] > summary["drift_injected_at_event"]
     assert summary["retrain_run_id"] and summary["candidate_version"] == 2
     assert summary["alarms_before_drift"] == 0
@@ -107,8 +108,8 @@ def test_demo_promotes_a_retrained_candidate(promoted: tuple[int, dict[str, Any]
     for step in ("drift detected", "retrain requested", "canary", "decision: promoted"):
         assert step in progress
     rows = summary["warehouse_rows"]  # every step is a row in the warehouse too
-    assert rows["labels"] == EVENTS and rows["features"] == EVENTS
-    assert rows["predictions"] >= EVENTS
+    assert rows["labels"] == events and rows["features"] == events
+    assert rows["predictions"] >= events
     assert min(rows["metrics"], rows["drift"], rows["retrain_requests"], rows["runs"]) > 0
     assert rows["model_versions"] >= 7 and rows["routing"] >= 5
 
