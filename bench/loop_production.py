@@ -12,6 +12,7 @@ The bar: a batch-retrained model behind a canary recovers as well as an online l
 
 from __future__ import annotations
 
+import socket
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -117,8 +118,11 @@ def production_loop(
 ) -> dict[str, Any]:
     """One demo run on the production processes and ARF on the same stream; their figures and
     ratios (served / ARF)."""
+    with socket.socket() as probe:  # the warehouse host serves a dashboard: a port of its own
+        probe.bind((settings.bind_host, 0))
+        dashboard_port = int(probe.getsockname()[1])
     demo = DemoRun(
-        settings,
+        settings.model_copy(update={"dashboard_port": dashboard_port}),
         DemoOptions(events=events, rate=rate, seed=seed),
         lambda line: print(f"bench_loop: {line}", file=sys.stderr, flush=True),
     )

@@ -123,7 +123,13 @@ class DemoRun:
         self.start_ms = START_MS - (tag % 365 + 1) * RUN_SPAN_MS
         self.end_ms = self.start_ms + RUN_SPAN_MS
         self.model = settings.serving_model
-        self.drift_at = int(options.events * options.drift_fraction)
+        # With --bad-candidate the world stays as it is (the drift would come after the stream):
+        # the canary judges the operator's model alone, with no retrain answering a drift.
+        self.drift_at = (
+            options.stream_limit + 1
+            if options.bad_candidate
+            else int(options.events * options.drift_fraction)
+        )
         self.bootstrap = int(options.events * options.bootstrap_fraction)
         self._progress = progress
         self._clock = _Clock()
@@ -166,7 +172,12 @@ class DemoRun:
             self._send_malformed()
             self.say(
                 f"streaming {self.options.events - self.bootstrap} more events at "
-                f"{self.options.rate:g}/s; the drift begins at event {self.drift_at}"
+                f"{self.options.rate:g}/s; "
+                + (
+                    "no drift: the canary judges the operator's model"
+                    if self.options.bad_candidate
+                    else f"the drift begins at event {self.drift_at}"
+                )
             )
             rest = self._records(stream)
             began = time.monotonic()
@@ -503,7 +514,7 @@ class DemoRun:
             "events": self.produced,
             "predictions": observer.predictions,
             "labels": self.labels_produced,
-            "drift_injected_at_event": self.drift_at,
+            "drift_injected_at_event": None if self.options.bad_candidate else self.drift_at,
             "drift_detected_at_event": t.first_alarm_events,
             "decision_at_event": t.decision_events,
             "drift_alarm": t.first_alarm.alarm_id if t.first_alarm else None,
