@@ -131,37 +131,43 @@ def production_loop(
     finally:
         _stop_warehouse_host(demo.settings)
     served = summary["quality"]
+    streamed = int(summary["events"])  # past ``events`` while the platform answered the drift
     arf = arf_prequential(
         demo.demo_config(),
-        events,
+        streamed,
         start_at=demo.bootstrap,
         drift_at=demo.drift_at,
         decision_at=summary["decision_at_event"],
         seed=seed,
     )
     detected = summary["drift_detected_at_event"]
-
-    def pick(quality: Mapping[str, Mapping[str, float]], phase: str, metric: str) -> float | None:
-        return quality[phase].get(metric)
-
     figures: dict[str, Any] = {
-        "events": events,
+        "events": streamed,
         "rate_target": rate,
         "rate_achieved": summary["rate_achieved"],
         "decision": summary["decision"],
+        "candidate_version": summary["candidate_version"],
+        "canary_steps": summary["canary_steps"],
         "detection_delay_events": None if detected is None else detected - demo.drift_at,
         "seconds_detection_to_decision": summary["seconds_detection_to_decision"],
         "retrain_cpu_s": summary["retrain_cpu_s"],
         "served_quality": served,
         "arf_quality": arf,
     }
-    for metric in ("accuracy", "roc_auc"):
-        before = (pick(served, "before_drift", metric), pick(arf, "before_drift", metric))
-        after = (_after_change(served, metric), _after_change(arf, metric))
-        figures[f"served_{metric}_before"], figures[f"arf_{metric}_before"] = before
-        figures[f"served_{metric}_after_change"], figures[f"arf_{metric}_after_change"] = after
-        decided = (pick(served, "after_decision", metric), pick(arf, "after_decision", metric))
-        figures[f"served_to_arf_{metric}_before_ratio"] = _ratio(*before)
-        figures[f"served_to_arf_{metric}_after_change_ratio"] = _ratio(*after)
-        figures[f"served_to_arf_{metric}_after_decision_ratio"] = _ratio(*decided)
+    # accuracy is a mean, so the phases after the change combine ("after_change"); an AUC
+    # does not, so it is compared phase by phase
+    spans = (
+        ("accuracy", "before", "before_drift"),
+        ("accuracy", "after_change", ""),
+        ("accuracy", "after_decision", "after_decision"),
+        ("roc_auc", "before", "before_drift"),
+        ("roc_auc", "after_drift", "after_drift"),
+        ("roc_auc", "after_decision", "after_decision"),
+    )
+    for metric, span, phase in spans:
+        mine, theirs = (
+            q[phase].get(metric) if phase else _after_change(q, metric) for q in (served, arf)
+        )
+        figures[f"served_{metric}_{span}"], figures[f"arf_{metric}_{span}"] = mine, theirs
+        figures[f"served_to_arf_{metric}_{span}_ratio"] = _ratio(mine, theirs)
     return figures

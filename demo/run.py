@@ -70,6 +70,7 @@ class DemoOptions:
     # The stream goes on at the same rate past ``events`` while the platform is still answering
     # a drift (a retrain or a canary in flight), up to this many events (0: three times events).
     max_events: int = 0
+    after_decision_events: int = 3_000  # streamed on after a decision, to show its effect
 
     @property
     def stream_limit(self) -> int:
@@ -266,15 +267,19 @@ class DemoRun:
 
     def _answering(self, observer: DemoObserver) -> bool:
         """Whether the platform is still answering a drift (a retrain requested or a candidate
-        registered, no decision yet): the stream then goes on, at the same rate, up to the
-        stream limit — a canary needs traffic to decide."""
+        registered, no decision yet, or a decision less than ``after_decision_events`` ago):
+        the stream then goes on, at the same rate, up to the stream limit — a canary needs
+        traffic to decide, and the decision's effect needs traffic to show."""
         t = observer.timeline
-        pending = (t.retrain_request is not None or t.candidate is not None) and t.decision is None
+        if t.decision_events is not None:
+            return self.produced < t.decision_events + self.options.after_decision_events
+        pending = t.retrain_request is not None or t.candidate is not None
         if pending and "extend" not in self._said:
             self._said.add("extend")
             self.say(
                 f"{self.options.events} events reached with the platform still answering the "
-                f"drift: streaming on at {self.options.rate:g}/s until its decision "
+                f"drift: streaming on at {self.options.rate:g}/s until its decision and "
+                f"{self.options.after_decision_events} events more "
                 f"(at most {self.options.stream_limit} events)"
             )
         return pending
