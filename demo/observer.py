@@ -146,8 +146,10 @@ class DemoObserver:
         candidate = timeline.candidate
         if candidate is None or event.version != candidate.version or timeline.decision:
             return
-        if event.action == "canary":
-            timeline.canary_steps.append(event.metrics.get("weight", 0.0))
+        if event.action == "canary" and "weight" in event.metrics:
+            # the canary controller's steps carry their weight; the hand-over into canary (by
+            # the retrain worker or an operator) does not
+            timeline.canary_steps.append(event.metrics["weight"])
         elif event.action in ("promoted", "rolled_back"):
             if event.action == "promoted":
                 timeline.canary_steps.append(1.0)
