@@ -151,6 +151,7 @@ def production_loop(
         "detection_delay_events": None if detected is None else detected - demo.drift_at,
         "seconds_detection_to_decision": summary["seconds_detection_to_decision"],
         "retrain_cpu_s": summary["retrain_cpu_s"],
+        "retrain_stages_s": summary["retrain_stages_s"],
         "served_quality": served,
         "arf_quality": arf,
     }

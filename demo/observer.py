@@ -27,6 +27,7 @@ from headwater.schemas.models import (
     Prediction,
     RetrainRequest,
     Routing,
+    Run,
 )
 
 PHASES = ("before_drift", "after_drift", "after_decision")
@@ -52,6 +53,27 @@ class Timeline:
     decision_ms: int | None = None
     decision_events: int | None = None  # transactions produced when the decision was seen
     routings: list[Routing] = field(default_factory=list)
+    # the retrain's stages, by the times its own events carry (``runs``, ``model-versions``)
+    run_started_ms: int | None = None
+    first_trial_ms: int | None = None
+    last_trial_ms: int | None = None
+
+    def retrain_stages(self) -> dict[str, float | None]:
+        """Seconds of each stage from the retrain request to the candidate's registration:
+        to the training run's start (the dataset), to the first trial's start (trial workers
+        ready), the trials, and from the last trial to the registration."""
+        marks = [
+            self.retrain_request.requested_at_ms if self.retrain_request else None,
+            self.run_started_ms,
+            self.first_trial_ms,
+            self.last_trial_ms,
+            self.candidate.event_time_ms if self.candidate else None,
+        ]
+        names = ("to_run_start", "to_first_trial", "trials", "to_registration")
+        return {
+            name: None if a is None or b is None else round((b - a) / 1000, 3)
+            for name, a, b in zip(names, marks, marks[1:], strict=False)
+        }
 
 
 class DemoObserver:
@@ -65,6 +87,7 @@ class DemoObserver:
         "model-versions",
         "routing",
         "deadletter",
+        "runs",
     )
 
     def __init__(
@@ -114,6 +137,8 @@ class DemoObserver:
             self.timeline.routings.append(event)
         elif isinstance(event, DeadLetter):
             self.deadletters += 1
+        elif isinstance(event, Run) and event.model == self.model:
+            self._run(event)
         return []
 
     def on_tick(self, now_ms: int) -> list[Output]:
@@ -131,6 +156,19 @@ class DemoObserver:
             return
         timeline.first_alarm, timeline.first_alarm_ms = alarm, self.clock()
         timeline.first_alarm_events = self.produced()
+
+    def _run(self, run: Run) -> None:
+        """The retrain's training run and trials, between its request and its candidate."""
+        t = self.timeline
+        if t.retrain_request is None or t.candidate is not None:
+            return
+        if run.kind == "run" and run.status == "started" and t.run_started_ms is None:
+            t.run_started_ms = run.event_time_ms
+        elif run.kind == "trial" and t.run_started_ms is not None:
+            if run.status == "started" and t.first_trial_ms is None:
+                t.first_trial_ms = run.event_time_ms
+            elif run.status in ("completed", "pruned", "failed"):
+                t.last_trial_ms = max(t.last_trial_ms or 0, run.event_time_ms)
 
     def _model_version(self, event: ModelVersion) -> None:
         timeline = self.timeline

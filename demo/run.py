@@ -569,6 +569,7 @@ class DemoRun:
             "stream_seconds": round(self.stream_seconds, 1),
             "seconds_detection_to_decision": seconds(t.first_alarm_ms, t.decision_ms),
             "seconds_request_to_candidate": seconds(t.retrain_request_ms, t.candidate_ms),
+            "retrain_stages_s": t.retrain_stages(),
             "retrain_cpu_s": self._retrain_cpu_s(),
             "retrain_processes_cpu_s": self.retrain_cost.cpu_s,
             "platform_cpu_s": self.platform_cost.cpu_s,

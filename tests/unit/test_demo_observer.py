@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from headwater.demo.observer import DemoObserver
-from headwater.schemas.models import ModelVersion
+from headwater.schemas.models import ModelVersion, RetrainRequest, Run
 
 
 def _version(version: int, action: str, **metrics: float) -> ModelVersion:
@@ -42,3 +42,27 @@ def test_a_candidate_that_reuses_the_champions_number_is_shown_as_it_is() -> Non
         _version(1, "registered"), _version(1, "promoted"), _version(1, "registered")
     )
     assert observer.timeline.candidate is not None and observer.timeline.candidate.version == 1
+
+
+def test_the_retrains_stages_come_from_its_own_events() -> None:
+    observer = _observe(_version(1, "registered"), _version(1, "promoted"))
+    request = RetrainRequest(
+        request_id="r", model="fraud", reason="drift", requested_at_ms=1_000, trials=2
+    )
+    observer.handle("retrain-requests", request)
+    for kind, status, at in (
+        ("run", "started", 3_000),
+        ("trial", "started", 10_000),
+        ("trial", "pruned", 14_000),
+        ("trial", "completed", 20_000),
+    ):
+        run = Run(run_id="x", kind=kind, model="fraud", status=status, event_time_ms=at)
+        observer.handle("runs", run)
+    candidate = _version(2, "registered").model_copy(update={"event_time_ms": 21_500})
+    observer.handle("model-versions", candidate)
+    assert observer.timeline.retrain_stages() == {
+        "to_run_start": 2.0,
+        "to_first_trial": 7.0,
+        "trials": 10.0,
+        "to_registration": 1.5,
+    }
