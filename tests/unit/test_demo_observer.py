@@ -56,8 +56,8 @@ def test_the_retrains_stages_come_from_its_own_events() -> None:
         ("trial", "pruned", 14_000),
         ("trial", "completed", 20_000),
     ):
-        run = Run(run_id="x", kind=kind, model="fraud", status=status, event_time_ms=at)
-        observer.handle("runs", run)
+        run = {"run_id": "x", "kind": kind, "model": "fraud", "status": status}
+        observer.handle("runs", Run.model_validate({**run, "event_time_ms": at}))
     candidate = _version(2, "registered").model_copy(update={"event_time_ms": 21_500})
     observer.handle("model-versions", candidate)
     assert observer.timeline.retrain_stages() == {
