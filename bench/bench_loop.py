@@ -6,10 +6,15 @@ feature vectors:
   (decode the feature record, route, guard, predict, encode the prediction), and the ratio to
   the in-process scoring path alone is reported too;
 * from a ``headwater demo`` summary, time to mitigate against a baseline that checks for
-  drift on an hourly schedule with the same retrain and canary.
+  drift on an hourly schedule with the same retrain and canary;
+* given a broker (``settings``), the loop on the production path: the demo's stream through
+  the processes ``headwater up`` starts — detection delay in events, seconds from detection to
+  the canary's decision, served accuracy before and after the change — against river's
+  ``forest.ARFClassifier`` learning prequentially on the same stream, as ratios
+  (:mod:`bench.loop_production`).
 
-``python -m bench.bench_loop [--events N] [--demo-summary FILE | --run-demo EVENTS]`` prints
-a JSON object.
+``python -m bench.bench_loop [--events N] [--demo-summary FILE] [--loop-events N]`` prints a
+JSON object (``--loop-events 0`` leaves the production loop out).
 """
 
 from __future__ import annotations
@@ -203,7 +208,19 @@ def mitigation(summary: Mapping[str, Any]) -> dict[str, float]:
     }
 
 
-def run(events: int = 20_000, demo_summary: Mapping[str, Any] | None = None) -> dict[str, Any]:
+# The production loop needs a stream that outlasts detection, the retrain and four canary steps
+# at a constant rate; the demo streams on past it until the canary decides.
+LOOP_EVENTS = 12_000  # streamed on, at the same rate, until the decision (at most 3x)
+LOOP_RATE = 300.0
+
+
+def run(
+    events: int = 20_000,
+    demo_summary: Mapping[str, Any] | None = None,
+    settings: HeadwaterSettings | None = None,
+    loop_events: int = LOOP_EVENTS,
+    loop_rate: float = LOOP_RATE,
+) -> dict[str, Any]:
     vectors = demo_vectors(events)
     half = len(vectors) // 2
     names = tuple(sorted(vectors[-1]))
@@ -244,6 +261,10 @@ def run(events: int = 20_000, demo_summary: Mapping[str, Any] | None = None) -> 
     }
     if demo_summary is not None:
         result["time_to_mitigate"] = mitigation(demo_summary)
+    if settings is not None and loop_events > 0:
+        from bench.loop_production import production_loop
+
+        result["production_loop"] = production_loop(settings, loop_events, loop_rate)
     return result
 
 
@@ -256,9 +277,22 @@ def main(argv: list[str] | None = None) -> None:
         default=None,
         help="a `headwater demo --json` summary, for time to mitigate",
     )
+    parser.add_argument(
+        "--loop-events",
+        type=int,
+        default=LOOP_EVENTS,
+        help="events of the production loop run (0: leave it out)",
+    )
     args = parser.parse_args(argv)
     summary = json.loads(args.demo_summary.read_text()) if args.demo_summary else None
-    print(json.dumps(run(args.events, summary), indent=2))
+    if args.loop_events <= 0:
+        print(json.dumps(run(args.events, summary), indent=2))
+        return
+    from bench.__main__ import local_broker
+
+    with local_broker() as broker:
+        result = run(args.events, summary, broker(), args.loop_events)
+    print(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":

@@ -16,18 +16,25 @@ def register(subparsers: Any) -> None:
     demo = subparsers.add_parser(
         "demo",
         help="run the closed loop live: drift, retrain with search, canary, promotion",
-        description="Start the platform, stream the demo's card transactions with a drift "
-        "injected part-way, and show the loop notice, retrain, canary and promote (or roll "
-        "back with --bad-candidate).",
+        description="Start the platform and the processes `headwater up` starts, train the "
+        "first model, stream the demo's card transactions at a constant rate with a drift "
+        "injected part-way, and show the platform notice, retrain, canary and promote (or roll "
+        "back an operator's bad model with --bad-candidate).",
     )
     demo.add_argument("--events", type=int, default=20_000, help="transactions to stream")
+    demo.add_argument(
+        "--max-events",
+        type=int,
+        default=0,
+        help="stream on past --events, at the same rate, while a retrain or canary is in "
+        "flight, up to this many events (default: three times --events)",
+    )
     demo.add_argument("--seed", type=int, default=7, help="the stream's seed (reproducible)")
     demo.add_argument("--rate", type=float, default=300.0, help="events per second")
-    demo.add_argument("--trials", type=int, default=4, help="search trials of the retrain")
     demo.add_argument(
         "--bad-candidate",
         action="store_true",
-        help="train the candidate on inverted labels: the canary must roll it back",
+        help="push a model trained on inverted labels into canary: it must be rolled back",
     )
     demo.add_argument("--json", action="store_true", help="print the summary as JSON")
     demo.set_defaults(handler=_demo)
@@ -43,11 +50,14 @@ def _demo(args: argparse.Namespace) -> int:
     if args.events < 1000:
         print("headwater demo: --events must be at least 1000", file=sys.stderr)
         return 2
+    if args.max_events and args.max_events < args.events:
+        print("headwater demo: --max-events must be at least --events", file=sys.stderr)
+        return 2
     options = DemoOptions(
         events=args.events,
         seed=args.seed,
         rate=args.rate,
-        trials=args.trials,
+        max_events=args.max_events,
         bad_candidate=args.bad_candidate,
     )
     signal.signal(signal.SIGTERM, _interrupt)  # stop the demo's workers on `kill` too

@@ -1,6 +1,7 @@
-"""What ``headwater demo`` watches: a pure handler over the loop's topics that keeps the
-timeline (first drift alarm, retrain request, candidate, canary steps, decision) and the quality
-of answered predictions in three phases — before the drift, after it, after the decision.
+"""What ``headwater demo`` watches: a pure handler over the platform's topics, read as any user
+could read them, that keeps the timeline (first drift alarm, retrain request, candidate, canary
+steps, decision) and the quality of answered predictions in three phases — before the drift,
+after it, after the decision.
 
 Phases are read from the demo's event ids (``tx-<seed>-<index>``) and the decision's time, so
 quality is measured on the events the platform really scored, joined to their real labels.
@@ -26,6 +27,7 @@ from headwater.schemas.models import (
     Prediction,
     RetrainRequest,
     Routing,
+    Run,
 )
 
 PHASES = ("before_drift", "after_drift", "after_decision")
@@ -45,10 +47,33 @@ class Timeline:
     retrain_request: RetrainRequest | None = None
     retrain_request_ms: int | None = None
     candidate: ModelVersion | None = None
+    candidate_ms: int | None = None
     canary_steps: list[float] = field(default_factory=list)
     decision: ModelVersion | None = None
     decision_ms: int | None = None
+    decision_events: int | None = None  # transactions produced when the decision was seen
     routings: list[Routing] = field(default_factory=list)
+    # the retrain's stages, by the times its own events carry (``runs``, ``model-versions``)
+    run_started_ms: int | None = None
+    first_trial_ms: int | None = None
+    last_trial_ms: int | None = None
+
+    def retrain_stages(self) -> dict[str, float | None]:
+        """Seconds of each stage from the retrain request to the candidate's registration:
+        to the training run's start (the dataset), to the first trial's start (trial workers
+        ready), the trials, and from the last trial to the registration."""
+        marks = [
+            self.retrain_request.requested_at_ms if self.retrain_request else None,
+            self.run_started_ms,
+            self.first_trial_ms,
+            self.last_trial_ms,
+            self.candidate.event_time_ms if self.candidate else None,
+        ]
+        names = ("to_run_start", "to_first_trial", "trials", "to_registration")
+        return {
+            name: None if a is None or b is None else round((b - a) / 1000, 3)
+            for name, a, b in zip(names, marks, marks[1:], strict=False)
+        }
 
 
 class DemoObserver:
@@ -62,6 +87,7 @@ class DemoObserver:
         "model-versions",
         "routing",
         "deadletter",
+        "runs",
     )
 
     def __init__(
@@ -111,6 +137,8 @@ class DemoObserver:
             self.timeline.routings.append(event)
         elif isinstance(event, DeadLetter):
             self.deadletters += 1
+        elif isinstance(event, Run) and event.model == self.model:
+            self._run(event)
         return []
 
     def on_tick(self, now_ms: int) -> list[Output]:
@@ -129,24 +157,42 @@ class DemoObserver:
         timeline.first_alarm, timeline.first_alarm_ms = alarm, self.clock()
         timeline.first_alarm_events = self.produced()
 
+    def _run(self, run: Run) -> None:
+        """The retrain's training run and trials, between its request and its candidate."""
+        t = self.timeline
+        if t.retrain_request is None or t.candidate is not None:
+            return
+        if run.kind == "run" and run.status == "started" and t.run_started_ms is None:
+            t.run_started_ms = run.event_time_ms
+        elif run.kind == "trial" and t.run_started_ms is not None:
+            if run.status == "started" and t.first_trial_ms is None:
+                t.first_trial_ms = run.event_time_ms
+            elif run.status in ("completed", "pruned", "failed"):
+                t.last_trial_ms = max(t.last_trial_ms or 0, run.event_time_ms)
+
     def _model_version(self, event: ModelVersion) -> None:
         timeline = self.timeline
         if event.action == "promoted" and timeline.candidate is None:
             self.champion = event.version  # the bootstrap version
             return
         if event.action == "registered":
-            if timeline.candidate is None and self.produced() > self.drift_at:
-                timeline.candidate = event  # the retrain's answer to the drift
+            # the first registration once a champion serves: the retrain's answer to the drift
+            # (or the operator's model with --bad-candidate), whatever number it was given
+            if timeline.candidate is None and self.champion is not None:
+                timeline.candidate, timeline.candidate_ms = event, self.clock()
             return
         candidate = timeline.candidate
         if candidate is None or event.version != candidate.version or timeline.decision:
             return
-        if event.action == "canary":
-            timeline.canary_steps.append(event.metrics.get("weight", 0.0))
+        if event.action == "canary" and "weight" in event.metrics:
+            # the canary controller's steps carry their weight; the hand-over into canary (by
+            # the retrain worker or an operator) does not
+            timeline.canary_steps.append(event.metrics["weight"])
         elif event.action in ("promoted", "rolled_back"):
             if event.action == "promoted":
                 timeline.canary_steps.append(1.0)
             timeline.decision, timeline.decision_ms = event, self.clock()
+            timeline.decision_events = self.produced()
 
     def _record(self, outcomes: list[Outcome]) -> None:
         for outcome in outcomes:

@@ -1,11 +1,13 @@
 """``headwater demo``: the whole loop on the demo domain, live on the platform.
 
-It starts the platform, the feature worker, the warehouse sink and the Kafka scorer (the
-platform's own processes), and in this process the loop's agents: the loop handler (label
-join, live metrics, drift and error detectors, retraining policy, canary controller), the skew
-handler, the retrainer and an observer. Then it streams the demo's card transactions with a
-distribution shift and a concept drift injected part-way, and reports each step as it happens:
-bootstrap model, drift detected, retrain with a search, canary steps, promotion or rollback.
+It starts the platform and exactly the processes ``headwater up`` starts (the feature worker,
+the sink, the scorers, the loop's agents, the retrain worker and its trial workers:
+:func:`headwater.operate.processes.start_stream_processes`), on topics of its own prefix. It
+trains the first model as a user would (the pipeline ``headwater train`` runs, then a promotion
+through the registry), then streams the demo's card transactions at a constant rate with a
+distribution shift and a concept drift injected part-way. What the platform does about it —
+drift detected, retrain requested, candidate registered, canary steps, promotion or rollback —
+is read back from the topics by an observer, as any user could, and reported as it happens.
 
 Every run has its own topic prefix and its own stretch of event time, so runs never mix in the
 topics or the warehouse, and the same ``--events``/``--seed`` replay the same stream.
@@ -13,6 +15,7 @@ topics or the warehouse, and the same ``--events``/``--seed`` replay the same st
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -22,26 +25,28 @@ import torch
 
 from headwater.core.errors import HeadwaterError
 from headwater.core.settings import HeadwaterSettings
+from headwater.demo.bad_candidate import push_bad_candidate
 from headwater.demo.generator import START_MS, DemoConfig, DemoStream
-from headwater.demo.observer import DemoObserver
-from headwater.demo.processes import Workers
+from headwater.demo.observer import DemoObserver, event_index
+from headwater.demo.process_cost import ProcessCost
 from headwater.infra.event_bus import EventBus
 from headwater.infra.kafka_clients import ensure_topics
 from headwater.infra.warehouse import Warehouse, connect_warehouse
 from headwater.loop.agent_runner import AgentRunner
-from headwater.loop.canary import CanaryConfig
-from headwater.loop.loop_handler import LoopConfig, LoopHandler
-from headwater.loop.references import BundleReferences
-from headwater.loop.retrainer import Retrainer
-from headwater.loop.skew_handler import SkewHandler
 from headwater.operate import platform
-from headwater.schemas.models import Label, RetrainRequest, Transaction
-from headwater.streams.feature_module import load_feature_module
-from headwater.trainers.artifacts import ArtifactStore
+from headwater.operate.processes import (
+    start_stream_processes,
+    stop_stream_processes,
+    stream_process_pids,
+)
+from headwater.schemas.models import Label, Transaction
+from headwater.trainers.pipeline import TrainRequest, train_model
+from headwater.trainers.registry import ModelRegistry
 
 DAY_MS = 86_400_000
 RUN_SPAN_MS = 10 * DAY_MS  # each run's own stretch of event time (room for 400k events)
-DRIFT_WINDOW = 300
+DEMO_FEATURES = "headwater.demo.fraud_features"  # the demo model's feature module
+ACTOR = "headwater-demo"
 
 
 class DemoError(HeadwaterError):
@@ -53,31 +58,39 @@ class DemoOptions:
     events: int = 20_000
     seed: int = 7
     bad_candidate: bool = False
-    rate: float = 300.0  # events per second once the bootstrap model serves
+    rate: float = 300.0  # events per second once the bootstrap model serves, held throughout
     bootstrap_fraction: float = 0.2
     drift_fraction: float = 0.3
     cards: int = 100
     fraud_rate: float = 0.05
-    trials: int = 4
-    retrain_rows: int = 800  # labelled rows of the new world before the retrain trains
+    bootstrap_epochs: int = 40
     warmup_fraction: float = 0.05  # cards' first events, before their histories fill in
     malformed_events: int = 2  # records no application should send: dead-lettered, never lost
-    # The stream spans a few hours of event time: the model reads the features whose windows
-    # fill within it (day-long windows and the hour of day would drift on their own).
-    # Burst features (time since last event, 10-minute counts) would catch fraud whatever its
-    # pattern; the demo leaves them out so the concept drift has something to break.
-    features: tuple[str, ...] = (
-        "amount",
-        "amount_last_1",
-        "amount_last_2",
-        "amount_last_3",
-        "distance_km",
-    )
-    decision_timeout_s: float = 180.0
+    decision_timeout_s: float = 30.0  # after the stream, for trailing labels to settle a canary
+    # The stream goes on at the same rate past ``events`` while the platform is still answering
+    # a drift (a retrain or a canary in flight), up to this many events (0: three times events).
+    max_events: int = 0
+    after_decision_events: int = 3_000  # streamed on after a decision, to show its effect
+
+    @property
+    def stream_limit(self) -> int:
+        return self.max_events or 3 * self.events
 
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
+
+
+def _free_port(host: str) -> int:
+    """A port for the demo's own HTTP scorer (``headwater up``'s may hold the configured one)."""
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def _is_retrain_process(name: str) -> bool:
+    return "retrain" in name or "trial" in name
 
 
 @dataclass
@@ -100,14 +113,24 @@ class DemoRun:
         self.options = options
         tag = int(time.time())
         self.settings = settings.model_copy(
-            update={"topic_prefix": f"{settings.topic_prefix}demo-{tag}-"}
+            update={
+                "topic_prefix": f"{settings.topic_prefix}demo-{tag}-",
+                "features": DEMO_FEATURES,
+                "http_port": _free_port(settings.bind_host),
+            }
         )
         # A stretch of the past of its own (the warehouse keeps every run; training reads labels
         # known by now), shifted by whole days so hour-of-day is identical for the same seed.
         self.start_ms = START_MS - (tag % 365 + 1) * RUN_SPAN_MS
         self.end_ms = self.start_ms + RUN_SPAN_MS
         self.model = settings.serving_model
-        self.drift_at = int(options.events * options.drift_fraction)
+        # With --bad-candidate the world stays as it is (the drift would come after the stream):
+        # the canary judges the operator's model alone, with no retrain answering a drift.
+        self.drift_at = (
+            options.stream_limit + 1
+            if options.bad_candidate
+            else int(options.events * options.drift_fraction)
+        )
         self.bootstrap = int(options.events * options.bootstrap_fraction)
         self._progress = progress
         self._clock = _Clock()
@@ -116,9 +139,14 @@ class DemoRun:
         self.labels_produced = 0
         self.drift_started_ms: int | None = None
         self.event_times: list[int] = []
-        self.workers = Workers(self.settings.home / "demo-logs" / f"demo-{tag}")
+        self.pids: dict[str, int] = {}
         self.runners: list[AgentRunner] = []
-        self._said = set()
+        self.retrain_cost = ProcessCost()  # the retrain worker and its trial workers
+        self.platform_cost = ProcessCost()  # every process `up` starts
+        self.stream_seconds = 0.0
+        self._retrain_cpu: list[float | None] = [None, None]  # at the request, at the candidate
+        self.streamed = 0
+        self._said: set[str] = set()
         self._began_ms = _now_ms()
 
     def say(self, message: str) -> None:
@@ -126,10 +154,9 @@ class DemoRun:
 
     # -- the run --------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
-        # Training shares two cores with every worker: torch's spinning thread pool would
-        # make each step wait on descheduled threads; one thread trains these small nets fast.
+        # The bootstrap trains here, beside every worker on the machine's cores: torch's
+        # spinning thread pool would make each step wait on descheduled threads.
         torch.set_num_threads(1)
-        # the demo runs its own workers for its topics (and stops them when it ends)
         platform.up(self.settings, processes=False)
         ensure_topics(self.settings)
         self.say(
@@ -138,20 +165,35 @@ class DemoRun:
         )
         warehouse = connect_warehouse(self.settings)
         try:
-            observer = self._start(warehouse)
-            stream = iter(DemoStream(self._demo_config()).records(self.options.events))
+            observer = self._start()
+            stream = iter(DemoStream(self.demo_config()).records(self.options.stream_limit))
             self._produce(stream, self.bootstrap, paced=False)
             self._bootstrap_model(warehouse, observer)
+            if self.options.bad_candidate:
+                self._bad_candidate(warehouse)
             self._send_malformed()
             self.say(
                 f"streaming {self.options.events - self.bootstrap} more events at "
-                f"{self.options.rate:g}/s; the drift begins at event {self.drift_at}"
+                f"{self.options.rate:g}/s; "
+                + (
+                    "no drift: the canary judges the operator's model"
+                    if self.options.bad_candidate
+                    else f"the drift begins at event {self.drift_at}"
+                )
             )
             rest = self._records(stream)
+            began = time.monotonic()
             self._produce(rest, self.options.events - self.bootstrap, paced=True, observer=observer)
-            self._produce(rest, 0, paced=False)  # the labels still due
+            self.stream_seconds = time.monotonic() - began
+            self.streamed = self.produced - self.bootstrap
+            self.say(
+                f"stream done: {self.streamed} events in {self.stream_seconds:.1f} s "
+                f"({self.streamed / max(self.stream_seconds, 1e-9):.0f}/s)"
+            )
+            self._trailing_labels(rest)
             self._await_decision(observer)
             lost = self._drain(observer)
+            self._sample_costs()
             summary = self._summary(observer, lost)
             summary["warehouse_rows"] = self._warehouse_rows(warehouse)
             return summary
@@ -159,7 +201,7 @@ class DemoRun:
             self._stop()
             warehouse.close()
 
-    def _demo_config(self) -> DemoConfig:
+    def demo_config(self) -> DemoConfig:
         o = self.options
         return DemoConfig(
             seed=o.seed,
@@ -170,56 +212,22 @@ class DemoRun:
             drift_at=self.drift_at,
         )
 
-    def _start(self, warehouse: Warehouse) -> DemoObserver:
+    def _start(self) -> DemoObserver:
         s = self.settings
-        pids = {
-            name: self.workers.start(name, module, s)
-            for name, module in (
-                ("features", "headwater.streams.worker"),
-                ("sink", "headwater.streams.sink"),
-                ("scorer", "headwater.serving.kafka_scorer"),
-            )
-        }
-        config = LoopConfig(
-            drift_window=DRIFT_WINDOW,
-            tumbling_ms=60_000,
-            metrics_every=200,
-            retrain_min_alarms=2,
-            retrain_sustain_ms=120_000,
-            retrain_trials=self.options.trials,
-            canary=CanaryConfig(min_outcomes_per_step=50),
-        )
-        loop = LoopHandler(BundleReferences(ArtifactStore.from_settings(s)), config)
-        feature_set = load_feature_module(s.features).feature_set
+        self.pids = start_stream_processes(s)
         observer = DemoObserver(self.model, self.drift_at, lambda: self.produced, _now_ms)
-        retrainer = Retrainer(
-            s,
-            warehouse,
-            model=self.model,
-            feature_set=feature_set.name,
-            data_start_ms=lambda request: self._retrain_start(observer),
-            seed=self.options.seed,
-            sabotage=self.options.bad_candidate,
-            min_rows=self.options.retrain_rows,
-            wait_for_rows_s=60.0,
-            feature_names=self.options.features,
-            data_end_ms=self.end_ms,
-        )
-        prefix = s.topic_prefix
-        for handler, name in (
-            (loop, "loop"),
-            (SkewHandler(feature_set), "skew"),
-            (observer, "observer"),
-            (retrainer, "retrainer"),
-        ):
-            self.runners.append(AgentRunner(s, handler, f"{prefix}{name}").start())
-        self.loop, self.retrainer = loop, retrainer
+        self.runners.append(AgentRunner(s, observer, f"{s.topic_prefix}observer").start())
+        self._sample_costs()
         self.say(
-            "workers: "
-            + ", ".join(f"{n} pid {p}" for n, p in pids.items())
-            + "; loop agents: loop, skew, retrainer, observer"
+            "the platform's processes (as `headwater up` starts them): "
+            + ", ".join(f"{n} pid {p}" for n, p in self.pids.items())
+            + f"; logs in {s.home}"
         )
         return observer
+
+    def _sample_costs(self) -> None:
+        self.retrain_cost.update(p for n, p in self.pids.items() if _is_retrain_process(n))
+        self.platform_cost.update(self.pids.values())
 
     # -- producing ----------------------------------------------------------------------------
     def _produce(
@@ -239,14 +247,14 @@ class DemoRun:
                 bus.send("labels", record)
                 self.labels_produced += 1
                 continue
-            if sent == count:
+            if sent >= count and not (observer is not None and self._answering(observer)):
                 # the next transaction belongs to the next phase: keep it for then
                 self._held = record
                 break
             self._send_transaction(bus, record)
             sent += 1
             if paced:
-                due += 1.0 / self._rate(observer)
+                due += 1.0 / self.options.rate  # the same rate throughout, retrain or not
                 ahead = due - time.monotonic()
                 if ahead > 0:
                     time.sleep(ahead)
@@ -256,6 +264,41 @@ class DemoRun:
         bus.flush()
         if count:
             self.say(f"{self.produced} events produced, {self.labels_produced} labels")
+
+    def _answering(self, observer: DemoObserver) -> bool:
+        """Whether the platform is still answering a drift (a retrain requested or a candidate
+        registered, no decision yet, or a decision less than ``after_decision_events`` ago):
+        the stream then goes on, at the same rate, up to the stream limit — a canary needs
+        traffic to decide, and the decision's effect needs traffic to show."""
+        t = observer.timeline
+        if t.decision_events is not None:
+            return self.produced < t.decision_events + self.options.after_decision_events
+        pending = t.retrain_request is not None or t.candidate is not None
+        if pending and "extend" not in self._said:
+            self._said.add("extend")
+            self.say(
+                f"{self.options.events} events reached with the platform still answering the "
+                f"drift: streaming on at {self.options.rate:g}/s until its decision and "
+                f"{self.options.after_decision_events} events more "
+                f"(at most {self.options.stream_limit} events)"
+            )
+        return pending
+
+    def _trailing_labels(self, rest: Iterator[Transaction | Label]) -> None:
+        """The labels of the sent transactions still due; the stream's later transactions (past
+        the last sent one) are not sent. Labels follow their transactions in event-time order,
+        so past the last one's label delay none is left."""
+        bus = EventBus(self.settings)
+        last = self.event_times[-1] + self.demo_config().label_delay_ms if self.event_times else 0
+        sent_ids = self.produced
+        for record in rest:
+            if isinstance(record, Label):
+                if event_index(record.event_id) < sent_ids:
+                    bus.send("labels", record)
+                    self.labels_produced += 1
+            elif record.event_time_ms > last:
+                break
+        bus.flush()
 
     def _send_malformed(self) -> None:
         """Records no application should send (not an event; an unknown schema's fingerprint),
@@ -268,16 +311,6 @@ class DemoRun:
         self.malformed = self.options.malformed_events
         if self.malformed:
             self.say(f"{self.malformed} malformed records sent: they must reach deadletter")
-
-    def _rate(self, observer: DemoObserver | None) -> float:
-        """Events per second now: while a retrain is in flight the stream slows to a tenth
-        (event time keeps its own clock), so a small demo keeps traffic for the canary."""
-        t = observer.timeline if observer is not None else None
-        retraining = t is not None and t.retrain_request is not None and t.candidate is None
-        if retraining and "quiet" not in self._said:
-            self._said.add("quiet")
-            self.say(f"retrain in flight: the stream slows to {self.options.rate / 10:g}/s")
-        return self.options.rate / 10 if retraining else self.options.rate
 
     def _send_transaction(self, bus: EventBus, record: Transaction) -> None:
         if self.produced == self.drift_at:
@@ -296,10 +329,19 @@ class DemoRun:
     _held: Transaction | None = None
 
     def _check(self, observer: DemoObserver) -> None:
-        dead = self.workers.dead()
+        self._sample_costs()
+        t = observer.timeline
+        # the retrain's own cost: its processes' CPU from the request to the registration
+        if t.retrain_request is not None and self._retrain_cpu[0] is None:
+            self._retrain_cpu[0] = self.retrain_cost.cpu_s
+        if t.candidate is not None and self._retrain_cpu[1] is None:
+            self._retrain_cpu[1] = self.retrain_cost.cpu_s
+        running = stream_process_pids(self.settings)
+        dead = [name for name in self.pids if running.get(name) is None]
         if dead:
-            name, tail = next(iter(dead.items()))
-            raise DemoError(f"the {name} worker exited; its log ends:\n{tail}")
+            log = self.settings.home / f"{dead[0]}.log"
+            tail = log.read_text(errors="replace")[-1500:] if log.exists() else ""
+            raise DemoError(f"the {dead[0]} process exited; {log} ends:\n{tail}")
         for runner in self.runners:
             if runner.error is not None:
                 raise DemoError(f"agent {runner.group} failed: {runner.error}")
@@ -339,15 +381,10 @@ class DemoRun:
 
     _said: set[str]
 
-    def _retrain_start(self, observer: DemoObserver) -> int:
-        """Train on the events since the first alarm's window began, so the new model learns
-        the world as it is now."""
-        detected = observer.timeline.first_alarm_events or self.produced
-        index = max(self.bootstrap, detected - DRIFT_WINDOW)
-        return self.event_times[min(index, len(self.event_times) - 1)]
-
     # -- bootstrap, decision, drain, summary ----------------------------------------------
     def _bootstrap_model(self, warehouse: Warehouse, observer: DemoObserver) -> None:
+        """The first model, as a user trains one: ``headwater train``'s pipeline on the
+        bootstrap's labelled rows, then a promotion through the registry."""
         db = warehouse.database
         wanted = int(self.labels_produced * 0.9)
 
@@ -366,38 +403,46 @@ class DemoRun:
         self._wait(ready, 180, "bootstrap labels and features in the warehouse", observer)
         self.say(
             f"{rows('labels')} labels and {rows('features')} feature vectors in the "
-            f"warehouse; training {self.model} v1"
+            f"warehouse; training {self.model} (the pipeline `headwater train` runs)"
         )
-        warmed_up = self.event_times[int(self.options.events * self.options.warmup_fraction)]
-        bootstrap = Retrainer(
-            self.settings,
-            warehouse,
+        request = TrainRequest(
             model=self.model,
-            feature_set=self.retrainer.feature_set,
-            data_start_ms=lambda request: warmed_up,
+            epochs=self.options.bootstrap_epochs,
+            start_ms=self.event_times[int(self.options.events * self.options.warmup_fraction)],
+            end_ms=self.end_ms,
             seed=self.options.seed,
-            feature_names=self.options.features,
-            data_end_ms=self.end_ms,
-        )
-        request = RetrainRequest(
-            request_id=f"bootstrap-{self.settings.topic_prefix}",
-            model=self.model,
             reason="bootstrap: the first model",
-            requested_at_ms=_now_ms(),
-            trials=1,
+            actor=ACTOR,
         )
-        outcome = bootstrap.retrain(request)
+        outcome = train_model(self.settings, request, warehouse)
         self.say(
             f"{self.model} v{outcome.version} registered by run {outcome.run_id} "
             f"(valid AUC {outcome.metrics.get('valid_auc', float('nan')):.3f})"
         )
+        ModelRegistry.open(self.settings).promote(
+            self.model, outcome.version, reason="the first version of the model", actor=ACTOR
+        )
         self._wait(
             lambda: observer.champion == outcome.version,
             60,
-            f"the canary controller to promote {self.model} v{outcome.version}",
+            f"{self.model} v{outcome.version}'s promotion on model-versions",
             observer,
         )
         self.say(f"{self.model} v{outcome.version} promoted (first version) and serving")
+
+    def _bad_candidate(self, warehouse: Warehouse) -> None:
+        version = push_bad_candidate(
+            self.settings,
+            warehouse,
+            self.model,
+            start_ms=self.event_times[int(self.options.events * self.options.warmup_fraction)],
+            end_ms=self.end_ms,
+            seed=self.options.seed,
+        )
+        self.say(
+            f"--bad-candidate: {self.model} v{version.version}, trained on inverted labels, "
+            "pushed into canary by the operator"
+        )
 
     def _wait(
         self, check: Callable[[], bool], timeout_s: float, what: str, observer: DemoObserver
@@ -408,14 +453,14 @@ class DemoRun:
             if time.monotonic() > deadline:
                 raise DemoError(
                     f"timed out after {timeout_s:.0f} s waiting for {what}; "
-                    f"logs in {self.workers.logs}"
+                    f"logs in {self.settings.home}"
                 )
             time.sleep(0.3)
 
     def _await_decision(self, observer: DemoObserver) -> None:
         """The stream is over: give the trailing labels a moment to settle a running canary
         (without traffic it cannot move further)."""
-        deadline = time.monotonic() + min(self.options.decision_timeout_s, 30.0)
+        deadline = time.monotonic() + self.options.decision_timeout_s
         while observer.timeline.decision is None and time.monotonic() < deadline:
             self._check(observer)
             time.sleep(0.5)
@@ -481,8 +526,9 @@ class DemoRun:
             "events": self.produced,
             "predictions": observer.predictions,
             "labels": self.labels_produced,
-            "drift_injected_at_event": self.drift_at,
+            "drift_injected_at_event": None if self.options.bad_candidate else self.drift_at,
             "drift_detected_at_event": t.first_alarm_events,
+            "decision_at_event": t.decision_events,
             "drift_alarm": t.first_alarm.alarm_id if t.first_alarm else None,
             "retrain_request_id": t.retrain_request.request_id if t.retrain_request else None,
             "retrain_run_id": t.candidate.run_id if t.candidate else None,
@@ -498,21 +544,52 @@ class DemoRun:
             "malformed_events": self.malformed,
             "observed_records": dict(observer.seen),
             "alarms_before_drift": observer.alarms_before_drift,
-            "in_sample_predictions_not_watched": self.loop.not_watched(),
             "skew_alarms": observer.skew_alarms,
-            "label_join": asdict(self.loop.joiner.counts),
+            "label_join": asdict(observer.joiner.counts),
             "topic_prefix": self.settings.topic_prefix,
-            "logs": str(self.workers.logs),
+            "logs": str(self.settings.home),
+            **self._costs(observer),
         }
         return summary
+
+    def _costs(self, observer: DemoObserver) -> dict[str, Any]:
+        """What the loop cost and how fast it was, beside the rate the stream kept."""
+        t = observer.timeline
+
+        def seconds(begin_ms: int | None, end_ms: int | None) -> float | None:
+            return (
+                None if begin_ms is None or end_ms is None else round((end_ms - begin_ms) / 1000, 3)
+            )
+
+        return {
+            "rate_target": self.options.rate,
+            "rate_achieved": round(self.streamed / self.stream_seconds, 1)
+            if self.stream_seconds
+            else None,
+            "stream_seconds": round(self.stream_seconds, 1),
+            "seconds_detection_to_decision": seconds(t.first_alarm_ms, t.decision_ms),
+            "seconds_request_to_candidate": seconds(t.retrain_request_ms, t.candidate_ms),
+            "retrain_stages_s": t.retrain_stages(),
+            "retrain_cpu_s": self._retrain_cpu_s(),
+            "retrain_processes_cpu_s": self.retrain_cost.cpu_s,
+            "platform_cpu_s": self.platform_cost.cpu_s,
+        }
+
+    def _retrain_cpu_s(self) -> float | None:
+        """CPU seconds of the retrain worker and its trial workers from the retrain request
+        to the candidate's registration (to the end of the run if none was registered)."""
+        began, ended = self._retrain_cpu
+        if began is None:
+            return None
+        return round((self.retrain_cost.cpu_s if ended is None else ended) - began, 2)
 
     def _stop(self) -> None:
         errors = []
         for runner in self.runners:
             try:
-                runner.stop(timeout_s=120.0)  # a retrain in flight finishes first
+                runner.stop(timeout_s=30.0)
             except HeadwaterError as error:
                 errors.append(str(error))
-        self.workers.stop()
+        stop_stream_processes(self.settings)
         if errors:
             self.say("agents reported: " + "; ".join(errors))

@@ -81,13 +81,13 @@ PANELS: tuple[Panel, ...] = (
         "latency",
         "Event → prediction latency p95 (ms)",
         "SELECT concat(model, ' v', toString(version), ' ', route) AS version_route, bucket_ms, "
-        "event_to_prediction_p95_ms FROM {db}.v_prediction_latency "
+        "event_to_prediction_p95_ms FROM {db}.v_prediction_latency WHERE arrivals > 0 "
         "ORDER BY bucket_ms DESC LIMIT 2000",
         "line",
         x="bucket_ms",
         y="event_to_prediction_p95_ms",
         series="version_route",
-        description="from the event's time to the prediction being served",
+        description="from the record's arrival on events.raw to the prediction being served",
     ),
     Panel(
         "scoring",

@@ -48,19 +48,7 @@ SELECT group_id, topic, observed_at_ms, sum(lag) AS lag
 FROM {db}.consumer_lag
 GROUP BY group_id, topic, observed_at_ms;
 
--- Event -> prediction latency (event time to served) and scoring latency, per version and route.
-CREATE VIEW IF NOT EXISTS {db}.v_prediction_latency AS
-SELECT model, version, route, intDiv(served_at_ms, 10000) * 10000 AS bucket_ms,
-       count() AS predictions,
-       quantile(0.5)(served_at_ms - event_time_ms) AS event_to_prediction_p50_ms,
-       quantile(0.95)(served_at_ms - event_time_ms) AS event_to_prediction_p95_ms,
-       quantile(0.99)(served_at_ms - event_time_ms) AS event_to_prediction_p99_ms,
-       quantile(0.5)(latency_ms) AS scoring_p50_ms,
-       quantile(0.95)(latency_ms) AS scoring_p95_ms,
-       quantile(0.99)(latency_ms) AS scoring_p99_ms,
-       countIf(fallback) AS fallbacks
-FROM {db}.predictions FINAL
-GROUP BY model, version, route, bucket_ms;
+-- Event -> prediction latency and scoring latency: v_prediction_latency, in 005_arrival_latency.sql.
 
 -- Histogram of model outputs (10 bins over [0, 1], outside values clamped) per version and route.
 CREATE VIEW IF NOT EXISTS {db}.v_prediction_distribution AS

@@ -46,12 +46,14 @@ def _traffic(start_ms: int, count: int, model: str) -> Iterator[tuple[str, Event
                 event_time_ms=at,
                 numeric={"amount": 10.0 + i},
                 categorical={"country": "NL"},
+                source_partition=0,
+                source_offset=i,
             ),
         )
         yield (
             "predictions",
             Prediction(
-                request_id=f"r{i}",
+                request_id=f"e{i}",
                 entity_id=entity,
                 model=model,
                 version=version,
@@ -66,7 +68,7 @@ def _traffic(start_ms: int, count: int, model: str) -> Iterator[tuple[str, Event
         yield (
             "labels",
             Label(
-                request_id=f"r{i}",
+                request_id=f"e{i}",
                 entity_id=entity,
                 label=float(i % 2),
                 event_time_ms=at,
@@ -259,7 +261,10 @@ def write_story(
     Returns the rows written."""
     by_table: dict[str, list[dict[str, Any]]] = {}
     for topic, record in records:
-        by_table.setdefault(table_for_topic(topic), []).append(_row(record))
+        row = _row(record)
+        if topic in ("events", "predictions"):
+            row["_topic"] = f"{model}-{topic}"  # the full topic name, as the sink writes it
+        by_table.setdefault(table_for_topic(topic), []).append(row)
     written = 0
     for table, rows in by_table.items():
         db = warehouse.database
@@ -267,9 +272,14 @@ def write_story(
         columns = [*rows[0], "_partition", "_offset"]
         values = [[*row.values(), 0, base + i] for i, row in enumerate(rows)]
         written += warehouse.insert(table, columns, values)
-    raw = [["card-1", '{"amount": 1}', start_ms + i * 250, 0, i] for i in range(20)]
+    raw = [["card-1", '{"amount": 1}', start_ms + i * 250, "", 0, i] for i in range(20)]
+    # the raw records of the story's events: each arrived 5 ms after its event time
+    raw += [
+        [e["entity_id"], "{}", e["event_time_ms"] + 5, f"{model}-events.raw", 0, e["source_offset"]]
+        for e in by_table.get("events", [])
+    ]
     written += warehouse.insert(
-        "events_raw", ["key", "value", "kafka_timestamp_ms", "_partition", "_offset"], raw
+        "events_raw", ["key", "value", "kafka_timestamp_ms", "_topic", "_partition", "_offset"], raw
     )
     lag = [
         [start_ms + s * 2000, group, "events", p, 100 + s * 10, 90 + s * 9 + p, 10 + s - p]

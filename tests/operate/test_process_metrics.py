@@ -17,13 +17,13 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from headwater.core.settings import HeadwaterSettings
-from headwater.demo.processes import Workers
 from headwater.infra.event_bus import EventBus
 from headwater.infra.kafka_clients import ensure_topics
 from headwater.infra.metrics import metrics_dir
 from headwater.infra.warehouse import HostedWarehouse
 from headwater.infra.warehouse_host import running_host_url
 from headwater.schemas.models import Label, Prediction
+from tests.operate.child_processes import Workers
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

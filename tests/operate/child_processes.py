@@ -1,28 +1,17 @@
-"""The demo's worker processes: the platform's own entry points, started with the demo's
-settings in their environment and stopped (SIGTERM, then SIGKILL) when it ends."""
+"""Platform processes started by name for a test (``python -m``), with the settings under test
+in their environment and a log each; stopped with SIGTERM (then SIGKILL), as a supervisor
+would."""
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pydantic import SecretStr
-
-from headwater.core.settings import ENV_PREFIX, HeadwaterSettings
-
-
-def settings_environment(settings: HeadwaterSettings) -> dict[str, str]:
-    """Every setting as its ``HEADWATER_*`` variable, so a child sees exactly these settings."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
-    for name, value in settings.model_dump().items():
-        if isinstance(value, SecretStr):
-            value = value.get_secret_value()
-        env[f"{ENV_PREFIX}{name.upper()}"] = str(value)
-    return env
+from headwater.core.settings import HeadwaterSettings
+from headwater.operate.processes import settings_environment
 
 
 @dataclass
@@ -44,14 +33,6 @@ class Workers:
             )
         self.processes[name] = process
         return process.pid
-
-    def dead(self) -> dict[str, str]:
-        """Workers that exited, with the tail of their log."""
-        return {
-            name: (self.logs / f"{name}.log").read_text(errors="replace")[-1500:]
-            for name, process in self.processes.items()
-            if process.poll() is not None
-        }
 
     def stop(self) -> None:
         for process in self.processes.values():
