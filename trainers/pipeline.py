@@ -26,7 +26,7 @@ from headwater.trainers.errors import DatasetError, SearchError
 from headwater.trainers.job import JobResult
 from headwater.trainers.model_family import ModelBundle, load_bundle
 from headwater.trainers.point_in_time import DatasetSpec, build_training_set
-from headwater.trainers.registry import ModelRegistry, replay_state
+from headwater.trainers.registry import ModelRegistry
 from headwater.trainers.registry_state import VersionState
 from headwater.trainers.search import Objective, PriorTrial, SamplerName, SearchBudget, StudyDriver
 from headwater.trainers.search_space import SearchSpace, default_space
@@ -119,7 +119,7 @@ def train_model(
     store = ArtifactStore.from_settings(settings)
     dataset_sha = store.put_bytes(data.to_bytes())
     bus = bus or EventBus(settings)
-    registry = registry or ModelRegistry(store, bus, replay_state(settings))
+    registry = registry or ModelRegistry.open(settings)
     recorder = WarehouseRecorder(warehouse)
     lineage = {**data.lineage, "dataset_sha256": dataset_sha}
     run_id = new_run_id(request.model)
