@@ -5,13 +5,16 @@ a model arriving meanwhile are coalesced into the next one
 (:mod:`headwater.trainers.retrain_queue`).
 Offsets are committed only up to the first request whose retrain has not finished, so a
 killed worker redoes unfinished retrains. A finished retrain registers the new version and
-puts it in ``canary`` (the canary controller reacts to that event) — or promotes it when the
-model has no champion yet. Undecodable requests go to ``deadletter``.
+puts it in ``canary`` (the canary controller reacts to that event). Only a model's very first
+version, when it has no champion, is promoted at once; the registry is caught up on
+``model-versions`` right before that decision, so a stale view never skips the canary.
+Undecodable requests go to ``deadletter``.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import queue
 import sys
 import threading
@@ -35,6 +38,7 @@ from headwater.trainers.registry import ModelRegistry
 from headwater.trainers.retrain_queue import Retrain, RetrainQueue
 
 ACTOR = "retrain-worker"
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -174,14 +178,9 @@ class RetrainWorker:
     def _hand_to_canary(
         self, registry: ModelRegistry, outcome: TrainOutcome, retrain: Retrain
     ) -> str:
-        """Promote a model's first version, put any later one in canary; returns the action."""
-        if registry.state.champion(outcome.model) is None:
-            registry.promote(
-                outcome.model, outcome.version, reason="first version of the model", actor=ACTOR
-            )
-            return "promoted"
-        registry.canary(outcome.model, outcome.version, reason=retrain.reason, actor=ACTOR)
-        return "canary"
+        """Put a retrained version in canary; returns the action. Only the model's very first
+        version, with no champion to compare it against, is promoted at once."""
+        return hand_to_canary(registry, outcome.model, outcome.version, retrain.reason)
 
     def _reap(self, consumer: Consumer, warehouse: Warehouse, registry: ModelRegistry) -> None:
         finished = False
@@ -203,6 +202,27 @@ class RetrainWorker:
         offsets = [TopicPartition(name, p, o) for p, o in self.retrains.committable().items()]
         if offsets:
             consumer.commit(offsets=offsets, asynchronous=False)
+
+
+def hand_to_canary(registry: ModelRegistry, model: str, version: int, reason: str) -> str:
+    """Put ``model@version`` in canary, or promote it if it is the model's only version and
+    there is no champion; returns the action taken."""
+    state = registry.catch_up()
+    others = [v.version for v in state.versions(model) if v.version != version]
+    if not others and state.champion(model) is None:
+        why = "first version of the model: no champion to compare it against"
+        registry.promote(model, version, reason=why, actor=ACTOR)
+        log.info("promoted %s@%d at once: %s", model, version, why)
+        return "promoted"
+    registry.canary(model, version, reason=reason, actor=ACTOR)
+    log.info(
+        "handed %s@%d to the canary (champion %s): %s",
+        model,
+        version,
+        state.champion(model),
+        reason,
+    )
+    return "canary"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
