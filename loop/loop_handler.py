@@ -16,6 +16,7 @@ how the world changed since — and which of them reach the first windows would 
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -77,6 +78,15 @@ class _Watch:
     reference: VersionReference = field(default_factory=lambda: VersionReference({}))
     labelled: int = 0
     skipped: int = 0  # predictions of events the version was trained on (or older)
+    # event times of the latest labelled outcomes: where a detector's change point falls
+    outcome_times: deque[int] = field(default_factory=lambda: deque(maxlen=100_000))
+
+    def change_point_ms(self, since_change: int) -> int:
+        """The event time of the outcome ``since_change`` outcomes back (the change point)."""
+        if not self.outcome_times:
+            return 0
+        back = min(max(since_change, 1), len(self.outcome_times))
+        return self.outcome_times[-back]
 
 
 @dataclass
@@ -229,6 +239,7 @@ class LoopHandler:
         if not watch.reference.watches(p.event_time_ms):
             return []  # an in-sample mistake rate is no baseline for the live one
         watch.labelled += 1
+        watch.outcome_times.append(p.event_time_ms)
         mistake = float((p.output >= self.config.threshold) != (outcome.label.label > 0.5))
         alarms = []
         at = self.clock()
@@ -243,9 +254,11 @@ class LoopHandler:
                         statistic=detector.statistic,
                         value=detector.value,
                         threshold=detector.threshold,
-                        window_size=watch.labelled,
-                        window_start_ms=at,
-                        window_end_ms=at,
+                        window_size=detector.since_change,
+                        # the change point and this outcome, in event time: a retrain
+                        # trains on the rows from the change on
+                        window_start_ms=watch.change_point_ms(detector.since_change),
+                        window_end_ms=p.event_time_ms,
                         severity="critical",
                         detected_at_ms=at,
                     )

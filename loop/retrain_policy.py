@@ -7,6 +7,11 @@ quiet for ``cooldown_ms`` (the retrain and canary need that time), and it never 
 ``max_requests`` requests per ``cap_period_ms`` whatever its rate. Time is the alarms' own
 ``detected_at_ms``, so replaying the ``drift`` topic gives the same decisions.
 
+A request carries ``since_ms``, the latest change point of its ``concept`` alarms (their
+``window_start_ms``, in event time): the retrain trains on the world after the change. Data
+drift alarms carry windows on the loop's clock, not event time; a request of data alarms only
+has ``since_ms`` 0 (all rows).
+
 >>> from headwater.schemas.models import DriftAlarm
 >>> def alarm(i: int, t: int) -> DriftAlarm:
 ...     return DriftAlarm(alarm_id=f"a{i}", model="fraud", feature="amount", kind="data",
@@ -98,4 +103,5 @@ class RetrainPolicy:
             alarm_ids=[a.alarm_id for a in alarms],
             requested_at_ms=now,
             trials=self.trials,
+            since_ms=max((a.window_start_ms for a in alarms if a.kind == "concept"), default=0),
         )

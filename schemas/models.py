@@ -173,6 +173,7 @@ class RetrainRequest(EventModel):
     alarm_ids: list[str] = Field(default_factory=list)
     requested_at_ms: int
     trials: int = Field(default=0, ge=0)
+    since_ms: int = Field(default=0, ge=0)  # the detected change, in event time; 0: all rows
 
 
 class Run(EventModel):

@@ -32,6 +32,7 @@ from headwater.infra.kafka_clients import make_consumer
 from headwater.infra.metrics import METRICS
 from headwater.infra.warehouse import Warehouse, connect_warehouse
 from headwater.schemas.models import DeadLetter, RetrainRequest
+from headwater.trainers.errors import DatasetError
 from headwater.trainers.foreground import run_until_sigterm
 from headwater.trainers.pipeline import TrainOutcome, TrainRequest, train_model
 from headwater.trainers.registry import ModelRegistry
@@ -137,6 +138,13 @@ class RetrainWorker:
             METRICS.failures.labels(stage="retrain-worker", reason="undecodable").inc()
             return
         METRICS.observe("retrain-requests", request)
+        log.info(
+            "retrain request %s for %s: %s (train on rows from %s)",
+            request.request_id,
+            request.model,
+            request.reason,
+            request.since_ms or "the beginning",
+        )
         start = self.retrains.submit(request, partition, offset)
         if start is not None:
             self._start(start, warehouse, registry)
@@ -154,6 +162,7 @@ class RetrainWorker:
             trials=retrain.trials,
             workers=self.trial_workers,
             epochs=self.epochs,
+            start_ms=retrain.since_ms,
             reason=retrain.reason,
             actor=ACTOR,
         )
@@ -161,19 +170,45 @@ class RetrainWorker:
         running.inc()
         began, outcome_label = time.monotonic(), "failed"
         try:
+            if retrain.since_ms:
+                self._wait_for_rows(warehouse, retrain)
             outcome = train_model(self.settings, request, warehouse, registry=registry)
             action = self._hand_to_canary(registry, outcome, retrain)
             METRICS.model_actions.labels(model=retrain.model, action=action).inc()
             self.results.append(RetrainResult(retrain, outcome))
             outcome_label = "registered"
         except HeadwaterError as error:
-            print(f"retrain of {retrain.model} failed: {error}", file=sys.stderr)
+            log.error("retrain of %s failed: %s", retrain.model, error)
             self.results.append(RetrainResult(retrain, None, str(error)))
         finally:
             running.dec()
             METRICS.retrains_finished.labels(model=retrain.model, outcome=outcome_label).inc()
             METRICS.retrain_duration.labels(model=retrain.model).observe(time.monotonic() - began)
             self._done.put(retrain.model)
+
+    def _wait_for_rows(self, warehouse: Warehouse, retrain: Retrain) -> None:
+        """Wait until ``retrain_min_rows`` labelled rows after the change are in the warehouse."""
+        settings, since = self.settings, retrain.since_ms
+        wanted, deadline = settings.retrain_min_rows, time.monotonic() + settings.retrain_wait_s
+        rows, said = labelled_rows_since(warehouse, since), False
+        while rows < wanted:
+            if time.monotonic() > deadline or self._stop.is_set():
+                raise DatasetError(
+                    f"retrain of {retrain.model}: only {rows} labelled rows after the change at "
+                    f"{since} within HEADWATER_RETRAIN_WAIT_S={settings.retrain_wait_s:g} s; "
+                    f"HEADWATER_RETRAIN_MIN_ROWS={wanted}"
+                )
+            if not said:
+                log.info(
+                    "retrain of %s waits for %d labelled rows after the change at %d (%d so far)",
+                    retrain.model,
+                    wanted,
+                    since,
+                    rows,
+                )
+                said = True
+            self._stop.wait(2.0)
+            rows = labelled_rows_since(warehouse, since)
 
     def _hand_to_canary(
         self, registry: ModelRegistry, outcome: TrainOutcome, retrain: Retrain
@@ -202,6 +237,15 @@ class RetrainWorker:
         offsets = [TopicPartition(name, p, o) for p, o in self.retrains.committable().items()]
         if offsets:
             consumer.commit(offsets=offsets, asynchronous=False)
+
+
+def labelled_rows_since(warehouse: Warehouse, since_ms: int) -> int:
+    """Labels in the warehouse for events from ``since_ms`` on."""
+    result = warehouse.query(
+        f"SELECT count() AS n FROM {warehouse.database}.labels FINAL "
+        f"WHERE event_time_ms >= {int(since_ms)}"
+    ).dicts()
+    return int(result[0]["n"]) if result else 0
 
 
 def hand_to_canary(registry: ModelRegistry, model: str, version: int, reason: str) -> str:

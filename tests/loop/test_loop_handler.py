@@ -128,6 +128,9 @@ def test_drift_leads_to_a_retrain_request_and_the_new_version_is_promoted() -> N
     world.traffic(1_500, drifted=True)
     requests = [e for _, e in world.out if isinstance(e, RetrainRequest)]
     assert len(requests) == 1
+    # the request trains on the world after the change (at 300 100 ms of event time): the
+    # error detectors' change point, give or take ADWIN's coarse window
+    assert 300_100 - 20_000 <= requests[0].since_ms <= world.t
     alarm_ids = {e.alarm_id for _, e in world.out if isinstance(e, DriftAlarm)}
     assert set(requests[0].alarm_ids) <= alarm_ids
     world.register(2)

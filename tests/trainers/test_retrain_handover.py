@@ -40,3 +40,21 @@ def test_only_the_very_first_version_is_promoted_at_once(tmp_path: Path) -> None
     version = worker.register("m", store.put_bytes(b"v1"), actor="retrain-worker").version
     assert hand_to_canary(worker, "m", version, "first") == "promoted"
     assert worker.state.champion("m") == 1
+
+
+def test_coalesced_requests_train_from_the_latest_change() -> None:
+    from headwater.schemas.models import RetrainRequest
+    from headwater.trainers.retrain_queue import RetrainQueue
+
+    def request(n: int, since: int) -> RetrainRequest:
+        return RetrainRequest(
+            request_id=f"r{n}", model="m", reason="drift", requested_at_ms=n, since_ms=since
+        )
+
+    queue = RetrainQueue()
+    first = queue.submit(request(1, 500), 0, 1)
+    assert first is not None and first.since_ms == 500
+    queue.submit(request(2, 900), 0, 2)
+    queue.submit(request(3, 0), 0, 3)  # a person's request: all rows, but the change stands
+    following = queue.finish("m")
+    assert following is not None and following.since_ms == 900
