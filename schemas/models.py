@@ -165,6 +165,11 @@ class DriftAlarm(EventModel):
     detected_at_ms: int
 
 
+RETRAIN_CAP = "retrain_cap"
+"""The statistic of the alarm the loop raises for a model it cannot fix: still degraded after
+its capped number of retrain requests (``value`` requests, ``threshold`` the cap)."""
+
+
 class RetrainRequest(EventModel):
     SCHEMA: ClassVar[str] = "dev.headwater.RetrainRequest"
     request_id: str = NonEmpty
