@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from pathlib import Path
 
@@ -71,8 +72,13 @@ def test_a_single_run_is_tracked_stored_and_registered(
 
 
 def test_the_retrain_worker_coalesces_requests_per_model(
-    kafka: HeadwaterSettings, warehouse: ChdbWarehouse, unique: str, tmp_path: Path
+    kafka: HeadwaterSettings,
+    warehouse: ChdbWarehouse,
+    unique: str,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.INFO, logger="headwater")
     settings = _isolated(kafka, unique, tmp_path).model_copy(update={"retrain_min_rows": 50})
     model, fs = f"drifty-{unique}", f"fs-{unique}"
     insert_history(warehouse, model, fs, n=200)  # event times 1 000 000 .. 1 199 000
@@ -107,6 +113,13 @@ def test_the_retrain_worker_coalesces_requests_per_model(
     span = state.version(model, 2).signature
     assert int(span["data_start_ms"]) >= change and span["rows"] == "100"
     assert int(state.version(model, 1).signature["data_start_ms"]) < change
+    # an operator reads every step in the worker's log
+    text = caplog.text
+    assert f"retrain request rr-1 for {model}: drift 1 (train on rows from {change})" in text
+    assert f"training {model} started: 100 rows, event time {change}" in text
+    assert f"training {model} finished in" in text and "valid_loss=" in text
+    assert f"registered {model}@2" in text
+    assert f"handed {model}@2 to the canary (champion 1)" in text
 
 
 def test_a_retrain_waits_for_rows_after_the_change_and_says_why_it_gave_up(
