@@ -30,11 +30,13 @@ tests, one writer) the registry folds its own events as it publishes them.
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
+import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
 from headwater.core.settings import HeadwaterSettings
 from headwater.schemas.models import ModelAction, ModelVersion
@@ -73,6 +75,24 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _serialized(
+    method: Callable[Concatenate[ModelRegistry, P], R],
+) -> Callable[Concatenate[ModelRegistry, P], R]:
+    """One command at a time per registry: the retrain worker runs retrains on threads, and the
+    log's reader and the fold are not thread-safe."""
+
+    def locked(self: ModelRegistry, *args: P.args, **kwargs: P.kwargs) -> R:
+        with self._lock:
+            return method(self, *args, **kwargs)
+
+    functools.update_wrapper(locked, method)  # its name and docstring
+    return locked
+
+
 class ModelRegistry:
     """Registers model versions and moves them through their lifecycle."""
 
@@ -89,6 +109,7 @@ class ModelRegistry:
         self.state = state or RegistryState()
         self.log = log
         self._clock = clock
+        self._lock = threading.RLock()
 
     @classmethod
     def open(cls, settings: HeadwaterSettings) -> ModelRegistry:
@@ -101,12 +122,14 @@ class ModelRegistry:
         registry.catch_up()
         return registry
 
+    @_serialized
     def catch_up(self) -> RegistryState:
         """Fold every event appended to the log since the last catch-up (no log: nothing)."""
         if self.log is not None:
             self.state.replay(self.log.read_new())
         return self.state
 
+    @_serialized
     def register(
         self,
         model: str,
@@ -160,20 +183,24 @@ class ModelRegistry:
             f"other writers of it ({fenced})"
         )
 
+    @_serialized
     def promote(self, model: str, version: int, *, reason: str, actor: str) -> VersionState:
         """Make ``version`` the champion (its artifact is verified first)."""
         current = self.catch_up().version(model, version)
         self._verify_artifact(model, version, current.artifact_sha256)
         return self._transition(model, version, "promoted", reason=reason, actor=actor)
 
+    @_serialized
     def canary(self, model: str, version: int, *, reason: str, actor: str) -> VersionState:
         current = self.catch_up().version(model, version)
         self._verify_artifact(model, version, current.artifact_sha256)
         return self._transition(model, version, "canary", reason=reason, actor=actor)
 
+    @_serialized
     def shadow(self, model: str, version: int, *, reason: str, actor: str) -> VersionState:
         return self._transition(model, version, "shadow", reason=reason, actor=actor)
 
+    @_serialized
     def rollback(
         self, model: str, version: int | None = None, *, reason: str, actor: str
     ) -> VersionState:
@@ -183,9 +210,11 @@ class ModelRegistry:
             raise IllegalTransition(f"model {model!r} has no champion to roll back")
         return self._transition(model, target, "rolled_back", reason=reason, actor=actor)
 
+    @_serialized
     def archive(self, model: str, version: int, *, reason: str, actor: str) -> VersionState:
         return self._transition(model, version, "archived", reason=reason, actor=actor)
 
+    @_serialized
     def set_alias(
         self, model: str, version: int, alias: str, *, reason: str, actor: str
     ) -> VersionState:
