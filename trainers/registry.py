@@ -85,9 +85,9 @@ def _serialized(
     """One command at a time per registry: the retrain worker runs retrains on threads, and the
     log's reader and the fold are not thread-safe."""
 
-    def locked(self: ModelRegistry, *args: P.args, **kwargs: P.kwargs) -> R:
-        with self._lock:
-            return method(self, *args, **kwargs)
+    def locked(registry: ModelRegistry, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        with registry._lock:
+            return method(registry, *args, **kwargs)
 
     functools.update_wrapper(locked, method)  # its name and docstring
     return locked
