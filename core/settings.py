@@ -95,6 +95,11 @@ class HeadwaterSettings(BaseSettings):
     serving_batch_latency_ms: float = Field(default=10.0, gt=0)
     serving_model_cache: int = Field(default=4, ge=1)
 
+    # Retraining after a detected change: wait for this many labelled rows after the change
+    # (at most retrain_wait_s), then train on them only.
+    retrain_min_rows: int = Field(default=2000, ge=2)
+    retrain_wait_s: float = Field(default=1800.0, gt=0)
+
     @field_validator("kafka_bootstrap")
     @classmethod
     def _check_bootstrap(cls, value: str) -> str:

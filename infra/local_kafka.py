@@ -111,6 +111,9 @@ class LocalKafka:
             "offsets.topic.num.partitions": "3",
             "transaction.state.log.replication.factor": "1",
             "transaction.state.log.min.isr": "1",
+            # The registry fences its writers with transactions (trainers/registry_log.py); the
+            # default 50 partitions of the transaction log make the first fence slow to start.
+            "transaction.state.log.num.partitions": "3",
             "share.coordinator.state.topic.replication.factor": "1",
             "share.coordinator.state.topic.min.isr": "1",
             "group.initial.rebalance.delay.ms": "0",

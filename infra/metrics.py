@@ -45,6 +45,7 @@ from headwater.core.errors import PortInUse
 from headwater.core.settings import HeadwaterSettings
 from headwater.schemas.legacy_framing import LEGACY_READS, LegacyReads
 from headwater.schemas.models import (
+    RETRAIN_CAP,
     DeadLetter,
     DriftAlarm,
     EventModel,
@@ -195,6 +196,13 @@ class PlatformMetrics:
             ["model", "action"],
             registry=r,
         )
+        self.loop_cannot_fix = Gauge(
+            "headwater_loop_cannot_fix",
+            "1 while a model is still degraded after the loop's capped retrain requests, "
+            "until a version of it is promoted",
+            ["model"],
+            registry=r,
+        )
 
     def _work_metrics(self) -> None:
         """Batches of the stream processes, and the trainers' retrains and trials."""
@@ -307,10 +315,14 @@ class PlatformMetrics:
                 self.drift_alarms.labels(
                     model=record.model, kind=record.kind, severity=record.severity
                 ).inc()
+                if record.statistic == RETRAIN_CAP:
+                    self.loop_cannot_fix.labels(model=record.model).set(1)
             case RetrainRequest():
                 self.retrains.labels(model=record.model).inc()
             case ModelVersion():
                 self.model_actions.labels(model=record.model, action=record.action).inc()
+                if record.action == "promoted":
+                    self.loop_cannot_fix.labels(model=record.model).set(0)
             case _:
                 pass
 

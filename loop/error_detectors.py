@@ -15,8 +15,9 @@ river's ADWIN and Page–Hinkley with thresholds stated as a false-alarm rate.
 >>> detector = PageHinkleyDetector(events_between_false_alarms=100_000)
 >>> any(detector.update(float(rng.random() < 0.1)) for _ in range(5000))
 False
->>> next(i for i in range(5000) if detector.update(float(rng.random() < 0.5))) < 500
-True
+>>> delay = next(i for i in range(5000) if detector.update(float(rng.random() < 0.5)))
+>>> delay < 500, abs(detector.since_change - (delay + 1)) < 50  # the change point, estimated
+(True, True)
 """
 
 from __future__ import annotations
@@ -36,6 +37,11 @@ class ErrorDetector(Protocol):
 
     @property
     def threshold(self) -> float: ...
+
+    @property
+    def since_change(self) -> int:
+        """Updates since the estimated change point (read when the detector alarms)."""
+        ...
 
     @property
     def value(self) -> float: ...
@@ -72,6 +78,11 @@ class AdwinDetector:
     def events_between_false_alarms(self) -> float:
         return self.clock / self.delta
 
+    @property
+    def since_change(self) -> int:
+        # At a detection ADWIN drops the older part: what stays came after the change.
+        return int(self._adwin.width)
+
 
 def page_hinkley_threshold(arl: float, delta: float, variance: float = 0.25) -> float:
     """λ such that Page–Hinkley's average run length under "no change" is ``arl`` events."""
@@ -101,10 +112,21 @@ class PageHinkleyDetector:
         self._ph = drift.PageHinkley(
             min_instances=30, delta=delta, threshold=self._threshold, mode="up"
         )
+        self._updates = 0
+        self._at_minimum = 0  # the CUSUM's change-point estimate: where it was last lowest
 
     def update(self, error: float) -> bool:
+        if self._ph.drift_detected:
+            self._updates = self._at_minimum = 0  # river starts afresh after an alarm
         self._ph.update(error)  # type: ignore[no-untyped-call]
+        self._updates += 1
+        if self.value <= 0.0:
+            self._at_minimum = self._updates
         return bool(self._ph.drift_detected)
+
+    @property
+    def since_change(self) -> int:
+        return self._updates - self._at_minimum
 
     @property
     def threshold(self) -> float:

@@ -15,7 +15,9 @@ how the world changed since — and which of them reach the first windows would 
 
 from __future__ import annotations
 
+import logging
 import time
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -39,10 +41,13 @@ from headwater.schemas.models import (
     Metric,
     ModelVersion,
     Prediction,
+    RetrainRequest,
     Routing,
 )
 from headwater.trainers.errors import RegistryError
 from headwater.trainers.registry_state import RegistryState
+
+log = logging.getLogger(__name__)
 
 References = Mapping[str, FeatureReference | CategoricalReference]
 # a version's references: a mapping alone, or with the time its training data ends
@@ -77,6 +82,15 @@ class _Watch:
     reference: VersionReference = field(default_factory=lambda: VersionReference({}))
     labelled: int = 0
     skipped: int = 0  # predictions of events the version was trained on (or older)
+    # event times of the latest labelled outcomes: where a detector's change point falls
+    outcome_times: deque[int] = field(default_factory=lambda: deque(maxlen=100_000))
+
+    def change_point_ms(self, since_change: int) -> int:
+        """The event time of the outcome ``since_change`` outcomes back (the change point)."""
+        if not self.outcome_times:
+            return 0
+        back = min(max(since_change, 1), len(self.outcome_times))
+        return self.outcome_times[-back]
 
 
 @dataclass
@@ -163,6 +177,20 @@ class LoopHandler:
                     outputs += self._decisions(controller.on_registered(registered, champion))
         for controller in self.controllers.values():
             outputs += self._decisions(controller.tick(now_ms))
+        for model, policy in self.policies.items():
+            trying = self.controllers.get(model)
+            busy = trying is not None and trying.candidate is not None
+            asked = policy.tick(now_ms, busy)
+            if isinstance(asked, RetrainRequest):
+                outputs += self._request(asked)
+            elif asked is not None:
+                log.warning(
+                    "%s cannot be fixed by retraining: %d retrain requests (the cap) and still "
+                    "degraded; a person must look at it",
+                    model,
+                    int(asked.value),
+                )
+                outputs += self._alarms([asked])
         return outputs
 
     def _external_promotion(self, event: ModelVersion) -> list[Output]:
@@ -229,6 +257,7 @@ class LoopHandler:
         if not watch.reference.watches(p.event_time_ms):
             return []  # an in-sample mistake rate is no baseline for the live one
         watch.labelled += 1
+        watch.outcome_times.append(p.event_time_ms)
         mistake = float((p.output >= self.config.threshold) != (outcome.label.label > 0.5))
         alarms = []
         at = self.clock()
@@ -243,9 +272,11 @@ class LoopHandler:
                         statistic=detector.statistic,
                         value=detector.value,
                         threshold=detector.threshold,
-                        window_size=watch.labelled,
-                        window_start_ms=at,
-                        window_end_ms=at,
+                        window_size=detector.since_change,
+                        # the change point and this outcome, in event time: a retrain
+                        # trains on the rows from the change on
+                        window_start_ms=watch.change_point_ms(detector.since_change),
+                        window_end_ms=p.event_time_ms,
                         severity="critical",
                         detected_at_ms=at,
                     )
@@ -283,6 +314,18 @@ class LoopHandler:
         for alarm in alarms:
             self.counts.alarms += 1
             self.alarms.append(alarm)
+            log.info(
+                "alarm %s on %s@%d%s: %s %s = %.4g (threshold %.4g), %s",
+                alarm.kind,
+                alarm.model,
+                alarm.version,
+                f" feature {alarm.feature}" if alarm.feature else "",
+                alarm.statistic,
+                "value",
+                alarm.value,
+                alarm.threshold,
+                alarm.severity,
+            )
             outputs.append(("drift", alarm))
             outputs += self._policy(alarm)
         return outputs
@@ -305,7 +348,17 @@ class LoopHandler:
         request = policy.observe(alarm)
         if request is None:
             return []
+        return self._request(request)
+
+    def _request(self, request: RetrainRequest) -> list[Output]:
         self.counts.retrain_requests += 1
+        log.info(
+            "retrain requested for %s (%s): %s; train on rows from %s",
+            request.model,
+            request.request_id,
+            request.reason,
+            request.since_ms or "the beginning",
+        )
         return [("retrain-requests", request)]
 
     def _model_version(self, event: ModelVersion) -> list[Output]:
@@ -313,6 +366,9 @@ class LoopHandler:
             self.registry.apply(event)
         except RegistryError:
             return []  # the registry's own fold reports illegal events; here they change nothing
+        policy = self.policies.get(event.model)
+        if policy is not None:
+            policy.on_version(event.action, self.clock())
         if event.action == "registered":
             self._pending.append(event)  # decided after the batch, once replays caught up
         elif event.actor != CANARY_ACTOR and event.action in ("canary", "shadow"):
@@ -332,5 +388,16 @@ class LoopHandler:
         for decision in decisions:
             self.counts.decisions += 1
             self.decisions.append(decision)
+            event = decision.model_version
+            evidence = ", ".join(f"{k}={v:.4g}" for k, v in sorted(event.metrics.items()))
+            log.info(
+                "canary %s %s@%d: %s; routing %s%s",
+                decision.action,
+                event.model,
+                event.version,
+                event.reason,
+                decision.routing.weights,
+                f"; evidence {evidence}" if evidence else "",
+            )
             outputs += [("model-versions", decision.model_version), ("routing", decision.routing)]
         return outputs

@@ -4,6 +4,11 @@ alarms and the loop's last decisions, read from Kafka (lag, live) and the wareho
 >>> summary = OperatorSummary(lag=[{"group_id": "g", "topic": "events", "lag": 3}])
 >>> print(summary.render().splitlines()[1])
 group_id                       topic                          lag
+>>> summary.unfixed = [{"model": "fraud", "requests": 3, "cap": 3, "since": "2026-01-01"}]
+>>> print(summary.render().split(chr(10) * 2)[1])
+models the loop cannot fix (retrain cap reached, still degraded)
+model            requests  cap   since
+fraud            3         3     2026-01-01
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from headwater.infra.dashboard.panels import loop_sql
 from headwater.infra.local_processes import pid_alive
 from headwater.infra.metrics import metrics_dir
 from headwater.infra.warehouse import Warehouse
+from headwater.schemas.models import RETRAIN_CAP
 
 LOOP_DECISIONS = 8
 
@@ -31,6 +37,7 @@ class OperatorSummary:
     lag: list[dict[str, Any]] = field(default_factory=list)
     routing: list[dict[str, Any]] = field(default_factory=list)
     alarms: list[dict[str, Any]] = field(default_factory=list)
+    unfixed: list[dict[str, Any]] = field(default_factory=list)
     loop: list[dict[str, Any]] = field(default_factory=list)
     dashboard: str | None = None
     metrics: list[str] = field(default_factory=list)
@@ -49,6 +56,11 @@ class OperatorSummary:
 # (title, attribute, ((column, width), ...)) of each section of the terminal view.
 _SECTIONS: tuple[tuple[str, str, tuple[tuple[str, int], ...]], ...] = (
     ("consumer lag", "lag", (("group_id", 30), ("topic", 30), ("lag", 8))),
+    (
+        "models the loop cannot fix (retrain cap reached, still degraded)",
+        "unfixed",
+        (("model", 16), ("requests", 9), ("cap", 5), ("since", 20)),
+    ),
     (
         "routing",
         "routing",
@@ -106,6 +118,20 @@ def _from_views(summary: OperatorSummary, warehouse: Warehouse) -> None:
         f"SELECT model, version, kind, statistic, feature, value, threshold, severity, "
         f"detected_at_ms FROM {db}.v_open_alarms ORDER BY detected_at_ms DESC LIMIT 20"
     ).dicts()
+    unfixed = warehouse.query(
+        f"SELECT model, max(value) AS requests, max(threshold) AS cap, "
+        f"max(detected_at_ms) AS since_ms FROM {db}.v_open_alarms "
+        f"WHERE statistic = '{RETRAIN_CAP}' GROUP BY model ORDER BY model"
+    ).dicts()
+    summary.unfixed = [
+        {
+            **row,
+            "requests": int(row["requests"]),
+            "cap": int(row["cap"]),
+            "since": _clock(row["since_ms"]),
+        }
+        for row in unfixed
+    ]
     loop = warehouse.query(loop_sql(LOOP_DECISIONS).replace("{db}", db)).dicts()
     summary.loop = [{**row, "at": _clock(row["at_ms"])} for row in loop]
 

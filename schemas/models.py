@@ -165,6 +165,11 @@ class DriftAlarm(EventModel):
     detected_at_ms: int
 
 
+RETRAIN_CAP = "retrain_cap"
+"""The statistic of the alarm the loop raises for a model it cannot fix: still degraded after
+its capped number of retrain requests (``value`` requests, ``threshold`` the cap)."""
+
+
 class RetrainRequest(EventModel):
     SCHEMA: ClassVar[str] = "dev.headwater.RetrainRequest"
     request_id: str = NonEmpty
@@ -173,6 +178,7 @@ class RetrainRequest(EventModel):
     alarm_ids: list[str] = Field(default_factory=list)
     requested_at_ms: int
     trials: int = Field(default=0, ge=0)
+    since_ms: int = Field(default=0, ge=0)  # the detected change, in event time; 0: all rows
 
 
 class Run(EventModel):

@@ -8,7 +8,9 @@ a record: the dataset and the bundle go to the artifact store, the run (and each
 from __future__ import annotations
 
 import json
+import logging
 import tempfile
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +28,7 @@ from headwater.trainers.errors import DatasetError, SearchError
 from headwater.trainers.job import JobResult
 from headwater.trainers.model_family import ModelBundle, load_bundle
 from headwater.trainers.point_in_time import DatasetSpec, build_training_set
-from headwater.trainers.registry import ModelRegistry, replay_state
+from headwater.trainers.registry import ModelRegistry
 from headwater.trainers.registry_state import VersionState
 from headwater.trainers.search import Objective, PriorTrial, SamplerName, SearchBudget, StudyDriver
 from headwater.trainers.search_space import SearchSpace, default_space
@@ -39,6 +41,8 @@ from headwater.trainers.tracking import (
 )
 from headwater.trainers.training import TrainConfig, Trainer, fingerprint_of
 from headwater.trainers.trial_worker import local_workers
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -101,6 +105,9 @@ def signature_of(bundle: ModelBundle, data: TrainingSet, dataset_sha: str) -> di
         "feature_set": data.lineage.get("feature_set", ""),
         "feature_set_versions": data.lineage.get("feature_set_versions", ""),
         "dataset_sha256": dataset_sha,
+        # what it was trained on: the rows' event-time span and count
+        **training_span(data.lineage),
+        "rows": str(data.rows),
     }
 
 
@@ -116,10 +123,21 @@ def train_model(
     feature_set, names = resolve_feature_set(settings, request.feature_set)
     spec = DatasetSpec(request.model, feature_set, 0, request.start_ms, request.end_ms, 0, names)
     data = build_training_set(warehouse, spec)
+    span = training_span(data.lineage)
+    log.info(
+        "training %s started: %d rows, event time %s to %s (from %s), %s",
+        request.model,
+        data.rows,
+        span.get("data_start_ms", "?"),
+        span.get("data_end_ms", "?"),
+        request.start_ms or "the beginning",
+        f"{request.trials} trials" if request.trials else "one run",
+    )
+    began = time.monotonic()
     store = ArtifactStore.from_settings(settings)
     dataset_sha = store.put_bytes(data.to_bytes())
     bus = bus or EventBus(settings)
-    registry = registry or ModelRegistry(store, bus, replay_state(settings))
+    registry = registry or ModelRegistry.open(settings)
     recorder = WarehouseRecorder(warehouse)
     lineage = {**data.lineage, "dataset_sha256": dataset_sha}
     run_id = new_run_id(request.model)
@@ -135,11 +153,20 @@ def train_model(
     tracker.start(request.reason)
     try:
         if request.trials > 0:
-            return _search(settings, request, data, dataset_sha, tracker, registry, warehouse)
-        return _single(settings, request, data, dataset_sha, tracker, registry)
+            outcome = _search(settings, request, data, dataset_sha, tracker, registry, warehouse)
+        else:
+            outcome = _single(settings, request, data, dataset_sha, tracker, registry)
     except BaseException as error:
         tracker.fail(f"{type(error).__name__}: {error}")
         raise
+    log.info(
+        "training %s finished in %.1f s: version %d, %s",
+        request.model,
+        time.monotonic() - began,
+        outcome.version,
+        ", ".join(f"{k}={v:.4g}" for k, v in sorted(outcome.metrics.items())),
+    )
+    return outcome
 
 
 def _single(

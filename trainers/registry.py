@@ -8,8 +8,13 @@ through the :class:`Publisher` seam (the :class:`~headwater.infra.event_bus.Even
 production), and
 then folded in — so the local view is exactly what a replay of the topic gives.
 
-Two writers racing to register the same version number both publish; the fold keeps the first
-in log order and lists the second in :attr:`RegistryState.rejected`.
+With a :class:`~headwater.trainers.registry_log.RegistryLog` (what :meth:`ModelRegistry.open`
+gives), the registry catches up on the log before every command and reads its own event back
+after it, so its view is never stale; a registration runs under the model's fence, so two
+writers never get the same version number (see :mod:`headwater.trainers.registry_log`). A
+command whose event the fold refused on reading it back raises a
+:class:`~headwater.trainers.errors.RegistryError` naming the model version. Without a log (unit
+tests, one writer) the registry folds its own events as it publishes them.
 
 >>> import tempfile
 >>> from pathlib import Path
@@ -25,17 +30,24 @@ in log order and lists the second in :attr:`RegistryState.rejected`.
 
 from __future__ import annotations
 
+import functools
+import logging
+import random
+import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
 from headwater.core.settings import HeadwaterSettings
 from headwater.schemas.models import ModelAction, ModelVersion
 from headwater.trainers.artifacts import ArtifactStore
-from headwater.trainers.errors import ArtifactError, IllegalTransition
+from headwater.trainers.errors import ArtifactError, IllegalTransition, RegistryError
+from headwater.trainers.registry_log import KafkaRegistryLog, RegistrationFenced, RegistryLog
 from headwater.trainers.registry_state import RegistryState, VersionState
 
 TOPIC = "model-versions"
+REGISTER_ATTEMPTS = 10
+log = logging.getLogger(__name__)
 
 
 class Publisher(Protocol):
@@ -63,6 +75,24 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _serialized(
+    method: Callable[Concatenate[ModelRegistry, P], R],
+) -> Callable[Concatenate[ModelRegistry, P], R]:
+    """One command at a time per registry: the retrain worker runs retrains on threads, and the
+    log's reader and the fold are not thread-safe."""
+
+    def locked(registry: ModelRegistry, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        with registry._lock:
+            return method(registry, *args, **kwargs)
+
+    functools.update_wrapper(locked, method)  # its name and docstring
+    return locked
+
+
 class ModelRegistry:
     """Registers model versions and moves them through their lifecycle."""
 
@@ -72,20 +102,34 @@ class ModelRegistry:
         publisher: Publisher,
         state: RegistryState | None = None,
         clock: Callable[[], int] = _now_ms,
+        log: RegistryLog | None = None,
     ) -> None:
         self.store = store
         self.publisher = publisher
         self.state = state or RegistryState()
+        self.log = log
         self._clock = clock
+        self._lock = threading.RLock()
 
     @classmethod
     def open(cls, settings: HeadwaterSettings) -> ModelRegistry:
-        """The registry of these settings, its state rebuilt by replaying ``model-versions``."""
+        """The registry of these settings, following ``model-versions`` from its beginning."""
         from headwater.infra.event_bus import EventBus
 
-        bus = EventBus(settings)
-        return cls(ArtifactStore.from_settings(settings), bus, replay_state(settings))
+        registry_log = KafkaRegistryLog(settings)
+        registry = cls(ArtifactStore.from_settings(settings), EventBus(settings), log=registry_log)
+        registry.state.undecodable = registry_log.undecodable  # the same list, kept current
+        registry.catch_up()
+        return registry
 
+    @_serialized
+    def catch_up(self) -> RegistryState:
+        """Fold every event appended to the log since the last catch-up (no log: nothing)."""
+        if self.log is not None:
+            self.state.replay(self.log.read_new())
+        return self.state
+
+    @_serialized
     def register(
         self,
         model: str,
@@ -98,11 +142,10 @@ class ModelRegistry:
         actor: str = "",
     ) -> VersionState:
         """Register the next version of ``model``; its artifact must be stored and intact."""
-        version = self.state.next_version(model)
-        self._verify_artifact(model, version, artifact_sha256)
+        self._verify_artifact(model, self.state.next_version(model), artifact_sha256)
         event = ModelVersion(
             model=model,
-            version=version,
+            version=1,  # numbered below, once the log was read
             action="registered",
             run_id=run_id,
             artifact_sha256=artifact_sha256,
@@ -112,34 +155,66 @@ class ModelRegistry:
             actor=actor,
             event_time_ms=self._clock(),
         )
-        return self._publish(event)
+        if self.log is None:
+            return self._publish(
+                event.model_copy(update={"version": self.state.next_version(model)})
+            )
+        fenced: RegistrationFenced | None = None
+        for attempt in range(REGISTER_ATTEMPTS):
+            if fenced is not None:
+                # Each new fence fences the writer before it: writers that retried at once
+                # would fence each other for ever. A random, growing pause lets one finish.
+                time.sleep(random.uniform(0.5, 1.5) * min(0.2 * 2**attempt, 5.0))
+            fence = self.log.fence(model)  # before catching up: what we read is then complete
+            self.catch_up()
+            numbered = self._stamped(
+                event.model_copy(update={"version": self.state.next_version(model)})
+            )
+            self.state.check(numbered)
+            try:
+                fence.commit(numbered)
+            except RegistrationFenced as error:
+                fenced = error
+                log.info("registering %s@%d: %s; trying again", model, numbered.version, error)
+                continue
+            return self._confirm(numbered)
+        raise RegistryError(
+            f"could not register a version of {model!r}: fenced {REGISTER_ATTEMPTS} times by "
+            f"other writers of it ({fenced})"
+        )
 
+    @_serialized
     def promote(self, model: str, version: int, *, reason: str, actor: str) -> VersionState:
         """Make ``version`` the champion (its artifact is verified first)."""
-        current = self.state.version(model, version)
+        current = self.catch_up().version(model, version)
         self._verify_artifact(model, version, current.artifact_sha256)
         return self._transition(model, version, "promoted", reason=reason, actor=actor)
 
+    @_serialized
     def canary(self, model: str, version: int, *, reason: str, actor: str) -> VersionState:
-        current = self.state.version(model, version)
+        current = self.catch_up().version(model, version)
         self._verify_artifact(model, version, current.artifact_sha256)
         return self._transition(model, version, "canary", reason=reason, actor=actor)
 
+    @_serialized
     def shadow(self, model: str, version: int, *, reason: str, actor: str) -> VersionState:
         return self._transition(model, version, "shadow", reason=reason, actor=actor)
 
+    @_serialized
     def rollback(
         self, model: str, version: int | None = None, *, reason: str, actor: str
     ) -> VersionState:
         """Roll back ``version`` (default: the champion); the previous champion serves again."""
-        target = version if version is not None else self.state.champion(model)
+        target = version if version is not None else self.catch_up().champion(model)
         if target is None:
             raise IllegalTransition(f"model {model!r} has no champion to roll back")
         return self._transition(model, target, "rolled_back", reason=reason, actor=actor)
 
+    @_serialized
     def archive(self, model: str, version: int, *, reason: str, actor: str) -> VersionState:
         return self._transition(model, version, "archived", reason=reason, actor=actor)
 
+    @_serialized
     def set_alias(
         self, model: str, version: int, alias: str, *, reason: str, actor: str
     ) -> VersionState:
@@ -166,15 +241,46 @@ class ModelRegistry:
         )
         return self._publish(event)
 
-    def _publish(self, event: ModelVersion) -> VersionState:
+    def _stamped(self, event: ModelVersion) -> ModelVersion:
         # Strictly increasing times keep the replay's order (by event time) the command order.
         if event.event_time_ms <= self.state.last_event_ms:
-            event = event.model_copy(update={"event_time_ms": self.state.last_event_ms + 1})
+            return event.model_copy(update={"event_time_ms": self.state.last_event_ms + 1})
+        return event
+
+    def _publish(self, event: ModelVersion) -> VersionState:
+        self.catch_up()  # check against the log as it is now, not as it was at start
+        event = self._stamped(event)
         self.state.check(event)  # refuse before anything reaches the log
         self.publisher.send(TOPIC, event)
         self.publisher.flush()
-        self.state.apply(event)
-        return self.state.version(event.model, event.version)
+        if self.log is None:
+            self.state.apply(event)
+            return self.state.version(event.model, event.version)
+        return self._confirm(event)
+
+    def _confirm(self, event: ModelVersion) -> VersionState:
+        """Read ``event`` back from the log: the fold must have applied it, not refused it."""
+        self.catch_up()
+        name = f"{event.model}@{event.version}"
+        for rejected in reversed(self.state.rejected):
+            if rejected.event == event:
+                raise RegistryError(f"{event.action} {name} was refused: {rejected.reason}")
+        try:
+            current = self.state.version(event.model, event.version)
+        except RegistryError:
+            current = None
+        if current is None or current.updated_at_ms < event.event_time_ms:
+            raise RegistryError(
+                f"{event.action} {name} was published but is not in model-versions when read "
+                "back; check the topic's readers and retention"
+            )
+        if event.action == "registered" and current.artifact_sha256 != event.artifact_sha256:
+            raise RegistryError(
+                f"{name} is registered with artifact {current.artifact_sha256[:12]}, not "
+                f"{event.artifact_sha256[:12]}: another writer took the number"
+            )
+        log.info("%s %s (%s) by %s", event.action, name, event.reason, event.actor or "?")
+        return current
 
     def _verify_artifact(self, model: str, version: int, sha256: str) -> None:
         try:

@@ -5,13 +5,16 @@ a model arriving meanwhile are coalesced into the next one
 (:mod:`headwater.trainers.retrain_queue`).
 Offsets are committed only up to the first request whose retrain has not finished, so a
 killed worker redoes unfinished retrains. A finished retrain registers the new version and
-puts it in ``canary`` (the canary controller reacts to that event) — or promotes it when the
-model has no champion yet. Undecodable requests go to ``deadletter``.
+puts it in ``canary`` (the canary controller reacts to that event). Only a model's very first
+version, when it has no champion, is promoted at once; the registry is caught up on
+``model-versions`` right before that decision, so a stale view never skips the canary.
+Undecodable requests go to ``deadletter``.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import queue
 import sys
 import threading
@@ -29,12 +32,14 @@ from headwater.infra.kafka_clients import make_consumer
 from headwater.infra.metrics import METRICS
 from headwater.infra.warehouse import Warehouse, connect_warehouse
 from headwater.schemas.models import DeadLetter, RetrainRequest
+from headwater.trainers.errors import DatasetError
 from headwater.trainers.foreground import run_until_sigterm
 from headwater.trainers.pipeline import TrainOutcome, TrainRequest, train_model
 from headwater.trainers.registry import ModelRegistry
 from headwater.trainers.retrain_queue import Retrain, RetrainQueue
 
 ACTOR = "retrain-worker"
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -133,6 +138,13 @@ class RetrainWorker:
             METRICS.failures.labels(stage="retrain-worker", reason="undecodable").inc()
             return
         METRICS.observe("retrain-requests", request)
+        log.info(
+            "retrain request %s for %s: %s (train on rows from %s)",
+            request.request_id,
+            request.model,
+            request.reason,
+            request.since_ms or "the beginning",
+        )
         start = self.retrains.submit(request, partition, offset)
         if start is not None:
             self._start(start, warehouse, registry)
@@ -150,6 +162,7 @@ class RetrainWorker:
             trials=retrain.trials,
             workers=self.trial_workers,
             epochs=self.epochs,
+            start_ms=retrain.since_ms,
             reason=retrain.reason,
             actor=ACTOR,
         )
@@ -157,13 +170,15 @@ class RetrainWorker:
         running.inc()
         began, outcome_label = time.monotonic(), "failed"
         try:
+            if retrain.since_ms:
+                self._wait_for_rows(warehouse, retrain)
             outcome = train_model(self.settings, request, warehouse, registry=registry)
             action = self._hand_to_canary(registry, outcome, retrain)
             METRICS.model_actions.labels(model=retrain.model, action=action).inc()
             self.results.append(RetrainResult(retrain, outcome))
             outcome_label = "registered"
         except HeadwaterError as error:
-            print(f"retrain of {retrain.model} failed: {error}", file=sys.stderr)
+            log.error("retrain of %s failed: %s", retrain.model, error)
             self.results.append(RetrainResult(retrain, None, str(error)))
         finally:
             running.dec()
@@ -171,17 +186,36 @@ class RetrainWorker:
             METRICS.retrain_duration.labels(model=retrain.model).observe(time.monotonic() - began)
             self._done.put(retrain.model)
 
+    def _wait_for_rows(self, warehouse: Warehouse, retrain: Retrain) -> None:
+        """Wait until ``retrain_min_rows`` labelled rows after the change are in the warehouse."""
+        settings, since = self.settings, retrain.since_ms
+        wanted, deadline = settings.retrain_min_rows, time.monotonic() + settings.retrain_wait_s
+        rows, said = labelled_rows_since(warehouse, since), False
+        while rows < wanted:
+            if time.monotonic() > deadline or self._stop.is_set():
+                raise DatasetError(
+                    f"retrain of {retrain.model}: only {rows} labelled rows after the change at "
+                    f"{since} within HEADWATER_RETRAIN_WAIT_S={settings.retrain_wait_s:g} s; "
+                    f"HEADWATER_RETRAIN_MIN_ROWS={wanted}"
+                )
+            if not said:
+                log.info(
+                    "retrain of %s waits for %d labelled rows after the change at %d (%d so far)",
+                    retrain.model,
+                    wanted,
+                    since,
+                    rows,
+                )
+                said = True
+            self._stop.wait(2.0)
+            rows = labelled_rows_since(warehouse, since)
+
     def _hand_to_canary(
         self, registry: ModelRegistry, outcome: TrainOutcome, retrain: Retrain
     ) -> str:
-        """Promote a model's first version, put any later one in canary; returns the action."""
-        if registry.state.champion(outcome.model) is None:
-            registry.promote(
-                outcome.model, outcome.version, reason="first version of the model", actor=ACTOR
-            )
-            return "promoted"
-        registry.canary(outcome.model, outcome.version, reason=retrain.reason, actor=ACTOR)
-        return "canary"
+        """Put a retrained version in canary; returns the action. Only the model's very first
+        version, with no champion to compare it against, is promoted at once."""
+        return hand_to_canary(registry, outcome.model, outcome.version, retrain.reason)
 
     def _reap(self, consumer: Consumer, warehouse: Warehouse, registry: ModelRegistry) -> None:
         finished = False
@@ -203,6 +237,36 @@ class RetrainWorker:
         offsets = [TopicPartition(name, p, o) for p, o in self.retrains.committable().items()]
         if offsets:
             consumer.commit(offsets=offsets, asynchronous=False)
+
+
+def labelled_rows_since(warehouse: Warehouse, since_ms: int) -> int:
+    """Labels in the warehouse for events from ``since_ms`` on."""
+    result = warehouse.query(
+        f"SELECT count() AS n FROM {warehouse.database}.labels FINAL "
+        f"WHERE event_time_ms >= {int(since_ms)}"
+    ).dicts()
+    return int(result[0]["n"]) if result else 0
+
+
+def hand_to_canary(registry: ModelRegistry, model: str, version: int, reason: str) -> str:
+    """Put ``model@version`` in canary, or promote it if it is the model's only version and
+    there is no champion; returns the action taken."""
+    state = registry.catch_up()
+    others = [v.version for v in state.versions(model) if v.version != version]
+    if not others and state.champion(model) is None:
+        why = "first version of the model: no champion to compare it against"
+        registry.promote(model, version, reason=why, actor=ACTOR)
+        log.info("promoted %s@%d at once: %s", model, version, why)
+        return "promoted"
+    registry.canary(model, version, reason=reason, actor=ACTOR)
+    log.info(
+        "handed %s@%d to the canary (champion %s): %s",
+        model,
+        version,
+        state.champion(model),
+        reason,
+    )
+    return "canary"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -40,6 +40,7 @@ class Retrain:
     alarm_ids: list[str]
     trials: int
     sources: list[tuple[int, int]] = field(default_factory=list)  # (partition, offset)
+    since_ms: int = 0  # train on rows from the latest detected change on (0: all rows)
 
     @classmethod
     def of(cls, request: RetrainRequest, partition: int, offset: int) -> Retrain:
@@ -50,6 +51,7 @@ class Retrain:
             list(request.alarm_ids),
             request.trials,
             [(partition, offset)],
+            request.since_ms,
         )
 
     def absorb(self, request: RetrainRequest, partition: int, offset: int) -> None:
@@ -58,6 +60,7 @@ class Retrain:
             self.reasons.append(request.reason)
         self.alarm_ids += [a for a in request.alarm_ids if a not in self.alarm_ids]
         self.trials = max(self.trials, request.trials)
+        self.since_ms = max(self.since_ms, request.since_ms)  # the world as it is now
         self.sources.append((partition, offset))
 
     @property

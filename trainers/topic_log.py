@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -31,27 +31,64 @@ class LogRecord:
     value: bytes
 
 
+class TopicTail:
+    """Reads one topic from its beginning, each :meth:`read_new` up to the end it has then.
+
+    A writer that must know everything written before it acts (the registry allocating a
+    version number) calls :meth:`read_new` right before acting: it returns once every partition
+    was read to the end offset it had when the call began. Reads are read-committed, so aborted
+    transactions never show.
+    """
+
+    def __init__(self, settings: HeadwaterSettings, topic: str) -> None:
+        self.settings = settings
+        self.name = settings.topic(topic)
+        self._consumer: Consumer | None = None
+        self._next: dict[int, int] = {}  # partition -> next offset to read
+
+    def read_new(self) -> list[LogRecord]:
+        """Every record appended since the last call (the first call: since the beginning)."""
+        consumer = self._consumer or self._open()
+        ends: dict[int, int] = {}
+        for partition in self._next:
+            _, high = consumer.get_watermark_offsets(
+                TopicPartition(self.name, partition), timeout=self.settings.kafka_timeout_s
+            )
+            if high > self._next[partition]:
+                ends[partition] = high
+        records = list(_drain(consumer, self.name, ends, self.settings.kafka_timeout_s))
+        for record in records:
+            self._next[record.partition] = record.offset + 1
+        for tp in consumer.position([TopicPartition(self.name, p) for p in self._next]):
+            if tp.offset >= 0:  # past transaction markers, which no record reaches
+                self._next[tp.partition] = max(self._next[tp.partition], tp.offset)
+        return records
+
+    def close(self) -> None:
+        if self._consumer is not None:
+            self._consumer.close()
+            self._consumer = None
+
+    def _open(self) -> Consumer:
+        metadata = cluster_metadata(self.settings).topics.get(self.name)
+        if metadata is None:
+            raise BrokerUnavailable(
+                f"topic {self.name} does not exist on {self.settings.bootstrap_servers}"
+            )
+        consumer = make_consumer(self.settings, f"headwater-replay-{uuid.uuid4().hex[:8]}")
+        self._next = {p: 0 for p in metadata.partitions}
+        consumer.assign([TopicPartition(self.name, p, OFFSET_BEGINNING) for p in self._next])
+        self._consumer = consumer
+        return consumer
+
+
 def read_to_end(settings: HeadwaterSettings, topic: str) -> Iterator[LogRecord]:
     """Every record of ``topic`` (a DESIGN.md name) from the beginning to the current end."""
-    name = settings.topic(topic)
-    metadata = cluster_metadata(settings).topics.get(name)
-    if metadata is None:
-        raise BrokerUnavailable(f"topic {name} does not exist on {settings.bootstrap_servers}")
-    consumer = make_consumer(settings, f"headwater-replay-{uuid.uuid4().hex[:8]}")
+    tail = TopicTail(settings, topic)
     try:
-        ends: dict[int, int] = {}
-        for partition in metadata.partitions:
-            low, high = consumer.get_watermark_offsets(
-                TopicPartition(name, partition), timeout=settings.kafka_timeout_s
-            )
-            if high > low:
-                ends[partition] = high
-        if not ends:
-            return
-        consumer.assign([TopicPartition(name, p, OFFSET_BEGINNING) for p in ends])
-        yield from _drain(consumer, name, ends, settings.kafka_timeout_s)
+        yield from tail.read_new()
     finally:
-        consumer.close()
+        tail.close()
 
 
 def _drain(
@@ -60,7 +97,7 @@ def _drain(
     pending = dict(ends)
     deadline = time.monotonic() + timeout_s * 3
     while pending:
-        message = consumer.poll(0.5)
+        message = consumer.poll(0.1)
         if message is None:
             # Transaction markers occupy offsets no record reaches: ask the positions.
             for tp in consumer.position([TopicPartition(name, p) for p in list(pending)]):
@@ -76,22 +113,31 @@ def _drain(
             raise BrokerUnavailable(f"replaying {name}: {error.str()}")
         partition, offset = message.partition() or 0, message.offset() or 0
         deadline = time.monotonic() + timeout_s * 3
+        # Records past an end (appended since it was asked) are kept too: skipping one would
+        # lose it, the position having moved past it.
         yield LogRecord(partition, offset, message.value() or b"")
-        if offset + 1 >= pending.get(partition, 0):
+        if offset + 1 >= pending.get(partition, offset + 1):
             pending.pop(partition, None)
 
 
-def read_events(
-    settings: HeadwaterSettings, topic: str, model: type[M]
+def decode_records(
+    settings: HeadwaterSettings, records: Iterable[LogRecord], model: type[M]
 ) -> tuple[list[tuple[LogRecord, M]], list[tuple[LogRecord, str]]]:
-    """Decoded events of a whole topic, and the records that did not decode (with why)."""
+    """Decoded events of ``records``, and the records that did not decode (with why)."""
     codec = make_codec(settings)
     good: list[tuple[LogRecord, M]] = []
     bad: list[tuple[LogRecord, str]] = []
-    for record in read_to_end(settings, topic):
+    for record in records:
         try:
             _, fields = codec.decode(record.value, model.SCHEMA)
             good.append((record, model.from_avro(fields)))
         except (SchemaError, ValueError) as error:
             bad.append((record, str(error)))
     return good, bad
+
+
+def read_events(
+    settings: HeadwaterSettings, topic: str, model: type[M]
+) -> tuple[list[tuple[LogRecord, M]], list[tuple[LogRecord, str]]]:
+    """Decoded events of a whole topic, and the records that did not decode (with why)."""
+    return decode_records(settings, read_to_end(settings, topic), model)

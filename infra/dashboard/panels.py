@@ -17,6 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from headwater.schemas.models import RETRAIN_CAP
+
 PanelKind = Literal["line", "bar", "table"]
 
 # Quality metrics charted by default (the live-metrics agent may publish more).
@@ -168,11 +170,14 @@ PANELS: tuple[Panel, ...] = (
     ),
     Panel(
         "alarms",
-        "Alarms, open ones first",
+        "Alarms: models the loop cannot fix first (retrain_cap), then open ones",
         "SELECT open, model, version, kind, statistic, feature, value, threshold, severity, "
         "detected_at_ms FROM {db}.v_drift_timeline "
-        "ORDER BY open DESC, detected_at_ms DESC LIMIT 50",
+        f"ORDER BY open AND statistic = '{RETRAIN_CAP}' DESC, open DESC, detected_at_ms DESC "
+        "LIMIT 50",
         "table",
+        description="retrain_cap: still degraded after the loop's capped retrain requests; "
+        "a person must look at the model",
     ),
     Panel(
         "loop",

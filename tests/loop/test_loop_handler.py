@@ -22,7 +22,7 @@ from headwater.schemas.models import (
     Routing,
 )
 
-SHA = {1: "a" * 64, 2: "b" * 64}
+SHA = {1: "a" * 64, 2: "b" * 64, 3: "c" * 64}
 
 
 def _references(model: str, version: int, sha256: str) -> References | None:
@@ -41,6 +41,7 @@ class World:
         self.weights: dict[int, float] = {}
         self.out: list[Output] = []
         self.t = 0
+        self.bad_versions: set[int] = set()  # versions that are wrong more often than not
 
     def feed(self, topic: str, event: EventModel) -> None:
         produced = self.handler.handle(topic, event)
@@ -80,6 +81,8 @@ class World:
             champion = max(versions, key=lambda v: (self.weights[v], -v))
             route: Route = "champion" if version == champion else "canary"
             skill = 0.1 if (drifted and version == 1) else 0.8
+            if version in self.bad_versions:
+                skill = -0.6
             noise = self.rng.gauss(0, 0.2)
             output = min(max(0.5 + (label - 0.5) * skill + noise, 0.0), 1.0)
             amount = self.rng.lognormvariate(3.6 if drifted else 3.0, 1)
@@ -128,6 +131,9 @@ def test_drift_leads_to_a_retrain_request_and_the_new_version_is_promoted() -> N
     world.traffic(1_500, drifted=True)
     requests = [e for _, e in world.out if isinstance(e, RetrainRequest)]
     assert len(requests) == 1
+    # the request trains on the world after the change (at 300 100 ms of event time): the
+    # error detectors' change point, give or take ADWIN's coarse window
+    assert 300_100 - 20_000 <= requests[0].since_ms <= world.t
     alarm_ids = {e.alarm_id for _, e in world.out if isinstance(e, DriftAlarm)}
     assert set(requests[0].alarm_ids) <= alarm_ids
     world.register(2)

@@ -75,3 +75,19 @@ def test_critical_quality_alarms_count_double_and_skew_never_retrains() -> None:
     assert policy.observe(_alarm(50, 0, kind="quality", severity="critical")) is None
     request = policy.observe(_alarm(51, 1000, kind="concept", severity="critical"))
     assert request is not None and request.reason.startswith("quality drop")
+
+
+def test_a_request_trains_from_the_latest_change_point_of_its_concept_alarms() -> None:
+    policy = RetrainPolicy("fraud", min_alarms=3, sustain_ms=5 * MINUTE)
+    changes = [_alarm(1, 1000, kind="concept"), _alarm(2, 2000, kind="concept")]
+    changes = [
+        a.model_copy(update={"window_start_ms": s})
+        for a, s in zip(changes, (400, 700), strict=True)
+    ]
+    assert [policy.observe(a) for a in changes] == [None, None]
+    request = policy.observe(_alarm(3, 3000, kind="data"))  # windows on the loop's clock
+    assert request is not None and request.since_ms == 700
+    data_only = RetrainPolicy("fraud", min_alarms=2, sustain_ms=5 * MINUTE)
+    data_only.observe(_alarm(4, 1000))
+    request = data_only.observe(_alarm(5, 2000))
+    assert request is not None and request.since_ms == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from headwater.trainers.artifacts import ArtifactStore
 from headwater.trainers.model_family import load_bundle
 from headwater.trainers.pipeline import TrainRequest, train_model
 from headwater.trainers.registry import replay_state
-from headwater.trainers.retrain import RetrainWorker
+from headwater.trainers.retrain import RetrainWorker, labelled_rows_since
 from headwater.trainers.run_queries import list_runs, show_run
 from tests.trainers.warehouse_data import insert_history
 
@@ -71,15 +72,25 @@ def test_a_single_run_is_tracked_stored_and_registered(
 
 
 def test_the_retrain_worker_coalesces_requests_per_model(
-    kafka: HeadwaterSettings, warehouse: ChdbWarehouse, unique: str, tmp_path: Path
+    kafka: HeadwaterSettings,
+    warehouse: ChdbWarehouse,
+    unique: str,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    settings = _isolated(kafka, unique, tmp_path)
+    caplog.set_level(logging.INFO, logger="headwater")
+    settings = _isolated(kafka, unique, tmp_path).model_copy(update={"retrain_min_rows": 50})
     model, fs = f"drifty-{unique}", f"fs-{unique}"
-    insert_history(warehouse, model, fs, n=200)
+    insert_history(warehouse, model, fs, n=200)  # event times 1 000 000 .. 1 199 000
     bus = EventBus(settings)
+    change = 1_100_000
     for n in range(3):
         request = RetrainRequest(
-            request_id=f"rr-{n}", model=model, reason=f"drift {n}", requested_at_ms=n
+            request_id=f"rr-{n}",
+            model=model,
+            reason=f"drift {n}",
+            requested_at_ms=n,
+            since_ms=change if n == 1 else 0,
         )
         bus.send("retrain-requests", request)
     bus.send_bytes("retrain-requests", b"garbage", model.encode())
@@ -98,3 +109,29 @@ def test_the_retrain_worker_coalesces_requests_per_model(
     assert [v.stage for v in state.versions(model)] == ["promoted", "canary"]
     assert state.champion(model) == 1
     assert state.version(model, 2).actor == "retrain-worker"
+    # the retrain after the change trained on the rows after it, and the version says so
+    span = state.version(model, 2).signature
+    assert int(span["data_start_ms"]) >= change and span["rows"] == "100"
+    assert int(state.version(model, 1).signature["data_start_ms"]) < change
+    # an operator reads every step in the worker's log
+    text = caplog.text
+    assert f"retrain request rr-1 for {model}: drift 1 (train on rows from {change})" in text
+    assert f"training {model} started: 100 rows, event time {change}" in text
+    assert f"training {model} finished in" in text and "valid_loss=" in text
+    assert f"registered {model}@2" in text
+    assert f"handed {model}@2 to the canary (champion 1)" in text
+
+
+def test_a_retrain_waits_for_rows_after_the_change_and_says_why_it_gave_up(
+    warehouse: ChdbWarehouse, settings: HeadwaterSettings
+) -> None:
+    from headwater.trainers.errors import DatasetError
+    from headwater.trainers.retrain_queue import Retrain
+
+    future = 10**13  # no label is that late
+    assert labelled_rows_since(warehouse, future) == 0
+    impatient = settings.model_copy(update={"retrain_wait_s": 1.0, "retrain_min_rows": 10})
+    worker = RetrainWorker(impatient, warehouse=warehouse)
+    retrain = Retrain("m", ["r"], ["drift"], [], 0, since_ms=future)
+    with pytest.raises(DatasetError, match="only 0 labelled rows after the change"):
+        worker._wait_for_rows(warehouse, retrain)
