@@ -59,6 +59,8 @@ class HeadwaterSettings(BaseSettings):
     clickhouse_url: str = ""
     clickhouse_database: str = "headwater"
     warehouse_host_port: int = Field(default=18123, ge=1024, le=65535)
+    # The longest a caller's query may run on the warehouse host before it is stopped.
+    warehouse_query_timeout_s: float = Field(default=60.0, gt=0)
 
     schema_registry_url: str = ""
     # Content-addressed artifact store: empty means HEADWATER_HOME/artifacts; or a directory path.
