@@ -24,6 +24,7 @@ import httpx
 import orjson
 
 from headwater.core.errors import WarehouseError, WarehouseRefused
+from headwater.core.redaction import redact, redacted_url, url_secrets
 from headwater.core.settings import HeadwaterSettings
 from headwater.infra.sql_literals import values_clause
 
@@ -130,24 +131,30 @@ class ServerWarehouse:
         import clickhouse_connect
 
         self.database = database
-        self.url = url
+        self.url = redacted_url(url)  # the only form of the URL any message shows
+        self._secrets = url_secrets(url)
         try:
             self._client = clickhouse_connect.get_client(dsn=url, connect_timeout=10)
             self._client.command(f"CREATE DATABASE IF NOT EXISTS {database}")
         except Exception as error:
-            raise WarehouseError(f"ClickHouse server at {url} is unavailable: {error}") from None
+            raise self._error("is unavailable", error) from None
+
+    def _error(self, what: str, error: Exception) -> WarehouseError:
+        return WarehouseError(
+            redact(f"ClickHouse server at {self.url} {what}: {error}", *self._secrets)
+        )
 
     def command(self, sql: str) -> None:
         try:
             self._client.command(sql)
         except Exception as error:
-            raise WarehouseError(f"ClickHouse server at {self.url} rejected: {error}") from None
+            raise self._error("rejected", error) from None
 
     def query(self, sql: str) -> QueryResult:
         try:
             result = self._client.query(sql)
         except Exception as error:
-            raise WarehouseError(f"ClickHouse server at {self.url} rejected: {error}") from None
+            raise self._error("rejected", error) from None
         types = [t.name for t in result.column_types]
         return QueryResult(list(result.column_names), types, [list(r) for r in result.result_rows])
 
@@ -159,7 +166,7 @@ class ServerWarehouse:
                 table, [list(r) for r in rows], column_names=list(columns), database=self.database
             )
         except Exception as error:
-            raise WarehouseError(f"insert into {table} at {self.url} failed: {error}") from None
+            raise self._error(f"refused an insert into {table}", error) from None
         return len(rows)
 
     def close(self) -> None:
@@ -234,7 +241,8 @@ def warehouse_path(settings: HeadwaterSettings) -> Path:
 def connect_warehouse(settings: HeadwaterSettings) -> Warehouse:
     """The warehouse for these settings: the server, the running host, or the engine itself."""
     if settings.warehouse_mode == "server":
-        return ServerWarehouse(settings.clickhouse_url, settings.clickhouse_database)
+        url = settings.clickhouse_url.get_secret_value()
+        return ServerWarehouse(url, settings.clickhouse_database)
     from headwater.infra.warehouse_host import running_host
 
     host = running_host(settings)
