@@ -97,6 +97,8 @@ class HeadwaterSettings(BaseSettings):
     serving_breaker_sleep_s: float = Field(default=5.0, gt=0)
     serving_batch_max: int = Field(default=64, ge=1)
     serving_batch_latency_ms: float = Field(default=10.0, gt=0)
+    # HTTP requests waiting for a batch beyond this many are answered 503 at once.
+    serving_http_queue_max: int = Field(default=1024, ge=1)
     serving_model_cache: int = Field(default=4, ge=1)
 
     @field_validator("kafka_bootstrap")
