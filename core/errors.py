@@ -47,6 +47,10 @@ class UnknownTopic(HeadwaterError):
     """A topic name is not one of the platform's topics."""
 
 
+class WarehouseRefused(WarehouseError):
+    """The warehouse host refused a statement that would reach outside the engine."""
+
+
 class MigrationError(WarehouseError):
     """A warehouse migration cannot be applied as written (e.g. an applied one was edited)."""
 

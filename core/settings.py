@@ -20,6 +20,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from headwater.core.errors import ConfigError
+from headwater.core.redaction import redacted_url
 
 ENV_PREFIX = "HEADWATER_"
 
@@ -55,12 +56,15 @@ class HeadwaterSettings(BaseSettings):
     topic_replication: int = Field(default=1, ge=1)
     topic_retention_ms: int = Field(default=7 * 24 * 3600 * 1000, ge=-1)
 
-    # Warehouse: empty URL means the embedded chDB engine under HEADWATER_HOME.
-    clickhouse_url: str = ""
+    # Warehouse: empty URL means the embedded chDB engine under HEADWATER_HOME. URLs may carry
+    # credentials, so they are secrets: shown only through core.redaction.redacted_url.
+    clickhouse_url: SecretStr = SecretStr("")
     clickhouse_database: str = "headwater"
     warehouse_host_port: int = Field(default=18123, ge=1024, le=65535)
+    # The longest a caller's query may run on the warehouse host before it is stopped.
+    warehouse_query_timeout_s: float = Field(default=60.0, gt=0)
 
-    schema_registry_url: str = ""
+    schema_registry_url: SecretStr = SecretStr("")
     # Content-addressed artifact store: empty means HEADWATER_HOME/artifacts; or a directory path.
     artifact_store: str = ""
     # For an s3://bucket/prefix artifact store: endpoint (empty: AWS), region and keys.
@@ -93,6 +97,8 @@ class HeadwaterSettings(BaseSettings):
     serving_breaker_sleep_s: float = Field(default=5.0, gt=0)
     serving_batch_max: int = Field(default=64, ge=1)
     serving_batch_latency_ms: float = Field(default=10.0, gt=0)
+    # HTTP requests waiting for a batch beyond this many are answered 503 at once.
+    serving_http_queue_max: int = Field(default=1024, ge=1)
     serving_model_cache: int = Field(default=4, ge=1)
 
     # Retraining after a detected change: wait for this many labelled rows after the change
@@ -111,9 +117,10 @@ class HeadwaterSettings(BaseSettings):
 
     @field_validator("clickhouse_url", "schema_registry_url")
     @classmethod
-    def _check_url(cls, value: str) -> str:
-        if value and not value.startswith(("http://", "https://")):
-            raise ValueError(f"expected an http:// or https:// URL, got {value!r}")
+    def _check_url(cls, value: SecretStr) -> SecretStr:
+        url = value.get_secret_value()
+        if url and not url.startswith(("http://", "https://")):
+            raise ValueError(f"expected an http:// or https:// URL, got {redacted_url(url)!r}")
         return value
 
     @property
@@ -122,7 +129,7 @@ class HeadwaterSettings(BaseSettings):
 
     @property
     def warehouse_mode(self) -> Literal["embedded", "server"]:
-        return "server" if self.clickhouse_url else "embedded"
+        return "server" if self.clickhouse_url.get_secret_value() else "embedded"
 
     @property
     def bootstrap_servers(self) -> str:
@@ -157,7 +164,12 @@ def _describe(error: dict[str, object]) -> str:
     ctx = error.get("ctx")
     if isinstance(ctx, dict) and "expected" in ctx:
         message += f" (accepted: {ctx['expected']})"
-    return f"{variable}: {message}; got {error.get('input')!r}"
+    given = error.get("input")
+    if field in HeadwaterSettings.model_fields and (
+        HeadwaterSettings.model_fields[field].annotation is SecretStr
+    ):
+        given = redacted_url(given) if isinstance(given, str) else "**********"
+    return f"{variable}: {message}; got {given!r}"
 
 
 def load_settings(**overrides: object) -> HeadwaterSettings:

@@ -26,8 +26,8 @@ from headwater.schemas.topics import topic_spec
 def make_codec(settings: HeadwaterSettings, catalog: SchemaCatalog | None = None) -> AvroCodec:
     """The codec of these settings: Confluent framing with a registry, single-object without."""
     registry = (
-        ConfluentSchemaRegistry(settings.schema_registry_url)
-        if settings.schema_registry_url
+        ConfluentSchemaRegistry(settings.schema_registry_url.get_secret_value())
+        if settings.schema_registry_url.get_secret_value()
         else None
     )
     return AvroCodec(catalog or SchemaCatalog.default(), registry)

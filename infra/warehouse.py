@@ -23,7 +23,8 @@ from typing import Any, Protocol
 import httpx
 import orjson
 
-from headwater.core.errors import WarehouseError
+from headwater.core.errors import WarehouseError, WarehouseRefused
+from headwater.core.redaction import redact, redacted_url, url_secrets
 from headwater.core.settings import HeadwaterSettings
 from headwater.infra.sql_literals import values_clause
 
@@ -38,6 +39,15 @@ class QueryResult:
 
     def dicts(self) -> list[dict[str, Any]]:
         return [dict(zip(self.columns, row, strict=True)) for row in self.rows]
+
+    @classmethod
+    def from_json_compact(cls, raw: bytes) -> QueryResult:
+        """The result of a query ClickHouse wrote as ``JSONCompact``."""
+        if not raw:
+            return cls([], [], [])
+        parsed = orjson.loads(raw)
+        meta = parsed.get("meta", [])
+        return cls([m["name"] for m in meta], [m["type"] for m in meta], parsed["data"])
 
     def scalar(self) -> Any:
         if not self.rows or not self.rows[0]:
@@ -93,12 +103,7 @@ class ChdbWarehouse:
         self._run(sql)
 
     def query(self, sql: str) -> QueryResult:
-        raw = self._run(sql, "JSONCompact").bytes()
-        if not raw:
-            return QueryResult([], [], [])
-        parsed = orjson.loads(raw)
-        meta = parsed.get("meta", [])
-        return QueryResult([m["name"] for m in meta], [m["type"] for m in meta], parsed["data"])
+        return QueryResult.from_json_compact(self._run(sql, "JSONCompact").bytes())
 
     def insert(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> int:
         return self.insert_into(self.database, table, columns, rows)
@@ -126,24 +131,30 @@ class ServerWarehouse:
         import clickhouse_connect
 
         self.database = database
-        self.url = url
+        self.url = redacted_url(url)  # the only form of the URL any message shows
+        self._secrets = url_secrets(url)
         try:
             self._client = clickhouse_connect.get_client(dsn=url, connect_timeout=10)
             self._client.command(f"CREATE DATABASE IF NOT EXISTS {database}")
         except Exception as error:
-            raise WarehouseError(f"ClickHouse server at {url} is unavailable: {error}") from None
+            raise self._error("is unavailable", error) from None
+
+    def _error(self, what: str, error: Exception) -> WarehouseError:
+        return WarehouseError(
+            redact(f"ClickHouse server at {self.url} {what}: {error}", *self._secrets)
+        )
 
     def command(self, sql: str) -> None:
         try:
             self._client.command(sql)
         except Exception as error:
-            raise WarehouseError(f"ClickHouse server at {self.url} rejected: {error}") from None
+            raise self._error("rejected", error) from None
 
     def query(self, sql: str) -> QueryResult:
         try:
             result = self._client.query(sql)
         except Exception as error:
-            raise WarehouseError(f"ClickHouse server at {self.url} rejected: {error}") from None
+            raise self._error("rejected", error) from None
         types = [t.name for t in result.column_types]
         return QueryResult(list(result.column_names), types, [list(r) for r in result.result_rows])
 
@@ -155,7 +166,7 @@ class ServerWarehouse:
                 table, [list(r) for r in rows], column_names=list(columns), database=self.database
             )
         except Exception as error:
-            raise WarehouseError(f"insert into {table} at {self.url} failed: {error}") from None
+            raise self._error(f"refused an insert into {table}", error) from None
         return len(rows)
 
     def close(self) -> None:
@@ -178,12 +189,16 @@ def decode_rows(rows: list[list[Any]]) -> list[list[Any]]:
 
 
 class HostedWarehouse:
-    """The embedded engine owned by the warehouse host process, reached over loopback HTTP."""
+    """The embedded engine owned by the warehouse host process, reached over loopback HTTP
+    with the token the host wrote into its state file."""
 
-    def __init__(self, url: str, database: str = "headwater", timeout_s: float = 60.0) -> None:
+    def __init__(
+        self, url: str, database: str = "headwater", *, token: str, timeout_s: float = 60.0
+    ) -> None:
         self.url = url.rstrip("/")
         self.database = database
-        self._http = httpx.Client(base_url=self.url, timeout=timeout_s)
+        headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+        self._http = httpx.Client(base_url=self.url, timeout=timeout_s, headers=headers)
 
     def _post(self, path: str, body: dict[str, Any]) -> Any:
         try:
@@ -191,6 +206,8 @@ class HostedWarehouse:
         except httpx.HTTPError as error:
             raise WarehouseError(f"warehouse host at {self.url} is unavailable: {error}") from None
         payload = orjson.loads(response.content) if response.content else {}
+        if response.status_code == 403:
+            raise WarehouseRefused(str(payload.get("error", response.text)))
         if response.status_code != 200:
             raise WarehouseError(str(payload.get("error", response.text)))
         return payload
@@ -224,10 +241,11 @@ def warehouse_path(settings: HeadwaterSettings) -> Path:
 def connect_warehouse(settings: HeadwaterSettings) -> Warehouse:
     """The warehouse for these settings: the server, the running host, or the engine itself."""
     if settings.warehouse_mode == "server":
-        return ServerWarehouse(settings.clickhouse_url, settings.clickhouse_database)
-    from headwater.infra.warehouse_host import running_host_url
+        url = settings.clickhouse_url.get_secret_value()
+        return ServerWarehouse(url, settings.clickhouse_database)
+    from headwater.infra.warehouse_host import running_host
 
-    url = running_host_url(settings)
-    if url is not None:
-        return HostedWarehouse(url, settings.clickhouse_database)
+    host = running_host(settings)
+    if host is not None:
+        return HostedWarehouse(host.url, settings.clickhouse_database, token=host.token)
     return ChdbWarehouse(warehouse_path(settings), settings.clickhouse_database)

@@ -9,6 +9,11 @@ silently dropped. The clock is event time — a prediction's features' time, a l
 time — so it means the same on a replay and when the two topics are read at different speeds.
 Several predictions of one request (champion and shadow) each join the label.
 
+The clock is a bounded watermark: a timestamp counts for at most the wall clock plus
+``max_skew_ms``, so one event stamped far in the future can neither expire everything at once
+nor stall the clock (every later record older than it, waiting forever); the records that
+carried such a time are counted in ``clamped_timestamps`` and wait as if stamped at the bound.
+
 >>> from headwater.schemas.models import Label, Prediction
 >>> def prediction(rid: str, t: int, version: int = 1) -> Prediction:
 ...     return Prediction(request_id=rid, entity_id="card-1", model="fraud", version=version,
@@ -26,11 +31,26 @@ Several predictions of one request (champion and shadow) each join the label.
 >>> joiner.counts  # doctest: +NORMALIZE_WHITESPACE
 JoinCounts(predictions=2, labels=1, joined=1, unlabeled_predictions=1, unmatched_labels=0,
 duplicate_labels=0, pending_predictions=0, pending_labels=0)
+
+A prediction stamped a year ahead moves the clock only up to the bound:
+
+>>> wall = [10_000]
+>>> joiner = LabelJoiner(horizon_ms=1000, max_skew_ms=100, wall_clock_ms=lambda: wall[0])
+>>> joiner.add_prediction(prediction("far", 10_000 + 365 * 86_400_000))
+[]
+>>> joiner.add_prediction(prediction("now", 10_050))
+[]
+>>> wall[0] = 12_000
+>>> joiner.advance(12_000)
+>>> joiner.counts.unlabeled_predictions, joiner.clamped_timestamps
+(2, 1)
 """
 
 from __future__ import annotations
 
+import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from headwater.schemas.models import Label, Prediction
@@ -67,11 +87,23 @@ class _WaitingLabel:
     matched: bool
 
 
+def _wall_ms() -> int:
+    return int(time.time() * 1000)
+
+
 class LabelJoiner:
     """Predictions and labels joined by request id (or entity + event time) within a horizon."""
 
-    def __init__(self, horizon_ms: int) -> None:
+    def __init__(
+        self,
+        horizon_ms: int,
+        max_skew_ms: int = 300_000,
+        wall_clock_ms: Callable[[], int] = _wall_ms,
+    ) -> None:
         self.horizon_ms = horizon_ms
+        self.max_skew_ms = max_skew_ms
+        self.wall_clock_ms = wall_clock_ms
+        self.clamped_timestamps = 0
         # request id → predictions; insertion order is arrival order, so expiry pops the front.
         self._predictions: OrderedDict[str, list[Prediction]] = OrderedDict()
         self._arrived: dict[str, int] = {}
@@ -84,7 +116,8 @@ class LabelJoiner:
     def add_prediction(self, prediction: Prediction) -> list[Outcome]:
         """Hold a prediction for its label; returns its outcome if the label came first."""
         self._n_predictions += 1
-        self._tick(prediction.event_time_ms)
+        stamped = self._bounded(prediction.event_time_ms)
+        self._tick(stamped)
         rid = prediction.request_id
         entity = _entity_key(prediction.entity_id, prediction.event_time_ms)
         waiting = self._labels.get(rid) or self._labels.get(entity)
@@ -93,14 +126,15 @@ class LabelJoiner:
             self._joined += 1
             return [Outcome(prediction, waiting.label)]
         self._predictions.setdefault(rid, []).append(prediction)
-        self._arrived.setdefault(rid, prediction.event_time_ms)
+        self._arrived.setdefault(rid, stamped)
         self._by_entity[entity] = rid
         return []
 
     def add_label(self, label: Label) -> list[Outcome]:
         """Join a label to its waiting predictions, or hold it for them."""
         self._n_labels += 1
-        self._tick(label.labeled_at_ms)
+        stamped = self._bounded(label.labeled_at_ms)
+        self._tick(stamped)
         entity = _entity_key(label.entity_id, label.event_time_ms)
         rid = label.request_id or label.event_id or self._by_entity.get(entity, "")
         key = rid or entity
@@ -108,7 +142,7 @@ class LabelJoiner:
             self._duplicates += 1  # a second label for one request: the first one stands
             return []
         predictions = self._predictions.pop(rid, None) if rid else None
-        self._labels[key] = _WaitingLabel(label, label.labeled_at_ms, matched=bool(predictions))
+        self._labels[key] = _WaitingLabel(label, stamped, matched=bool(predictions))
         if not predictions:
             return []
         self._forget(rid, predictions)
@@ -117,7 +151,15 @@ class LabelJoiner:
 
     def advance(self, now_ms: int) -> None:
         """Move the clock; what waited longer than the horizon is expired and counted."""
-        self._tick(now_ms)
+        self._tick(self._bounded(now_ms))
+
+    def _bounded(self, timestamp_ms: int) -> int:
+        """The timestamp, or the watermark's bound (wall clock + skew) if it lies beyond."""
+        bound = self.wall_clock_ms() + self.max_skew_ms
+        if timestamp_ms <= bound:
+            return timestamp_ms
+        self.clamped_timestamps += 1
+        return bound
 
     def _tick(self, now_ms: int) -> None:
         if now_ms <= self._clock:

@@ -29,7 +29,12 @@ from headwater.infra.local_kafka import LocalKafka
 from headwater.infra.local_processes import pid_alive, port_is_free
 from headwater.infra.migrations import apply_migrations, table_for_topic
 from headwater.infra.warehouse import Warehouse, connect_warehouse
-from headwater.infra.warehouse_host import host_file, running_host_pid, running_host_url
+from headwater.infra.warehouse_host import (
+    LOOPBACK,
+    host_file,
+    running_host_pid,
+    running_host_url,
+)
 from headwater.operate.operator_summary import operator_summary
 from headwater.operate.processes import (
     start_stream_processes,
@@ -47,9 +52,9 @@ def start_warehouse_host(settings: HeadwaterSettings, timeout_s: float = 60.0) -
     pid = running_host_pid(settings)
     if pid is not None:
         return pid
-    if not port_is_free(settings.warehouse_host_port, settings.bind_host):
+    if not port_is_free(settings.warehouse_host_port, LOOPBACK):
         raise PortInUse(
-            f"port {settings.warehouse_host_port} on {settings.bind_host} is in use by another "
+            f"port {settings.warehouse_host_port} on {LOOPBACK} is in use by another "
             "process; stop it or set HEADWATER_WAREHOUSE_HOST_PORT"
         )
     settings.home.mkdir(parents=True, exist_ok=True)

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from fastavro import schemaless_reader, schemaless_writer
 
 from headwater.core.errors import SchemaError
+from headwater.core.redaction import redact, redacted_url, url_secrets
 from headwater.schemas.avro_plan import native_type
 from headwater.schemas.catalog import AvroSchema, SchemaCatalog
 
@@ -60,7 +61,8 @@ class ConfluentSchemaRegistry:
         from confluent_kafka.schema_registry import SchemaRegistryClient
 
         self._client = SchemaRegistryClient({"url": url})
-        self._url = url
+        self._url = redacted_url(url)  # the only form of the URL any message shows
+        self._secrets = url_secrets(url)
         self._ids: dict[str, int] = {}
         self._schemas: dict[int, dict[str, Any]] = {}
 
@@ -75,9 +77,8 @@ class ConfluentSchemaRegistry:
                     schema.name, Schema(json.dumps(schema.source), "AVRO")
                 )
             except Exception as error:
-                raise SchemaError(
-                    f"schema registry {self._url} refused schema {schema.name}: {error}"
-                ) from error
+                message = f"schema registry {self._url} refused schema {schema.name}: {error}"
+                raise SchemaError(redact(message, *self._secrets)) from None
         return self._ids[schema.name]
 
     def schema_for(self, schema_id: int) -> dict[str, Any]:
@@ -87,9 +88,8 @@ class ConfluentSchemaRegistry:
             try:
                 found = self._client.get_schema(schema_id)
             except Exception as error:
-                raise SchemaError(
-                    f"schema registry {self._url} has no schema id {schema_id}: {error}"
-                ) from error
+                message = f"schema registry {self._url} has no schema id {schema_id}: {error}"
+                raise SchemaError(redact(message, *self._secrets)) from None
             self._schemas[schema_id] = json.loads(found.schema_str or "{}")
         return self._schemas[schema_id]
 

@@ -50,3 +50,8 @@ class CircuitOpen(ScoringFailed):
 
 class BulkheadFull(ScoringFailed):
     """Every concurrent slot of the version is taken (possibly by hung calls)."""
+
+
+class QueueFull(ServingError):
+    """The HTTP batch queue holds as many requests as it may (HEADWATER_SERVING_HTTP_QUEUE_MAX):
+    the caller should retry later."""

@@ -6,6 +6,13 @@ replica in production). Concurrent requests are micro-batched into one model cal
 (:mod:`headwater.serving.http_batcher`), routed and guarded exactly like the Kafka scorer, and every
 answer is also logged to ``predictions`` with ``source="http"`` (shadow predictions too, never
 returned). Bodies are validated: malformed input gets a 4xx with the reason, never a 500.
+
+Every request gets a request id of its own, in the ``http:`` namespace (:func:`http_request_id`):
+a caller's ``request_id`` is kept inside it, never used alone, so two callers sending the same
+id never get each other's answers, and an HTTP prediction never overwrites a Kafka-scored one in
+the warehouse. The answer carries both (``request_id``, the one to label, and
+``client_request_id``). When more requests wait than ``HEADWATER_SERVING_HTTP_QUEUE_MAX``, a new
+one is answered 503 at once.
 Routing changes need ``Authorization: Bearer <HEADWATER_ADMIN_TOKEN>``.
 
 Run one with ``python -m headwater.serving.http_server`` (binds ``HEADWATER_BIND_HOST``, default
@@ -40,7 +47,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from headwater.core.errors import HeadwaterError
 from headwater.schemas.models import Route
 from headwater.serving.batching import BatchPolicy
-from headwater.serving.errors import RoutingError
+from headwater.serving.errors import QueueFull, RoutingError
 from headwater.serving.http_batcher import AsyncBatcher
 from headwater.serving.router import parse_version
 from headwater.serving.routing import publish_routing, routing_event
@@ -74,7 +81,8 @@ class PredictBody(BaseModel):
 
 class PredictAnswer(BaseModel):
     model_config = _Strict
-    request_id: str
+    request_id: str  # the platform's id of this prediction (http:…): labels name it
+    client_request_id: str | None  # the caller's own id, as sent
     entity_id: str
     model: str
     version: int
@@ -107,7 +115,12 @@ class ScoringService:
             max_batch_size=runtime.settings.serving_batch_max,
             max_latency_s=runtime.settings.serving_batch_latency_ms / 1000,
         )
-        self.batcher = AsyncBatcher(self.scorer.answer, policy=policy, after=self.log_batch)
+        self.batcher = AsyncBatcher(
+            self.scorer.answer,
+            policy=policy,
+            after=self.log_batch,
+            max_queue=runtime.settings.serving_http_queue_max,
+        )
 
     def log_batch(self, requests: Sequence[ScoreRequest], scored: Scored) -> None:
         """Answers, then shadow predictions, to ``predictions`` (after the answers went out)."""
@@ -122,6 +135,8 @@ class ScoringService:
         request = await _request_of(body, self.lookup, received)
         try:
             answer = await self.batcher.submit(request)
+        except QueueFull as error:
+            raise HTTPException(503, str(error), headers={"Retry-After": "1"}) from None
         except HeadwaterError as error:
             raise HTTPException(503, f"scoring failed: {error}") from None
         if isinstance(answer, Rejected):
@@ -131,6 +146,7 @@ class ScoringService:
         # a body built from a validated Prediction would only cost time on every request.
         content = {
             "request_id": answer.request_id,
+            "client_request_id": body.request_id,
             "entity_id": answer.entity_id,
             "model": answer.model,
             "version": answer.version,
@@ -216,10 +232,23 @@ def _check_admin(token: str, authorization: str) -> None:
         raise HTTPException(401, "admin routes need 'Authorization: Bearer <admin token>'")
 
 
+def http_request_id(client_request_id: str | None) -> str:
+    """An id of its own for one HTTP request: ``http:`` and, when the caller sent one, the
+    caller's id, then a random part no other request shares.
+
+    >>> http_request_id("order-7").startswith("http:order-7:")
+    True
+    >>> http_request_id("order-7") != http_request_id("order-7")
+    True
+    """
+    own = uuid.uuid4().hex
+    return f"http:{client_request_id}:{own}" if client_request_id else f"http:{own}"
+
+
 async def _request_of(
     body: PredictBody, lookup: OnlineLookup | None, received: float
 ) -> ScoreRequest:
-    request_id = body.request_id or uuid.uuid4().hex
+    request_id = http_request_id(body.request_id)
     if body.features is not None:
         return ScoreRequest(
             request_id, body.entity_id, body.features, int(time.time() * 1000), received

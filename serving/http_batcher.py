@@ -8,7 +8,12 @@ worker
 thread (the event loop never runs a model), resolves every caller's future, and only then runs
 ``after`` (logging predictions, scoring shadows) so that work never delays an answer. Up to
 ``max_in_flight`` batches score at once, so one batch stuck on a hanging model (until its
-timeout) does not hold up the next.
+timeout) does not hold up the next. At most ``max_queue`` requests wait: one more is refused at
+once with :class:`~headwater.serving.errors.QueueFull` rather than queued without end.
+
+Answers are matched to requests by request id, so ids must be unique within a batch; requests
+that share one are each refused rather than handed someone else's answer (the HTTP app gives
+every request an id of its own).
 
 >>> import asyncio
 >>> from headwater.serving.scorer import Scored
@@ -34,6 +39,7 @@ from collections.abc import Callable, Sequence
 
 from headwater.schemas.models import Prediction
 from headwater.serving.batching import BatchPolicy
+from headwater.serving.errors import QueueFull
 from headwater.serving.scorer import Rejected, Scored, ScoreRequest
 
 Answer = Prediction | Rejected
@@ -50,11 +56,13 @@ class AsyncBatcher:
         policy: BatchPolicy | None = None,
         after: AfterBatch | None = None,
         max_in_flight: int = 4,
+        max_queue: int = 1024,
     ) -> None:
         self.score = score
         self.policy = policy or BatchPolicy()
         self.after = after
         self.max_in_flight = max_in_flight
+        self.max_queue = max_queue
         self._slots: asyncio.Semaphore | None = None
         self._running: set[asyncio.Task[None]] = set()
         self._queue: list[tuple[ScoreRequest, asyncio.Future[Answer]]] = []
@@ -80,6 +88,11 @@ class AsyncBatcher:
     async def submit(self, request: ScoreRequest) -> Answer:
         if self._wake is None:
             raise RuntimeError("AsyncBatcher.submit before start()")
+        if len(self._queue) >= self.max_queue:
+            raise QueueFull(
+                f"{len(self._queue)} requests already wait for scoring "
+                "(HEADWATER_SERVING_HTTP_QUEUE_MAX); retry shortly"
+            )
         future: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
         self._queue.append((request, future))
         self.policy.arrived()
@@ -128,11 +141,24 @@ class AsyncBatcher:
         self.policy.observed(len(requests), time.monotonic() - started)
         answers: dict[str, Answer] = {p.request_id: p for p in scored.predictions}
         answers.update({r.request.request_id: r for r in scored.rejected})
+        shared = _shared_ids(requests)
         for request, future in batch:
-            if not future.done():
-                answer = answers.get(request.request_id)
+            if future.done():
+                continue
+            rid = request.request_id
+            if rid in shared:
+                future.set_result(Rejected(request, f"request id {rid} is not unique in its batch"))
+            else:
                 future.set_result(
-                    answer or Rejected(request, f"no answer for request {request.request_id}")
+                    answers.get(rid) or Rejected(request, f"no answer for request {rid}")
                 )
         if self.after is not None:
             await asyncio.to_thread(self.after, requests, scored)
+
+
+def _shared_ids(requests: Sequence[ScoreRequest]) -> set[str]:
+    seen: set[str] = set()
+    shared: set[str] = set()
+    for request in requests:
+        (shared if request.request_id in seen else seen).add(request.request_id)
+    return shared

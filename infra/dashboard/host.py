@@ -12,21 +12,21 @@ import threading
 from headwater.core.settings import HeadwaterSettings, load_settings
 from headwater.infra.dashboard.service import run_dashboard
 from headwater.infra.warehouse import HostedWarehouse
-from headwater.infra.warehouse_host import serve
+from headwater.infra.warehouse_host import host_url, new_token, serve
 
 
 def serve_with_dashboard(settings: HeadwaterSettings) -> None:
     """Serve the warehouse until SIGTERM; the dashboard reads it over the host's own HTTP API,
     like every other client, so the engine keeps one way in."""
-    url = f"http://{settings.bind_host}:{settings.warehouse_host_port}"
-    warehouse = HostedWarehouse(url, settings.clickhouse_database)
+    token = new_token()
+    warehouse = HostedWarehouse(host_url(settings), settings.clickhouse_database, token=token)
     stop = threading.Event()
     dashboard = threading.Thread(
         target=run_dashboard, args=(settings, warehouse, stop), name="dashboard", daemon=True
     )
     dashboard.start()
     try:
-        serve(settings)
+        serve(settings, token)
     finally:
         stop.set()
         dashboard.join(timeout=10)

@@ -128,3 +128,21 @@ def test_roc_auc_matches_pairwise_definition() -> None:
     ]
     assert abs((roc_auc(y, p) or 0.0) - float(np.mean(pairs))) < 1e-9
     assert roc_auc(np.ones(3), p[:3]) is None
+
+
+def test_one_far_future_timestamp_neither_stalls_nor_flushes_the_clock() -> None:
+    """A prediction stamped a year ahead: the clock goes no further than the wall clock plus
+    the skew, so predictions after it still join their labels, and it expires like the rest."""
+    wall = [1_000_000]
+    joiner = LabelJoiner(HORIZON, max_skew_ms=1_000, wall_clock_ms=lambda: wall[0])
+    year = 365 * 86_400_000
+    assert joiner.add_prediction(_prediction("future", wall[0] + year)) == []
+    assert joiner.add_prediction(_prediction("r1", wall[0] + 10)) == []
+    wall[0] += 500
+    joined = joiner.add_label(_label("r1", wall[0]))
+    assert [o.prediction.request_id for o in joined] == ["r1"]
+    assert joiner.counts.pending_predictions == 1 and joiner.clamped_timestamps == 1
+    wall[0] += HORIZON + 5_000
+    joiner.advance(wall[0])
+    assert joiner.counts.pending_predictions == 0
+    assert joiner.counts.unlabeled_predictions == 1  # the future one, counted, not kept forever

@@ -21,7 +21,7 @@ from headwater.infra.event_bus import EventBus
 from headwater.infra.kafka_clients import ensure_topics
 from headwater.infra.metrics import metrics_dir
 from headwater.infra.warehouse import HostedWarehouse
-from headwater.infra.warehouse_host import running_host_url
+from headwater.infra.warehouse_host import running_host, running_host_url
 from headwater.schemas.models import Label, Prediction
 from tests.operate.child_processes import Workers
 
@@ -153,9 +153,9 @@ def test_the_host_inserts_into_the_database_its_client_names(
     platform: tuple[HeadwaterSettings, Path],
 ) -> None:
     settings, _ = platform
-    url = running_host_url(settings)
-    assert url is not None
-    other = HostedWarehouse(url, "headwater_other")
+    host = running_host(settings)
+    assert host is not None
+    other = HostedWarehouse(host.url, "headwater_other", token=host.token)
     try:
         other.command("CREATE DATABASE IF NOT EXISTS headwater_other")
         other.command(

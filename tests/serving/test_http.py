@@ -109,11 +109,30 @@ def test_every_http_prediction_is_logged_and_shadows_never_returned(
             served.settings, "predictions", group=f"h-{time.time_ns()}", idle_timeout_s=1.5
         )
         logged = [Prediction.from_avro(codec.decode(r.value)[1]) for r in records]
-    ours = [p for p in logged if p.request_id.startswith(f"h-{unique}-")]
+    ours = [p for p in logged if p.request_id.startswith(f"http:h-{unique}-")]
     assert len(ours) == 80 and all(p.source == "http" for p in ours)
     assert sorted({p.route for p in ours}) == ["champion", "shadow"]
     assert {p.version for p in ours if p.route == "shadow"} == {2}
     assert all(p.features == VECTOR for p in ours)
+
+
+def test_callers_sharing_a_request_id_each_get_their_own_answer(served: Served) -> None:
+    """Two callers may choose the same id: each request gets an id of its own (``http:``), so
+    answers never cross and an HTTP row never replaces a Kafka-scored one in the warehouse."""
+
+    def call(i: int) -> tuple[dict[str, float], httpx.Response]:
+        vector = {**VECTOR, "amount": i / 10}
+        body = {"entity_id": f"card-{i}", "request_id": "same-id", "features": vector}
+        return vector, served.client.post("/predict", json=body)
+
+    with ThreadPoolExecutor(8) as pool:
+        calls = list(pool.map(call, range(32)))
+    assert all(answer.status_code == 200 for _, answer in calls)
+    answers = [(vector, answer.json()) for vector, answer in calls]
+    assert all(body["features"] == vector for vector, body in answers)
+    assert all(body["client_request_id"] == "same-id" for _, body in answers)
+    ids = [body["request_id"] for _, body in answers]
+    assert len(set(ids)) == len(ids) and all(i.startswith("http:same-id:") for i in ids)
 
 
 @pytest.mark.parametrize(

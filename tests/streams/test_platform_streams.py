@@ -17,7 +17,11 @@ from headwater.core.settings import HeadwaterSettings
 from headwater.infra.event_bus import EventBus
 from headwater.infra.local_processes import pid_alive
 from headwater.infra.warehouse import HostedWarehouse
-from headwater.infra.warehouse_host import host_file, running_host_pid, running_host_url
+from headwater.infra.warehouse_host import (
+    host_file,
+    running_host,
+    running_host_pid,
+)
 from headwater.operate.platform import stop_pid
 from headwater.operate.processes import STREAM_PROCESSES, stop_stream_processes, stream_process_pids
 from headwater.serving.routing import publish_routing, routing_event
@@ -89,9 +93,9 @@ def test_up_runs_every_process_end_to_end(
         )
         produced = _headwater(settings, "produce", "events.raw", "--file", str(source))
         assert produced.returncode == 0, produced.stderr
-        url = running_host_url(settings)
-        assert url is not None
-        warehouse = HostedWarehouse(url)
+        address = running_host(settings)
+        assert address is not None
+        warehouse = HostedWarehouse(address.url, token=address.token)
         db = warehouse.database
         try:
             wait_until(
