@@ -23,7 +23,8 @@ from headwater.core.settings import HeadwaterSettings
 from headwater.infra.event_bus import EventBus
 from headwater.infra.kafka_clients import make_consumer
 from headwater.infra.metrics import METRICS
-from headwater.schemas.models import DeadLetter, EventModel
+from headwater.schemas.dead_letters import dead_letter
+from headwater.schemas.models import EventModel
 from headwater.schemas.topics import topic_spec
 
 Output = tuple[str, EventModel]
@@ -159,15 +160,15 @@ class AgentRunner:
             event = model.from_avro(record)
         except (SchemaError, ValidationError) as problem:
             self.stats.deadlettered += 1
-            dead = DeadLetter(
-                source_topic=topic,
-                source_partition=message.partition() or 0,
-                source_offset=message.offset() or 0,
-                reason_code="undecodable",
-                reason=f"agent {self.group}: {str(problem)[:500]}",
-                original_key=message.key(),
-                original_value=value,
-                failed_at_ms=_now_ms(),
+            dead = dead_letter(
+                topic,
+                message.partition() or 0,
+                message.offset() or 0,
+                "undecodable",
+                f"agent {self.group}: {problem}",
+                message.key(),
+                value,
+                _now_ms(),
             )
             return [("deadletter", dead)]
         if topic in self._observe_inputs:

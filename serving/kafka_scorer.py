@@ -38,7 +38,8 @@ from headwater.core.settings import load_settings
 from headwater.infra.event_bus import make_codec
 from headwater.infra.kafka_clients import make_consumer, make_producer
 from headwater.infra.metrics import serve_process_metrics
-from headwater.schemas.models import DeadLetter, EventModel, FeatureVector
+from headwater.schemas.dead_letters import dead_letter
+from headwater.schemas.models import EventModel, FeatureVector
 from headwater.schemas.topics import topic_spec
 from headwater.serving.batching import BatchPolicy
 from headwater.serving.delivery import BatchTicket, DeliveryFailed, DeliveryLedger
@@ -289,15 +290,14 @@ class KafkaScorer:
         self.counts.dead_lettered += 1
         self._send(
             "deadletter",
-            DeadLetter(
-                source_topic=message.topic() or self.settings.topic("features"),
-                source_partition=message.partition() or 0,
-                source_offset=message.offset() or 0,
-                reason_code=code,
-                reason=reason,
-                original_key=message.key(),
-                original_value=message.value(),
-                failed_at_ms=int(time.time() * 1000),
+            dead_letter(
+                message.topic() or self.settings.topic("features"),
+                message.partition() or 0,
+                message.offset() or 0,
+                code,
+                reason,
+                message.key(),
+                message.value(),
             ),
         )
 

@@ -28,13 +28,14 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
 from headwater.schemas.codec import AvroCodec
+from headwater.schemas.dead_letters import dead_letter
 from headwater.schemas.domain import Domain
 from headwater.schemas.models import DeadLetter, Event, FeatureVector
 from headwater.streams.anomalies import Anomaly, ReasonCode
 from headwater.streams.fast_avro import FastAvro
 from headwater.streams.feature_module import FeatureModule
 from headwater.streams.featureset import EntityState, FeatureSet
-from headwater.streams.validation import EventRecord, EventValidator, dead_letter
+from headwater.streams.validation import EventRecord, EventValidator
 
 
 class RawRecord(NamedTuple):
@@ -168,7 +169,14 @@ class FeaturePipeline:
         self, out: BatchOutput, raw: RawRecord, anomalies: list[Anomaly], now_ms: int
     ) -> None:
         letter = dead_letter(
-            self.raw_topic, raw.partition, raw.offset, raw.key, raw.value, anomalies, now_ms
+            self.raw_topic,
+            raw.partition,
+            raw.offset,
+            anomalies[0].code.value,
+            "; ".join(a.describe() for a in anomalies),
+            raw.key,
+            raw.value,
+            now_ms,
         )
         value = self.fast.encode(DeadLetter.SCHEMA, letter.to_avro())
         out.records.append(OutRecord("deadletter", raw.partition, self.raw_topic.encode(), value))

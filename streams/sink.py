@@ -45,7 +45,7 @@ from headwater.infra.metrics import METRICS, serve_process_metrics
 from headwater.infra.migrations import table_for_topic
 from headwater.infra.warehouse import Warehouse, connect_warehouse
 from headwater.schemas.codec import AvroCodec
-from headwater.schemas.models import DeadLetter
+from headwater.schemas.dead_letters import dead_letter
 from headwater.schemas.topics import TOPICS
 from headwater.streams.errors import SinkError
 
@@ -248,15 +248,14 @@ class ClickHouseSink:
         return record
 
     def _dead_letter(self, message: Message, error: Exception) -> None:
-        letter = DeadLetter(
-            source_topic=message.topic() or "",
-            source_partition=message.partition() or 0,
-            source_offset=message.offset() or 0,
-            reason_code="BAD_ENCODING" if isinstance(error, SchemaError) else "WRONG_TYPE",
-            reason=f"the sink cannot write it to the warehouse: {error}",
-            original_key=message.key(),
-            original_value=message.value(),
-            failed_at_ms=int(time.time() * 1000),
+        letter = dead_letter(
+            message.topic() or "",
+            message.partition() or 0,
+            message.offset() or 0,
+            "BAD_ENCODING" if isinstance(error, SchemaError) else "WRONG_TYPE",
+            f"the sink cannot write it to the warehouse: {error}",
+            message.key(),
+            message.value(),
         )
         self._bus.send("deadletter", letter)
         self.stats.deadlettered += 1
