@@ -31,6 +31,11 @@ class BrokerUnavailable(HeadwaterError):
     """The Kafka broker cannot be reached or did not answer in time."""
 
 
+class RecordRefused(HeadwaterError):
+    """The broker (or the producer) refused one record, e.g. over its size limit; the other
+    records and the connection are fine, so the record goes to ``deadletter``."""
+
+
 class BrokerStartFailed(HeadwaterError):
     """The local Apache Kafka broker did not start."""
 

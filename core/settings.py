@@ -48,6 +48,9 @@ class HeadwaterSettings(BaseSettings):
     kafka_sasl_password: SecretStr = SecretStr("")
     kafka_ssl_ca_location: str = ""
     kafka_timeout_s: float = Field(default=10.0, gt=0)
+    # The largest record the platform produces (librdkafka's and the broker's default limit):
+    # an event whose output would be larger goes to `deadletter` (RECORD_TOO_LARGE).
+    kafka_max_record_bytes: int = Field(default=1_000_000, ge=1024)
 
     # Topics: names of DESIGN.md, with an optional prefix.
     topic_prefix: str = ""
@@ -74,6 +77,9 @@ class HeadwaterSettings(BaseSettings):
     # The feature worker's consumer: librdkafka (batched, the default) or Faust's stream. Both
     # keep entity state in the same changelog topic, so a worker can switch between them.
     stream_engine: Literal["librdkafka", "faust"] = "librdkafka"
+    # An event time further ahead of the worker's clock than this is rejected (FUTURE_EVENT):
+    # one such event would make every later event of its entity late.
+    max_future_skew_ms: int = Field(default=5 * 60 * 1000, ge=0)
     bind_host: str = "127.0.0.1"
     http_port: int = Field(default=8088, ge=1, le=65535)
     dashboard_port: int = Field(default=8089, ge=1, le=65535)

@@ -11,11 +11,11 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import KafkaError, Message
+from confluent_kafka import KafkaError, KafkaException, Message
 
-from headwater.core.errors import BrokerUnavailable
+from headwater.core.errors import BrokerUnavailable, RecordRefused
 from headwater.core.settings import HeadwaterSettings
-from headwater.infra.kafka_clients import make_consumer, make_producer
+from headwater.infra.kafka_clients import make_consumer, make_producer, refuses_the_record
 from headwater.schemas.catalog import SchemaCatalog
 from headwater.schemas.codec import AvroCodec, ConfluentSchemaRegistry
 from headwater.schemas.domain import Domain, load_domain
@@ -63,14 +63,22 @@ class EventBus:
         self.send_bytes(topic, value, key.encode())
 
     def send_bytes(self, topic: str, value: bytes, key: bytes | None) -> None:
+        """Send one record; :class:`RecordRefused` if the producer refuses that record (its
+        size, say), which leaves the bus usable for the next."""
+        name = self.settings.topic(topic)
         while True:
             try:
-                self._producer.produce(
-                    self.settings.topic(topic), value, key, on_delivery=self._on_delivery
-                )
+                self._producer.produce(name, value, key, on_delivery=self._on_delivery)
                 break
             except BufferError:
                 self._producer.poll(0.05)  # the local queue is full: let deliveries drain
+            except KafkaException as error:
+                problem = error.args[0]
+                if isinstance(problem, KafkaError) and refuses_the_record(problem):
+                    raise RecordRefused(
+                        f"{name} refused a record of {len(value)} bytes: {problem.str()}"
+                    ) from None
+                raise BrokerUnavailable(f"producing to {name}: {error}") from None
         self._producer.poll(0)
 
     def flush(self, timeout_s: float | None = None) -> None:

@@ -25,6 +25,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -36,7 +37,7 @@ from headwater.core.errors import BrokerUnavailable, HeadwaterError
 from headwater.core.logs import configure_logging
 from headwater.core.settings import load_settings
 from headwater.infra.event_bus import make_codec
-from headwater.infra.kafka_clients import make_consumer, make_producer
+from headwater.infra.kafka_clients import make_consumer, make_producer, refuses_the_record
 from headwater.infra.metrics import serve_process_metrics
 from headwater.schemas.dead_letters import dead_letter
 from headwater.schemas.models import EventModel, FeatureVector
@@ -219,7 +220,12 @@ class KafkaScorer:
     def _send(self, topic: str, event: EventModel) -> None:
         self._send_all(topic, [event])
 
-    def _send_all(self, topic: str, events: list[EventModel]) -> None:
+    def _send_all(
+        self,
+        topic: str,
+        events: Sequence[EventModel],
+        refused: Callable[[EventModel, str], None] | None = None,
+    ) -> None:
         """Produce ``events`` as part of the current batch's ticket: every one encoded first,
         then all handed to the producer in one call. Produced one by one between encodings,
         each record woke the producer's broker thread, which sent the batch in many small
@@ -233,6 +239,7 @@ class KafkaScorer:
             record = event.to_avro()
             value = self._codec.encode(event.SCHEMA, record)
             messages.append({"value": value, "key": spec.key_of(record).encode()})
+        event_of = {id(m): e for m, e in zip(messages, events, strict=True)}
         ticket.expect(len(messages))
 
         def on_delivery(error: KafkaError | None, _: Message) -> None:
@@ -241,13 +248,18 @@ class KafkaScorer:
         name = self.settings.topic(topic)
         while messages:
             self._producer.produce_batch(name, messages, on_delivery=on_delivery)
-            refused, messages = messages, []
-            for message in refused:
+            tried, messages = messages, []
+            for message in tried:
                 error = message.pop("_error", None)
                 if error is None:
                     continue  # queued: its delivery report comes through on_delivery
                 if error.code() == KafkaError._QUEUE_FULL:
                     messages.append(message)
+                elif refused is not None and refuses_the_record(error):
+                    # This record alone (its size, say): it is accounted for by the caller
+                    # (a dead letter of its source), the batch goes on.
+                    ticket.delivered(None)
+                    refused(event_of[id(message)], f"{name}: {error.str()}")
                 else:  # never queued: the batch fails and is replayed after a restart
                     ticket.delivered(f"{name}: {error.str()}")
             if messages:
@@ -257,7 +269,15 @@ class KafkaScorer:
         scored = self.scorer.answer(requests)
         answered = {p.request_id for p in scored.predictions}
         shadows = self.scorer.shadow([r for r in requests if r.request_id in answered])
-        self._send_all("predictions", [*scored.predictions, *shadows])
+
+        def refused(event: EventModel, reason: str) -> None:
+            request_id = getattr(event, "request_id", "")
+            if request_id in sources:
+                if event in scored.predictions:
+                    self.counts.predicted -= 1
+                self._dead_letter(sources[request_id], "PRODUCE_REFUSED", reason)
+
+        self._send_all("predictions", [*scored.predictions, *shadows], refused)
         self.counts.predicted += len(scored.predictions)
         for rejection in scored.rejected:
             message = sources[rejection.request.request_id]

@@ -36,7 +36,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
-from headwater.core.errors import SchemaError, WarehouseError
+from headwater.core.errors import RecordRefused, SchemaError, WarehouseError
 from headwater.core.logs import configure_logging
 from headwater.core.settings import HeadwaterSettings, load_settings
 from headwater.infra.event_bus import EventBus
@@ -257,7 +257,17 @@ class ClickHouseSink:
             message.key(),
             message.value(),
         )
-        self._bus.send("deadletter", letter)
+        try:
+            self._bus.send("deadletter", letter)
+        except RecordRefused as refused:  # bounded, so only a broker with a tiny limit does this
+            log.error(
+                "%s[%d]@%d: its dead letter was refused (%s); the record stays on its topic only",
+                letter.source_topic,
+                letter.source_partition,
+                letter.source_offset,
+                refused,
+            )
+            return
         self.stats.deadlettered += 1
         METRICS.deadletters.labels(
             source_topic=letter.source_topic, reason_code=letter.reason_code
