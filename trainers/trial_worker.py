@@ -30,7 +30,7 @@ from confluent_kafka import KafkaError, Message
 
 from headwater.core.errors import HeadwaterError, SchemaError
 from headwater.core.logs import configure_logging
-from headwater.core.settings import HeadwaterSettings, load_settings
+from headwater.core.settings import HeadwaterSettings, load_settings, settings_environment
 from headwater.infra.event_bus import EventBus
 from headwater.infra.kafka_clients import make_consumer
 from headwater.infra.metrics import METRICS
@@ -38,7 +38,6 @@ from headwater.schemas.dead_letters import dead_letter
 from headwater.schemas.models import ParamValue, Run, Trial
 from headwater.trainers.artifacts import ArtifactStore
 from headwater.trainers.dataset import TrainingSet, training_span
-from headwater.trainers.environment import settings_environment
 from headwater.trainers.foreground import run_until_sigterm
 from headwater.trainers.median_rule import MedianStoppingRule
 from headwater.trainers.model_family import ModelBundle
