@@ -1,14 +1,26 @@
 """The supervisor on real child processes (no broker needed): a crashing process is restarted
-with backoff, each restart recorded, and after repeated crashes it is given up on, loudly."""
+with backoff, each restart recorded, and after repeated crashes it is given up on, loudly; the
+dashboard shows what it recorded."""
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
 
+import httpx
+
 from headwater.core.settings import HeadwaterSettings
+from headwater.infra.dashboard.data import processes_panel
+from headwater.infra.dashboard.server import DashboardServer
 from headwater.infra.metrics import METRICS
-from headwater.infra.supervision import process_log, read_records, state_file
+from headwater.infra.supervision import (
+    ProcessRecord,
+    process_log,
+    read_records,
+    state_file,
+    write_records,
+)
+from headwater.infra.warehouse import ChdbWarehouse
 from headwater.operate.supervisor import Supervisor
 
 
@@ -67,3 +79,27 @@ def test_a_killed_process_comes_back_and_a_stop_stops_it(tmp_path: Path) -> None
     assert record.last_exit == -9
     supervisor._stop_children()
     assert supervisor.records[0].state == "stopped"
+
+
+def test_the_dashboard_shows_restarts_and_processes_given_up(
+    tmp_path: Path, warehouse: ChdbWarehouse
+) -> None:
+    settings = _settings(tmp_path)
+    write_records(
+        state_file(settings),
+        [
+            ProcessRecord("scorer", "headwater.serving.kafka_scorer", 41, "running", restarts=2),
+            ProcessRecord("sink", "headwater.streams.sink", None, "gave_up", 4, 1, 0, "crashed"),
+        ],
+    )
+    server = DashboardServer(
+        warehouse, "127.0.0.1", 0, 1.0, extra_panels=lambda: [processes_panel(tmp_path)]
+    ).start()
+    try:
+        tables = httpx.get(server.url + "api/tables", timeout=10).json()
+        html = tables["processes"]
+        assert "<td>scorer</td><td>running</td><td>41</td><td>2</td>" in html
+        assert "<td>sink</td><td>gave_up</td><td></td><td>4</td><td>1</td>" in html
+        assert "Supervised processes" in httpx.get(server.url, timeout=10).text
+    finally:
+        server.close()
