@@ -55,6 +55,31 @@ def refuses_the_record(error: KafkaError) -> bool:
     return error.code() in _RECORD_ERRORS
 
 
+# Consumer errors that no retry mends: the topic is gone, or the client may not read it.
+_PERMANENT_CONSUMER_ERRORS = frozenset(
+    {
+        KafkaError.UNKNOWN_TOPIC_OR_PART,
+        KafkaError.TOPIC_AUTHORIZATION_FAILED,
+        KafkaError.GROUP_AUTHORIZATION_FAILED,
+        KafkaError.SASL_AUTHENTICATION_FAILED,
+        KafkaError._AUTHENTICATION,
+    }
+)
+
+
+def consumer_error_is_fatal(error: KafkaError) -> bool:
+    """Whether a consumer's error ends its process. librdkafka recovers from the others by
+    itself (a broker restarting, a leader moving, a coordinator loading): a consumer loop logs
+    them and goes on polling.
+
+    >>> consumer_error_is_fatal(KafkaError(KafkaError._TRANSPORT))
+    False
+    >>> consumer_error_is_fatal(KafkaError(KafkaError.UNKNOWN_TOPIC_OR_PART))
+    True
+    """
+    return bool(error.fatal()) or error.code() in _PERMANENT_CONSUMER_ERRORS
+
+
 def make_producer(settings: HeadwaterSettings, **overrides: Any) -> Producer:
     """An idempotent producer: a retried send never writes a record twice."""
     config: dict[str, Any] = {

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import signal
 import sys
 import threading
@@ -37,7 +38,12 @@ from headwater.core.errors import BrokerUnavailable, HeadwaterError
 from headwater.core.logs import configure_logging
 from headwater.core.settings import load_settings
 from headwater.infra.event_bus import make_codec
-from headwater.infra.kafka_clients import make_consumer, make_producer, refuses_the_record
+from headwater.infra.kafka_clients import (
+    consumer_error_is_fatal,
+    make_consumer,
+    make_producer,
+    refuses_the_record,
+)
 from headwater.infra.metrics import serve_process_metrics
 from headwater.schemas.dead_letters import dead_letter
 from headwater.schemas.models import EventModel, FeatureVector
@@ -46,6 +52,8 @@ from headwater.serving.batching import BatchPolicy
 from headwater.serving.delivery import BatchTicket, DeliveryFailed, DeliveryLedger
 from headwater.serving.runtime import ServingRuntime, start_runtime
 from headwater.serving.scorer import Scorer, ScoreRequest
+
+log = logging.getLogger("headwater.serving.kafka_scorer")
 
 MAX_UNACKNOWLEDGED_BATCHES = 16
 IDLE_WAIT_S = 0.1  # how long one step waits for a first record when none is queued
@@ -288,7 +296,10 @@ class KafkaScorer:
         if problem is not None:
             if problem.code() == KafkaError._PARTITION_EOF:
                 return None
-            raise BrokerUnavailable(f"consuming {message.topic()}: {problem.str()}")
+            if consumer_error_is_fatal(problem):
+                raise BrokerUnavailable(f"consuming {message.topic()}: {problem.str()}")
+            log.warning("consuming %s: %s (retrying)", message.topic(), problem.str())
+            return None
         try:
             _, record = self._codec.decode(message.value() or b"", FeatureVector.SCHEMA)
             vector = FeatureVector.from_avro(record)

@@ -34,7 +34,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from headwater.core.errors import RecordRefused, SchemaError, WarehouseError
 from headwater.core.logs import configure_logging
@@ -180,7 +180,10 @@ class ClickHouseSink:
         if self._after_insert is not None:
             self._after_insert(rows)
         self._bus.flush()  # dead letters of this batch are safe before its offsets are
-        self._consumer.commit(offsets=offsets, asynchronous=False)
+        try:
+            self._consumer.commit(offsets=offsets, asynchronous=False)
+        except KafkaException as error:  # the broker is away: the next batch's commit covers it
+            log.warning("committing the sink's offsets failed (%s); retried with the next", error)
         self.stats.batches += 1
         self._count(messages, time.perf_counter() - started)
         return len(messages)
