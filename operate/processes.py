@@ -34,6 +34,7 @@ from headwater.infra.local_processes import pid_alive
 from headwater.infra.supervision import (
     ProcessRecord,
     pid_file,
+    prefix_suffix,
     process_log,
     read_records,
     state_file,
@@ -148,9 +149,9 @@ def _prefix_settings(settings: HeadwaterSettings, every_prefix: bool) -> list[He
     if not every_prefix:
         return [settings]
     found = [settings]
-    for path in settings.home.glob("supervisor.*.json"):
-        prefix = path.name.removeprefix("supervisor.").removesuffix(".json")
-        if prefix and prefix != settings.topic_prefix:
+    for path in settings.home.glob("supervisor*.json"):
+        prefix = path.name.removeprefix("supervisor").removesuffix(".json").removeprefix(".")
+        if prefix_suffix(settings) != (f".{prefix}" if prefix else ""):
             found.append(settings.model_copy(update={"topic_prefix": prefix}))
     return found
 

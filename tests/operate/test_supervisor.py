@@ -21,6 +21,7 @@ from headwater.infra.supervision import (
     write_records,
 )
 from headwater.infra.warehouse import ChdbWarehouse
+from headwater.operate.processes import _prefix_settings
 from headwater.operate.supervisor import Supervisor
 
 
@@ -103,3 +104,12 @@ def test_the_dashboard_shows_restarts_and_processes_given_up(
         assert "Supervised processes" in httpx.get(server.url, timeout=10).text
     finally:
         server.close()
+
+
+def test_down_finds_the_supervisor_of_every_prefix(tmp_path: Path) -> None:
+    for name in ("supervisor.json", "supervisor.a-.json", "supervisor.b-.json"):
+        (tmp_path / name).write_text("[]")
+    settings = HeadwaterSettings(home=tmp_path, topic_prefix="b-")
+    found = _prefix_settings(settings, every_prefix=True)
+    assert sorted(s.topic_prefix for s in found) == ["", "a-", "b-"]
+    assert _prefix_settings(settings, every_prefix=False) == [settings]
