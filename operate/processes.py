@@ -93,6 +93,8 @@ def start_stream_processes(settings: HeadwaterSettings, timeout_s: float = 60.0)
     processes by name once every one has started."""
     settings.home.mkdir(parents=True, exist_ok=True)
     if running_pid(settings, "supervisor") is None:
+        # Processes of a supervisor that was killed: stopped, or the new one would double them.
+        _stop_all(list(_live_pids(settings).values()), settings.supervisor_stop_timeout_s)
         state_file(settings).unlink(missing_ok=True)  # a dead supervisor's view is stale
         log = process_log(settings, "supervisor")
         log.parent.mkdir(parents=True, exist_ok=True)
@@ -132,7 +134,7 @@ def _stop_all(pids: list[int], timeout_s: float) -> None:
     while left:
         for pid in list(left):
             child = _CHILDREN.get(pid)
-            if not pid_alive(pid) or (child is not None and child.poll() is not None):
+            if _gone(pid) or (child is not None and child.poll() is not None):
                 left.remove(pid)
                 if child is not None:
                     _CHILDREN.pop(pid).wait()
@@ -140,6 +142,16 @@ def _stop_all(pids: list[int], timeout_s: float) -> None:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
         time.sleep(0.05)
+
+
+def _gone(pid: int) -> bool:
+    """Ended: no such process, or a zombie its parent has not reaped yet (not ours to reap)."""
+    if not pid_alive(pid):
+        return True
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] == "Z"
+    except (OSError, IndexError):
+        return False
 
 
 def _prefix_settings(settings: HeadwaterSettings, every_prefix: bool) -> list[HeadwaterSettings]:

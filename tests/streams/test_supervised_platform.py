@@ -129,6 +129,17 @@ def test_killed_processes_come_back_and_every_event_gets_one_prediction(
         assert "processes" in status.stdout and "restarts" in status.stdout
         after = stream_process_pids(settings)
         assert all(pid is not None and pid_alive(pid) for pid in after.values()), after
+
+        # The supervisor itself killed: its processes run on until `up` runs again, which
+        # replaces them instead of doubling them.
+        supervisor = after.pop("supervisor")
+        assert supervisor is not None
+        os.kill(supervisor, signal.SIGKILL)
+        again = _headwater(settings, "up", "--json")
+        assert again.returncode == 0, again.stderr
+        assert not any(pid_alive(pid) for pid in after.values() if pid is not None)
+        renewed = stream_process_pids(settings)
+        assert all(pid is not None and pid_alive(pid) for pid in renewed.values()), renewed
     finally:
         if warehouse is not None:
             warehouse.close()
