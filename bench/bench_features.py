@@ -40,12 +40,11 @@ from typing import Any
 
 from confluent_kafka import KafkaError, Producer, TopicPartition
 
-from headwater.core.settings import HeadwaterSettings
+from headwater.core.settings import HeadwaterSettings, settings_environment
 from headwater.demo.generator import DemoConfig, TransactionGenerator
 from headwater.infra.event_bus import make_codec
 from headwater.infra.kafka_clients import ensure_topics, make_consumer, make_producer, topic_states
 from headwater.infra.local_kafka import LocalKafka
-from headwater.operate.processes import settings_environment
 from headwater.schemas.domain import load_domain
 from headwater.schemas.models import Event, Transaction
 from headwater.streams.fast_avro import FastAvro

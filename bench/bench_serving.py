@@ -56,7 +56,7 @@ import numpy as np
 import torch
 from pydantic import BaseModel
 
-from headwater.core.settings import HeadwaterSettings
+from headwater.core.settings import HeadwaterSettings, settings_environment
 from headwater.infra.event_bus import EventBus, make_codec
 from headwater.infra.kafka_clients import ensure_topics, make_consumer, make_producer
 from headwater.infra.local_kafka import LocalKafka
@@ -144,16 +144,7 @@ def platform(port_base: int) -> Iterator[HeadwaterSettings]:
 
 
 def child_env(settings: HeadwaterSettings, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HEADWATER_")}
-    env.update(
-        HEADWATER_HOME=str(settings.home),
-        HEADWATER_KAFKA_LOCAL_PORT=str(settings.kafka_local_port),
-        HEADWATER_KAFKA_LOCAL_CONTROLLER_PORT=str(settings.kafka_local_controller_port),
-        HEADWATER_TOPIC_PREFIX=settings.topic_prefix,
-        HEADWATER_SERVING_MODEL=MODEL,
-        **extra,
-    )
-    return env
+    return {**settings_environment(settings), "HEADWATER_SERVING_MODEL": MODEL, **extra}
 
 
 def register_model(settings: HeadwaterSettings) -> str:

@@ -17,6 +17,7 @@ from headwater.core.errors import HeadwaterError
 # Modules that register commands, in the order they appear in ``--help``.
 COMMAND_MODULES = (
     "headwater.cli.lifecycle",
+    "headwater.cli.logs",
     "headwater.cli.records",
     "headwater.cli.models",
     "headwater.cli.dashboard",

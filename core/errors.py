@@ -31,6 +31,11 @@ class BrokerUnavailable(HeadwaterError):
     """The Kafka broker cannot be reached or did not answer in time."""
 
 
+class RecordRefused(HeadwaterError):
+    """The broker (or the producer) refused one record, e.g. over its size limit; the other
+    records and the connection are fine, so the record goes to ``deadletter``."""
+
+
 class BrokerStartFailed(HeadwaterError):
     """The local Apache Kafka broker did not start."""
 
@@ -55,7 +60,7 @@ class MigrationError(WarehouseError):
     """A warehouse migration cannot be applied as written (e.g. an applied one was edited)."""
 
 
-class RecordTooLarge(HeadwaterError):
+class RecordTooLarge(RecordRefused):
     """A record is larger than the Kafka producer or broker accepts (``message.max.bytes``)."""
 
 

@@ -49,6 +49,9 @@ class HeadwaterSettings(BaseSettings):
     kafka_sasl_password: SecretStr = SecretStr("")
     kafka_ssl_ca_location: str = ""
     kafka_timeout_s: float = Field(default=10.0, gt=0)
+    # The largest record the platform produces (librdkafka's and the broker's default limit):
+    # an event whose output would be larger goes to `deadletter` (RECORD_TOO_LARGE).
+    kafka_max_record_bytes: int = Field(default=1_000_000, ge=1024)
 
     # Topics: names of DESIGN.md, with an optional prefix.
     topic_prefix: str = ""
@@ -78,6 +81,9 @@ class HeadwaterSettings(BaseSettings):
     # The feature worker's consumer: librdkafka (batched, the default) or Faust's stream. Both
     # keep entity state in the same changelog topic, so a worker can switch between them.
     stream_engine: Literal["librdkafka", "faust"] = "librdkafka"
+    # An event time further ahead of the worker's clock than this is rejected (FUTURE_EVENT):
+    # one such event would make every later event of its entity late.
+    max_future_skew_ms: int = Field(default=5 * 60 * 1000, ge=0)
     bind_host: str = "127.0.0.1"
     http_port: int = Field(default=8088, ge=1, le=65535)
     dashboard_port: int = Field(default=8089, ge=1, le=65535)
@@ -105,6 +111,17 @@ class HeadwaterSettings(BaseSettings):
     # (at most retrain_wait_s), then train on them only.
     retrain_min_rows: int = Field(default=2000, ge=2)
     retrain_wait_s: float = Field(default=1800.0, gt=0)
+
+    # The supervisor `headwater up` runs: a crashed process is restarted after a backoff that
+    # doubles from supervisor_backoff_s up to supervisor_backoff_max_s, and given up on after
+    # supervisor_max_crashes crashes within supervisor_crash_window_s.
+    supervisor_backoff_s: float = Field(default=1.0, gt=0)
+    supervisor_backoff_max_s: float = Field(default=30.0, gt=0)
+    supervisor_max_crashes: int = Field(default=5, ge=1)
+    supervisor_crash_window_s: float = Field(default=300.0, gt=0)
+    supervisor_stop_timeout_s: float = Field(default=30.0, gt=0)
+    # Standing trial workers `headwater up` runs: hyperparameter searches' trials go to them.
+    trial_workers: int = Field(default=1, ge=0)
 
     @field_validator("kafka_bootstrap")
     @classmethod
@@ -153,6 +170,33 @@ class HeadwaterSettings(BaseSettings):
         if self.kafka_ssl_ca_location:
             config["ssl.ca.location"] = self.kafka_ssl_ca_location
         return config
+
+
+def settings_environment(settings: HeadwaterSettings) -> dict[str, str]:
+    """The environment that makes a child process load exactly ``settings``: this process's
+    environment with every ``HEADWATER_*`` setting replaced by its value in ``settings``
+    (``HEADWATER_TEST_*`` and ``HEADWATER_BENCH_*`` variables pass through). The one way every
+    launcher starts a child with the platform's settings.
+
+    >>> env = settings_environment(HeadwaterSettings(home=Path("/tmp/x"), topic_prefix="t-"))
+    >>> env["HEADWATER_HOME"], env["HEADWATER_TOPIC_PREFIX"], env["HEADWATER_METRICS_PORT"]
+    ('/tmp/x', 't-', '9464')
+    """
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(ENV_PREFIX) or k.startswith(("HEADWATER_TEST_", "HEADWATER_BENCH_"))
+    }
+    for name in HeadwaterSettings.model_fields:
+        value = getattr(settings, name)
+        if isinstance(value, SecretStr):
+            text = value.get_secret_value()
+        elif isinstance(value, bool):
+            text = "true" if value else "false"
+        else:
+            text = str(value)
+        env[f"{ENV_PREFIX}{name.upper()}"] = text
+    return env
 
 
 def _describe(error: dict[str, object]) -> str:

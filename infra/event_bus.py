@@ -13,9 +13,9 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message
 
-from headwater.core.errors import BrokerUnavailable, RecordTooLarge
+from headwater.core.errors import BrokerUnavailable, RecordRefused, RecordTooLarge
 from headwater.core.settings import HeadwaterSettings
-from headwater.infra.kafka_clients import make_consumer, make_producer
+from headwater.infra.kafka_clients import make_consumer, make_producer, refuses_the_record
 from headwater.schemas.catalog import SchemaCatalog
 from headwater.schemas.codec import AvroCodec, ConfluentSchemaRegistry
 from headwater.schemas.domain import Domain, load_domain
@@ -68,22 +68,28 @@ class EventBus:
         self.send_bytes(topic, value, key.encode())
 
     def send_bytes(self, topic: str, value: bytes, key: bytes | None) -> None:
+        """Send one record; :class:`RecordRefused` if the producer refuses that record (its
+        size, say), which leaves the bus usable for the next."""
+        name = self.settings.topic(topic)
         while True:
             try:
-                self._producer.produce(
-                    self.settings.topic(topic), value, key, on_delivery=self._on_delivery
-                )
+                self._producer.produce(name, value, key, on_delivery=self._on_delivery)
                 break
             except BufferError:
                 self._producer.poll(0.05)  # the local queue is full: let deliveries drain
             except KafkaException as error:
-                if error.args[0].code() != KafkaError.MSG_SIZE_TOO_LARGE:
-                    raise BrokerUnavailable(f"cannot send to {topic}: {error}") from error
-                raise RecordTooLarge(
-                    f"a record of {len(value)} bytes for {topic} is over the Kafka producer's "
-                    f"limit (message.max.bytes, {DEFAULT_MESSAGE_MAX_BYTES} by default): "
-                    "send smaller records"
-                ) from None
+                problem = error.args[0]
+                if isinstance(problem, KafkaError) and refuses_the_record(problem):
+                    if problem.code() == KafkaError.MSG_SIZE_TOO_LARGE:
+                        raise RecordTooLarge(
+                            f"a record of {len(value)} bytes for {name} is over the Kafka "
+                            f"producer's limit (message.max.bytes, {DEFAULT_MESSAGE_MAX_BYTES} "
+                            "by default): send smaller records"
+                        ) from None
+                    raise RecordRefused(
+                        f"{name} refused a record of {len(value)} bytes: {problem.str()}"
+                    ) from None
+                raise BrokerUnavailable(f"producing to {name}: {error}") from None
         self._producer.poll(0)
 
     def flush(self, timeout_s: float | None = None) -> None:

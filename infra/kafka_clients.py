@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import (  # type: ignore[attr-defined]
     AdminClient,
     ClusterMetadata,
@@ -26,6 +26,58 @@ from headwater.schemas.topics import TOPICS
 def admin_client(settings: HeadwaterSettings) -> AdminClient:
     config: dict[str, str | int | float | bool] = dict(settings.librdkafka_config())
     return AdminClient(config)
+
+
+# Produce errors about one record (its size or content), not the broker or the topic: the record
+# goes to `deadletter`, and the process carries on.
+_RECORD_ERRORS = frozenset(
+    {
+        KafkaError.MSG_SIZE_TOO_LARGE,
+        KafkaError.INVALID_MSG,
+        KafkaError.INVALID_MSG_SIZE,
+        KafkaError.INVALID_RECORD,
+        KafkaError.RECORD_LIST_TOO_LARGE,
+        KafkaError.POLICY_VIOLATION,
+        KafkaError._INVALID_ARG,
+        KafkaError._BAD_MSG,
+    }
+)
+
+
+def refuses_the_record(error: KafkaError) -> bool:
+    """Whether a produce error is about the record itself (see :data:`_RECORD_ERRORS`).
+
+    >>> refuses_the_record(KafkaError(KafkaError.MSG_SIZE_TOO_LARGE))
+    True
+    >>> refuses_the_record(KafkaError(KafkaError._TRANSPORT))
+    False
+    """
+    return error.code() in _RECORD_ERRORS
+
+
+# Consumer errors that no retry mends: the topic is gone, or the client may not read it.
+_PERMANENT_CONSUMER_ERRORS = frozenset(
+    {
+        KafkaError.UNKNOWN_TOPIC_OR_PART,
+        KafkaError.TOPIC_AUTHORIZATION_FAILED,
+        KafkaError.GROUP_AUTHORIZATION_FAILED,
+        KafkaError.SASL_AUTHENTICATION_FAILED,
+        KafkaError._AUTHENTICATION,
+    }
+)
+
+
+def consumer_error_is_fatal(error: KafkaError) -> bool:
+    """Whether a consumer's error ends its process. librdkafka recovers from the others by
+    itself (a broker restarting, a leader moving, a coordinator loading): a consumer loop logs
+    them and goes on polling.
+
+    >>> consumer_error_is_fatal(KafkaError(KafkaError._TRANSPORT))
+    False
+    >>> consumer_error_is_fatal(KafkaError(KafkaError.UNKNOWN_TOPIC_OR_PART))
+    True
+    """
+    return bool(error.fatal()) or error.code() in _PERMANENT_CONSUMER_ERRORS
 
 
 def make_producer(settings: HeadwaterSettings, **overrides: Any) -> Producer:

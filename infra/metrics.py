@@ -145,6 +145,18 @@ class PlatformMetrics:
             ["model", "reason"],
             registry=r,
         )
+        self.process_restarts = Counter(
+            "headwater_process_restarts",
+            "Restarts of a crashed platform process by the supervisor",
+            ["process"],
+            registry=r,
+        )
+        self.process_given_up = Gauge(
+            "headwater_process_given_up",
+            "1 when the supervisor gave up on a process after repeated crashes",
+            ["process"],
+            registry=r,
+        )
         self._loop_metrics()
         self._work_metrics()
 

@@ -9,22 +9,26 @@ its original bytes, counted in :attr:`AgentStats.deadlettered`; it never stops t
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from confluent_kafka import KafkaError, Message
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message
 from pydantic import ValidationError
 
 from headwater.core.errors import BrokerUnavailable, SchemaError
 from headwater.core.settings import HeadwaterSettings
 from headwater.infra.event_bus import EventBus
-from headwater.infra.kafka_clients import make_consumer
+from headwater.infra.kafka_clients import consumer_error_is_fatal, make_consumer
 from headwater.infra.metrics import METRICS
-from headwater.schemas.models import DeadLetter, EventModel
+from headwater.schemas.dead_letters import dead_letter
+from headwater.schemas.models import EventModel
 from headwater.schemas.topics import topic_spec
+
+log = logging.getLogger("headwater.loop.agent_runner")
 
 Output = tuple[str, EventModel]
 
@@ -116,11 +120,21 @@ class AgentRunner:
                 bus.flush()  # outputs acknowledged before the inputs are committed
                 self.stats.produced += len(outputs)
                 if messages:
-                    consumer.commit(asynchronous=False)
+                    self._commit(consumer)
                     self.stats.batches += 1
                 self._record(names, messages, outputs, time.perf_counter() - started)
         finally:
             consumer.close()
+
+    def _commit(self, consumer: Consumer) -> None:
+        """Commit what was consumed; while the broker is away, the next batch's commit covers
+        this one (its outputs are acknowledged already: only a crash would re-read them)."""
+        try:
+            consumer.commit(asynchronous=False)
+        except KafkaException as error:
+            log.warning(
+                "agent %s: committing failed (%s); retried with the next batch", self.group, error
+            )
 
     def _record(
         self, names: dict[str, str], messages: list[Message], outputs: list[Output], took: float
@@ -147,7 +161,10 @@ class AgentRunner:
         if error is not None:
             if error.code() == KafkaError._PARTITION_EOF:
                 return []
-            raise BrokerUnavailable(f"agent {self.group}: {error.str()}")
+            if consumer_error_is_fatal(error):
+                raise BrokerUnavailable(f"agent {self.group}: {error.str()}")
+            log.warning("agent %s: %s (retrying)", self.group, error.str())
+            return []
         self.stats.consumed += 1
         topic = names.get(message.topic() or "", message.topic() or "")
         model = topic_spec(topic).model
@@ -159,15 +176,15 @@ class AgentRunner:
             event = model.from_avro(record)
         except (SchemaError, ValidationError) as problem:
             self.stats.deadlettered += 1
-            dead = DeadLetter(
-                source_topic=topic,
-                source_partition=message.partition() or 0,
-                source_offset=message.offset() or 0,
-                reason_code="undecodable",
-                reason=f"agent {self.group}: {str(problem)[:500]}",
-                original_key=message.key(),
-                original_value=value,
-                failed_at_ms=_now_ms(),
+            dead = dead_letter(
+                topic,
+                message.partition() or 0,
+                message.offset() or 0,
+                "undecodable",
+                f"agent {self.group}: {problem}",
+                message.key(),
+                value,
+                _now_ms(),
             )
             return [("deadletter", dead)]
         if topic in self._observe_inputs:

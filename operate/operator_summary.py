@@ -1,8 +1,9 @@
-"""What ``headwater status`` shows an operator at a glance: consumer lag, the routing table, open
-alarms and the loop's last decisions, read from Kafka (lag, live) and the warehouse views.
+"""What ``headwater status`` shows an operator at a glance: the supervised processes (restarts,
+given up), consumer lag, the routing table, open alarms and the loop's last decisions, read from
+the supervisor's state file, Kafka (lag, live) and the warehouse views.
 
 >>> summary = OperatorSummary(lag=[{"group_id": "g", "topic": "events", "lag": 3}])
->>> print(summary.render().splitlines()[1])
+>>> print(summary.render().splitlines()[3])
 group_id                       topic                          lag
 >>> summary.unfixed = [{"model": "fraud", "requests": 3, "cap": 3, "since": "2026-01-01"}]
 >>> print(summary.render().split(chr(10) * 2)[1])
@@ -26,6 +27,7 @@ from headwater.infra.local_processes import pid_alive
 from headwater.infra.metrics import metrics_dir
 from headwater.infra.warehouse import Warehouse
 from headwater.schemas.models import RETRAIN_CAP
+from headwater.operate.processes import supervised
 
 LOOP_DECISIONS = 8
 
@@ -35,6 +37,8 @@ class OperatorSummary:
     """Lag per group and topic, current routing, open alarms, latest loop steps."""
 
     lag: list[dict[str, Any]] = field(default_factory=list)
+    # The supervisor's processes: state, pid, restarts, last exit, why one was given up.
+    processes: list[dict[str, Any]] = field(default_factory=list)
     routing: list[dict[str, Any]] = field(default_factory=list)
     alarms: list[dict[str, Any]] = field(default_factory=list)
     unfixed: list[dict[str, Any]] = field(default_factory=list)
@@ -55,6 +59,18 @@ class OperatorSummary:
 
 # (title, attribute, ((column, width), ...)) of each section of the terminal view.
 _SECTIONS: tuple[tuple[str, str, tuple[tuple[str, int], ...]], ...] = (
+    (
+        "processes",
+        "processes",
+        (
+            ("name", 16),
+            ("state", 9),
+            ("pid", 8),
+            ("restarts", 9),
+            ("last_exit", 10),
+            ("note", 70),
+        ),
+    ),
     ("consumer lag", "lag", (("group_id", 30), ("topic", 30), ("lag", 8))),
     (
         "models the loop cannot fix (retrain cap reached, still degraded)",
@@ -157,6 +173,13 @@ def operator_summary(
 ) -> OperatorSummary:
     """Collect what can be read; an unreachable part becomes a note, not a failure."""
     summary = OperatorSummary(dashboard=dashboard, metrics=metrics_endpoints(settings))
+    summary.processes = [r.to_dict() for r in supervised(settings)]
+    given_up = [r["name"] for r in summary.processes if r["state"] == "gave_up"]
+    if given_up:
+        summary.errors.append(
+            f"the supervisor gave up on {', '.join(given_up)} after repeated crashes: "
+            "see `headwater logs NAME`, fix, then `headwater up`"
+        )
     try:
         # Asking an unreachable broker again would only add its timeout to `status`.
         summary.lag = _lag(settings) if kafka_reachable else []

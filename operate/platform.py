@@ -40,6 +40,7 @@ from headwater.operate.processes import (
     start_stream_processes,
     stop_stream_processes,
     stream_process_pids,
+    supervised,
 )
 from headwater.schemas.topics import TOPICS
 
@@ -138,7 +139,7 @@ def up(settings: HeadwaterSettings, processes: bool = True) -> PlatformReport:
             warehouse.close()
     if not processes:
         return status(settings)
-    start_stream_processes(settings)  # workers, sink, scorers, loop (headwater.operate.processes)
+    start_stream_processes(settings)  # the supervisor and its processes (operate.processes)
     if settings.warehouse_mode == "server":
         # No warehouse host to serve the dashboard with a server: it gets a process of its own.
         child = start_dashboard_process(settings)
@@ -216,4 +217,6 @@ def status(settings: HeadwaterSettings) -> PlatformReport:
         "warehouse_host": running_host_pid(settings),
         **stream_process_pids(settings),
     }
+    if not report.operations:  # no warehouse: the supervisor's view still shows
+        report.operations = {"processes": [r.to_dict() for r in supervised(settings)]}
     return report

@@ -34,6 +34,7 @@ from headwater.core.errors import SchemaError
 from headwater.schemas.legacy_framing import LEGACY_READS
 
 AVRO_DIR = Path(__file__).parent / "avro"
+HISTORY_DIR = Path(__file__).parent / "history"
 
 
 def crc64_avro(canonical: str) -> bytes:
@@ -98,13 +99,25 @@ class SchemaCatalog:
     @classmethod
     def default(cls) -> SchemaCatalog:
         """A catalogue of the platform's own schemas (a fresh copy, safe to extend)."""
-        return cls(list(_platform_schemas()))
+        catalog = cls(list(_platform_schemas()))
+        for old in _history_schemas():
+            catalog.add_writer(old)
+        return catalog
 
     def add(self, schema: AvroSchema) -> AvroSchema:
         self._by_name[schema.name] = schema
         self._by_fingerprint[schema.fingerprint] = schema
         self._by_legacy[schema.legacy_fingerprint] = schema
         return schema
+
+    def add_writer(self, schema: AvroSchema) -> None:
+        """Know an earlier version of a schema by its fingerprint only: records written with it
+        still decode, resolved into the current version (:meth:`current`)."""
+        self._by_fingerprint.setdefault(schema.fingerprint, schema)
+
+    def current(self, schema: AvroSchema) -> AvroSchema:
+        """The current version of the schema ``schema`` is a version of (itself if current)."""
+        return self._by_name.get(schema.name, schema)
 
     def add_file(self, path: Path) -> AvroSchema:
         return self.add(AvroSchema.from_file(path))
@@ -133,6 +146,11 @@ class SchemaCatalog:
 
     def names(self) -> list[str]:
         return sorted(self._by_name)
+
+
+@cache
+def _history_schemas() -> tuple[AvroSchema, ...]:
+    return tuple(AvroSchema.from_file(path) for path in sorted(HISTORY_DIR.glob("*/v*.avsc")))
 
 
 @cache

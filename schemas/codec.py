@@ -130,7 +130,8 @@ class AvroCodec:
         """Decode either wire format; with ``reader``, resolve into that schema (evolution)."""
         writer = self._writer_schema(data)
         start = 10 if data[:2] == SINGLE_OBJECT_MAGIC else 5
-        target = self.catalog.get(reader) if reader else None
+        # Without a reader, an earlier version's record resolves into the current version.
+        target = self.catalog.get(reader) if reader else self.catalog.current(writer)
         resolving = target is not None and target is not writer
         native = None if resolving else self.native_of(writer)
         try:

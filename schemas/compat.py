@@ -19,9 +19,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from headwater.schemas.catalog import AVRO_DIR, AvroSchema
+from headwater.schemas.catalog import AVRO_DIR, HISTORY_DIR, AvroSchema
 
-HISTORY_DIR = Path(__file__).parent / "history"
 _PROMOTIONS = {
     "int": {"int", "long", "float", "double"},
     "long": {"long", "float", "double"},

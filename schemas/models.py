@@ -93,6 +93,9 @@ class DeadLetter(EventModel):
     original_key: bytes | None = None
     original_value: bytes | None = None
     failed_at_ms: int
+    # The original value's full size and SHA-256: the bytes kept may be cut (schemas.dead_letters).
+    original_size: int = -1
+    original_sha256: str = ""
 
 
 class FeatureVector(EventModel):

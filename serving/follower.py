@@ -23,7 +23,8 @@ from headwater.core.errors import BrokerUnavailable, HeadwaterError
 from headwater.core.settings import HeadwaterSettings
 from headwater.infra.event_bus import EventBus, make_codec
 from headwater.infra.kafka_clients import cluster_metadata, make_consumer
-from headwater.schemas.models import DeadLetter, EventModel
+from headwater.schemas.dead_letters import dead_letter
+from headwater.schemas.models import EventModel
 
 E = TypeVar("E", bound=EventModel)
 
@@ -123,15 +124,14 @@ class TopicFollower(Generic[E]):
             return
         self.deadletters.send(
             "deadletter",
-            DeadLetter(
-                source_topic=message.topic() or self.topic,
-                source_partition=message.partition() or 0,
-                source_offset=message.offset() or 0,
-                reason_code=code,
-                reason=f"{self.model.__name__} record: {reason}",
-                original_key=message.key(),
-                original_value=message.value(),
-                failed_at_ms=int(time.time() * 1000),
+            dead_letter(
+                message.topic() or self.topic,
+                message.partition() or 0,
+                message.offset() or 0,
+                code,
+                f"{self.model.__name__} record: {reason}",
+                message.key(),
+                message.value(),
             ),
         )
         self.deadletters.flush()

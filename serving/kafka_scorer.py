@@ -21,10 +21,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import signal
 import sys
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -36,14 +38,22 @@ from headwater.core.errors import BrokerUnavailable, HeadwaterError
 from headwater.core.logs import configure_logging
 from headwater.core.settings import load_settings
 from headwater.infra.event_bus import make_codec
-from headwater.infra.kafka_clients import make_consumer, make_producer
+from headwater.infra.kafka_clients import (
+    consumer_error_is_fatal,
+    make_consumer,
+    make_producer,
+    refuses_the_record,
+)
 from headwater.infra.metrics import serve_process_metrics
-from headwater.schemas.models import DeadLetter, EventModel, FeatureVector
+from headwater.schemas.dead_letters import dead_letter
+from headwater.schemas.models import EventModel, FeatureVector
 from headwater.schemas.topics import topic_spec
 from headwater.serving.batching import BatchPolicy
 from headwater.serving.delivery import BatchTicket, DeliveryFailed, DeliveryLedger
 from headwater.serving.runtime import ServingRuntime, start_runtime
 from headwater.serving.scorer import Scorer, ScoreRequest
+
+log = logging.getLogger("headwater.serving.kafka_scorer")
 
 MAX_UNACKNOWLEDGED_BATCHES = 16
 IDLE_WAIT_S = 0.1  # how long one step waits for a first record when none is queued
@@ -218,7 +228,12 @@ class KafkaScorer:
     def _send(self, topic: str, event: EventModel) -> None:
         self._send_all(topic, [event])
 
-    def _send_all(self, topic: str, events: list[EventModel]) -> None:
+    def _send_all(
+        self,
+        topic: str,
+        events: Sequence[EventModel],
+        refused: Callable[[EventModel, str], None] | None = None,
+    ) -> None:
         """Produce ``events`` as part of the current batch's ticket: every one encoded first,
         then all handed to the producer in one call. Produced one by one between encodings,
         each record woke the producer's broker thread, which sent the batch in many small
@@ -232,6 +247,7 @@ class KafkaScorer:
             record = event.to_avro()
             value = self._codec.encode(event.SCHEMA, record)
             messages.append({"value": value, "key": spec.key_of(record).encode()})
+        event_of = {id(m): e for m, e in zip(messages, events, strict=True)}
         ticket.expect(len(messages))
 
         def on_delivery(error: KafkaError | None, _: Message) -> None:
@@ -240,13 +256,18 @@ class KafkaScorer:
         name = self.settings.topic(topic)
         while messages:
             self._producer.produce_batch(name, messages, on_delivery=on_delivery)
-            refused, messages = messages, []
-            for message in refused:
+            tried, messages = messages, []
+            for message in tried:
                 error = message.pop("_error", None)
                 if error is None:
                     continue  # queued: its delivery report comes through on_delivery
                 if error.code() == KafkaError._QUEUE_FULL:
                     messages.append(message)
+                elif refused is not None and refuses_the_record(error):
+                    # This record alone (its size, say): it is accounted for by the caller
+                    # (a dead letter of its source), the batch goes on.
+                    ticket.delivered(None)
+                    refused(event_of[id(message)], f"{name}: {error.str()}")
                 else:  # never queued: the batch fails and is replayed after a restart
                     ticket.delivered(f"{name}: {error.str()}")
             if messages:
@@ -256,7 +277,15 @@ class KafkaScorer:
         scored = self.scorer.answer(requests)
         answered = {p.request_id for p in scored.predictions}
         shadows = self.scorer.shadow([r for r in requests if r.request_id in answered])
-        self._send_all("predictions", [*scored.predictions, *shadows])
+
+        def refused(event: EventModel, reason: str) -> None:
+            request_id = getattr(event, "request_id", "")
+            if request_id in sources:
+                if event in scored.predictions:
+                    self.counts.predicted -= 1
+                self._dead_letter(sources[request_id], "PRODUCE_REFUSED", reason)
+
+        self._send_all("predictions", [*scored.predictions, *shadows], refused)
         self.counts.predicted += len(scored.predictions)
         for rejection in scored.rejected:
             message = sources[rejection.request.request_id]
@@ -267,7 +296,10 @@ class KafkaScorer:
         if problem is not None:
             if problem.code() == KafkaError._PARTITION_EOF:
                 return None
-            raise BrokerUnavailable(f"consuming {message.topic()}: {problem.str()}")
+            if consumer_error_is_fatal(problem):
+                raise BrokerUnavailable(f"consuming {message.topic()}: {problem.str()}")
+            log.warning("consuming %s: %s (retrying)", message.topic(), problem.str())
+            return None
         try:
             _, record = self._codec.decode(message.value() or b"", FeatureVector.SCHEMA)
             vector = FeatureVector.from_avro(record)
@@ -289,15 +321,14 @@ class KafkaScorer:
         self.counts.dead_lettered += 1
         self._send(
             "deadletter",
-            DeadLetter(
-                source_topic=message.topic() or self.settings.topic("features"),
-                source_partition=message.partition() or 0,
-                source_offset=message.offset() or 0,
-                reason_code=code,
-                reason=reason,
-                original_key=message.key(),
-                original_value=message.value(),
-                failed_at_ms=int(time.time() * 1000),
+            dead_letter(
+                message.topic() or self.settings.topic("features"),
+                message.partition() or 0,
+                message.offset() or 0,
+                code,
+                reason,
+                message.key(),
+                message.value(),
             ),
         )
 

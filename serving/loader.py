@@ -36,7 +36,8 @@ import numpy as np
 from headwater.core.errors import HeadwaterError
 from headwater.core.settings import HeadwaterSettings
 from headwater.infra.event_bus import EventBus
-from headwater.schemas.models import DeadLetter, ModelVersion
+from headwater.schemas.dead_letters import dead_letter
+from headwater.schemas.models import ModelVersion
 from headwater.serving.errors import ArtifactRefused, ModelUnavailable
 from headwater.serving.fallback import Predictor
 from headwater.serving.follower import TopicFollower
@@ -196,15 +197,14 @@ class ModelLoader:
         if first and self.deadletters is not None:
             self.deadletters.send(
                 "deadletter",
-                DeadLetter(
-                    source_topic="model-versions",
-                    source_partition=ref.partition,
-                    source_offset=ref.offset,
-                    reason_code=code,
-                    reason=str(error),
-                    original_key=f"{model}@{version}".encode(),
-                    original_value=None,
-                    failed_at_ms=int(time.time() * 1000),
+                dead_letter(
+                    "model-versions",
+                    ref.partition,
+                    ref.offset,
+                    code,
+                    str(error),
+                    f"{model}@{version}".encode(),
+                    None,
                 ),
             )
             self.deadletters.flush()

@@ -31,6 +31,9 @@ class ReasonCode(StrEnum):
     OUT_OF_RANGE = "OUT_OF_RANGE"  # below a declared minimum or above a maximum
     UNKNOWN_CATEGORY = "UNKNOWN_CATEGORY"  # not one of a field's declared categories
     LATE_EVENT = "LATE_EVENT"  # older than the feature set's grace allows
+    FUTURE_EVENT = "FUTURE_EVENT"  # later than now plus HEADWATER_MAX_FUTURE_SKEW_MS
+    RECORD_TOO_LARGE = "RECORD_TOO_LARGE"  # over HEADWATER_KAFKA_MAX_RECORD_BYTES
+    PRODUCE_REFUSED = "PRODUCE_REFUSED"  # the producer or broker refused its output record
     INVALID_EVENT = "INVALID_EVENT"  # a typed event on `events` that cannot be read
 
 

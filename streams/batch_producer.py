@@ -9,15 +9,16 @@ broker acknowledged them; :meth:`BatchProducer.confirm` waits in a thread, so an
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
-from confluent_kafka import KafkaError, Message
+from confluent_kafka import KafkaError, KafkaException, Message
 
-from headwater.core.errors import BrokerUnavailable
+from headwater.core.errors import BrokerUnavailable, RecordRefused
 from headwater.core.settings import HeadwaterSettings
-from headwater.infra.kafka_clients import make_producer
+from headwater.infra.kafka_clients import make_producer, refuses_the_record
 
 Record = tuple[str, bytes, bytes, int]  # topic, key, value, partition
+Refused = Callable[[int, str], None]  # the index of a refused record, and why
 
 
 class BatchProducer:
@@ -43,16 +44,28 @@ class BatchProducer:
         if error is not None:
             self._errors.append(f"{message.topic()}[{message.partition()}]: {error.str()}")
 
-    def send(self, records: Iterable[Record]) -> int:
+    def send(self, records: Iterable[Record], refused: Refused | None = None) -> int:
+        """Produce ``records``; one the producer refuses (its size, say) is handed to
+        ``refused`` with its index and the reason, or without ``refused`` fails the batch
+        naming it. Returns how many were produced."""
         produce, poll, count = self._producer.produce, self._producer.poll, 0
-        for topic, key, value, partition in records:
+        for index, (topic, key, value, partition) in enumerate(records):
             while True:
                 try:
                     produce(topic, value, key, partition)
+                    count += 1
                     break
                 except BufferError:
                     poll(0.01)  # the local queue is full: let deliveries drain
-            count += 1
+                except KafkaException as error:
+                    problem = error.args[0]
+                    if not isinstance(problem, KafkaError) or not refuses_the_record(problem):
+                        raise BrokerUnavailable(f"producing to {topic}: {error}") from None
+                    reason = f"{topic} refused a record of {len(value)} bytes: {problem.str()}"
+                    if refused is None:
+                        raise RecordRefused(reason) from None
+                    refused(index, reason)
+                    break
         poll(0)
         return count
 

@@ -28,13 +28,14 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
 from headwater.schemas.codec import AvroCodec
+from headwater.schemas.dead_letters import dead_letter
 from headwater.schemas.domain import Domain
 from headwater.schemas.models import DeadLetter, Event, FeatureVector
 from headwater.streams.anomalies import Anomaly, ReasonCode
 from headwater.streams.fast_avro import FastAvro
 from headwater.streams.feature_module import FeatureModule
 from headwater.streams.featureset import EntityState, FeatureSet
-from headwater.streams.validation import EventRecord, EventValidator, dead_letter
+from headwater.streams.validation import EventRecord, EventValidator
 
 
 class RawRecord(NamedTuple):
@@ -48,12 +49,14 @@ class RawRecord(NamedTuple):
 
 
 class OutRecord(NamedTuple):
-    """One record to produce: topic name (without prefix), partition, key, encoded value."""
+    """One record to produce: topic name (without prefix), partition, key, encoded value, and
+    the offset of the ``events.raw`` record it came from."""
 
     topic: str
     partition: int
     key: bytes
     value: bytes
+    source_offset: int = -1
 
 
 @dataclass
@@ -65,6 +68,7 @@ class BatchOutput:
     valid: int = 0
     rejected: int = 0
     skipped: int = 0
+    refused: int = 0  # valid, but an output refused by the broker: dead-lettered after all
 
 
 class StateStore(Protocol):
@@ -110,9 +114,20 @@ class FeaturePipeline:
     """Validate, apply to entity state, emit: one batch at a time, in offset order."""
 
     def __init__(
-        self, domain: Domain, codec: AvroCodec, module: FeatureModule, topic_prefix: str
+        self,
+        domain: Domain,
+        codec: AvroCodec,
+        module: FeatureModule,
+        topic_prefix: str,
+        max_future_skew_ms: int | None = None,
+        max_record_bytes: int | None = None,
     ) -> None:
+        """``max_future_skew_ms``: reject events later than ``now_ms`` plus this (none: no
+        limit, as offline, where "now" is not the events' time); ``max_record_bytes``: reject
+        events whose ``events`` record would be larger."""
         module.check_domain(domain)
+        self.max_future_skew_ms = max_future_skew_ms
+        self.max_record_bytes = max_record_bytes
         self.codec = codec
         self.fast = FastAvro(codec)
         self.feature_set = module.feature_set
@@ -146,6 +161,16 @@ class FeaturePipeline:
             out.skipped += 1  # applied before a restart: its outputs were already produced
             return
         t = checked["event_time_ms"]
+        skew = self.max_future_skew_ms
+        if skew is not None and t > now_ms + skew:
+            ahead = Anomaly(
+                ReasonCode.FUTURE_EVENT,
+                "event_time_ms",
+                f"event time {t} is {t - now_ms} ms ahead of the worker's clock {now_ms} "
+                f"(HEADWATER_MAX_FUTURE_SKEW_MS={skew})",
+            )
+            self._reject(out, raw, [ahead], now_ms)
+            return
         if state.is_late(t):
             late = Anomaly(
                 ReasonCode.LATE_EVENT,
@@ -155,12 +180,22 @@ class FeaturePipeline:
             )
             self._reject(out, raw, [late], now_ms)
             return
-        values = state.update(t, checked["numeric"], checked["categorical"], raw.offset)
         key = entity.encode()
         event = encode(Event.SCHEMA, checked)
+        limit = self.max_record_bytes
+        if limit is not None and len(event) + len(key) > limit:
+            large = Anomaly(
+                ReasonCode.RECORD_TOO_LARGE,
+                "",
+                f"its events record would be {len(event) + len(key)} bytes, over "
+                f"HEADWATER_KAFKA_MAX_RECORD_BYTES={limit}",
+            )
+            self._reject(out, raw, [large], now_ms)
+            return
+        values = state.update(t, checked["numeric"], checked["categorical"], raw.offset)
         vector = encode(FeatureVector.SCHEMA, feature_record(fs, checked, values or {}, now_ms))
-        out.records.append(OutRecord("events", raw.partition, key, event))
-        out.records.append(OutRecord("features", raw.partition, key, vector))
+        out.records.append(OutRecord("events", raw.partition, key, event, raw.offset))
+        out.records.append(OutRecord("features", raw.partition, key, vector, raw.offset))
         out.changed[entity] = raw.partition
         out.valid += 1
 
@@ -168,8 +203,17 @@ class FeaturePipeline:
         self, out: BatchOutput, raw: RawRecord, anomalies: list[Anomaly], now_ms: int
     ) -> None:
         letter = dead_letter(
-            self.raw_topic, raw.partition, raw.offset, raw.key, raw.value, anomalies, now_ms
+            self.raw_topic,
+            raw.partition,
+            raw.offset,
+            anomalies[0].code.value,
+            "; ".join(a.describe() for a in anomalies),
+            raw.key,
+            raw.value,
+            now_ms,
         )
         value = self.fast.encode(DeadLetter.SCHEMA, letter.to_avro())
-        out.records.append(OutRecord("deadletter", raw.partition, self.raw_topic.encode(), value))
+        out.records.append(
+            OutRecord("deadletter", raw.partition, self.raw_topic.encode(), value, raw.offset)
+        )
         out.rejected += 1

@@ -34,9 +34,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
-from headwater.core.errors import SchemaError, WarehouseError
+from headwater.core.errors import RecordRefused, SchemaError, WarehouseError
 from headwater.core.logs import configure_logging
 from headwater.core.settings import HeadwaterSettings, load_settings
 from headwater.infra.event_bus import EventBus
@@ -45,7 +45,7 @@ from headwater.infra.metrics import METRICS, serve_process_metrics
 from headwater.infra.migrations import table_for_topic
 from headwater.infra.warehouse import Warehouse, connect_warehouse
 from headwater.schemas.codec import AvroCodec
-from headwater.schemas.models import DeadLetter
+from headwater.schemas.dead_letters import dead_letter
 from headwater.schemas.topics import TOPICS
 from headwater.streams.errors import SinkError
 
@@ -180,7 +180,10 @@ class ClickHouseSink:
         if self._after_insert is not None:
             self._after_insert(rows)
         self._bus.flush()  # dead letters of this batch are safe before its offsets are
-        self._consumer.commit(offsets=offsets, asynchronous=False)
+        try:
+            self._consumer.commit(offsets=offsets, asynchronous=False)
+        except KafkaException as error:  # the broker is away: the next batch's commit covers it
+            log.warning("committing the sink's offsets failed (%s); retried with the next", error)
         self.stats.batches += 1
         self._count(messages, time.perf_counter() - started)
         return len(messages)
@@ -248,17 +251,26 @@ class ClickHouseSink:
         return record
 
     def _dead_letter(self, message: Message, error: Exception) -> None:
-        letter = DeadLetter(
-            source_topic=message.topic() or "",
-            source_partition=message.partition() or 0,
-            source_offset=message.offset() or 0,
-            reason_code="BAD_ENCODING" if isinstance(error, SchemaError) else "WRONG_TYPE",
-            reason=f"the sink cannot write it to the warehouse: {error}",
-            original_key=message.key(),
-            original_value=message.value(),
-            failed_at_ms=int(time.time() * 1000),
+        letter = dead_letter(
+            message.topic() or "",
+            message.partition() or 0,
+            message.offset() or 0,
+            "BAD_ENCODING" if isinstance(error, SchemaError) else "WRONG_TYPE",
+            f"the sink cannot write it to the warehouse: {error}",
+            message.key(),
+            message.value(),
         )
-        self._bus.send("deadletter", letter)
+        try:
+            self._bus.send("deadletter", letter)
+        except RecordRefused as refused:  # bounded, so only a broker with a tiny limit does this
+            log.error(
+                "%s[%d]@%d: its dead letter was refused (%s); the record stays on its topic only",
+                letter.source_topic,
+                letter.source_partition,
+                letter.source_offset,
+                refused,
+            )
+            return
         self.stats.deadlettered += 1
         METRICS.deadletters.labels(
             source_topic=letter.source_topic, reason_code=letter.reason_code

@@ -28,7 +28,6 @@ import orjson
 from headwater.core.errors import SchemaError
 from headwater.schemas.codec import SINGLE_OBJECT_MAGIC, AvroCodec
 from headwater.schemas.domain import Domain
-from headwater.schemas.models import DeadLetter
 from headwater.streams.anomalies import Anomaly, Constraints, FieldConstraint, ReasonCode
 from headwater.streams.fast_avro import FastAvro
 
@@ -319,31 +318,3 @@ class EventValidator:
             source_partition=partition,
             source_offset=offset,
         )
-
-
-def dead_letter(
-    topic: str,
-    partition: int,
-    offset: int,
-    key: bytes | None,
-    value: bytes | None,
-    anomalies: list[Anomaly],
-    now_ms: int,
-) -> DeadLetter:
-    """The ``deadletter`` record of a rejected one: first anomaly's code, every reason.
-
-    >>> bad = [Anomaly(ReasonCode.BAD_ENCODING, "", "x")]
-    >>> dl = dead_letter("events.raw", 1, 2, b"k", b"?", bad, 3)
-    >>> dl.reason_code, dl.original_value
-    ('BAD_ENCODING', b'?')
-    """
-    return DeadLetter(
-        source_topic=topic,
-        source_partition=partition,
-        source_offset=offset,
-        reason_code=anomalies[0].code.value,
-        reason="; ".join(a.describe() for a in anomalies),
-        original_key=key,
-        original_value=value,
-        failed_at_ms=now_ms,
-    )

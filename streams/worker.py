@@ -31,19 +31,23 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
+from headwater.core.errors import RecordRefused
 from headwater.core.logs import configure_logging
 from headwater.core.settings import HeadwaterSettings, load_settings
 from headwater.infra.event_bus import make_codec
 from headwater.infra.metrics import record_batch, serve_process_metrics
+from headwater.schemas.dead_letters import dead_letter
 from headwater.schemas.domain import load_domain
+from headwater.schemas.models import DeadLetter
+from headwater.streams.anomalies import ReasonCode
 from headwater.streams.batch_producer import BatchProducer, Record
 from headwater.streams.changelog import ChangelogStore
 from headwater.streams.feature_module import load_feature_module
 from headwater.streams.featureset import FeatureSet
-from headwater.streams.pipeline import BatchOutput, FeaturePipeline, RawRecord
+from headwater.streams.pipeline import BatchOutput, FeaturePipeline, OutRecord, RawRecord
 
 log = logging.getLogger("headwater.streams.worker")
 
@@ -92,7 +96,14 @@ class FeatureBatches:
         codec = make_codec(settings)
         domain = load_domain(codec.catalog, settings.event_schema_file)
         module = load_feature_module(settings.features)
-        self.pipeline = FeaturePipeline(domain, codec, module, settings.topic_prefix)
+        self.pipeline = FeaturePipeline(
+            domain,
+            codec,
+            module,
+            settings.topic_prefix,
+            max_future_skew_ms=settings.max_future_skew_ms,
+            max_record_bytes=settings.kafka_max_record_bytes,
+        )
         self.feature_set = module.feature_set
         self.producer = BatchProducer(settings)
         self.counters = WorkerCounters()
@@ -113,8 +124,47 @@ class FeatureBatches:
         return self.pipeline.process(batch, store, int(time.time() * 1000))
 
     def send_outputs(self, out: BatchOutput) -> None:
-        names = self._names
-        self.producer.send((names[r.topic], r.key, r.value, r.partition) for r in out.records)
+        """Send the batch's records; a record the producer refuses (over the broker's size
+        limit, say) becomes a dead letter of its source event, whose other outputs are dropped:
+        each event ends up either valid or dead-lettered, never half of both."""
+        names, records = self._names, out.records
+        letters: list[Record] = []
+        dropped: set[tuple[int, int]] = set()  # (partition, source offset) of refused events
+        handed: list[OutRecord] = []  # what the producer was given, in order
+
+        def to_send() -> Iterator[Record]:
+            for r in records:
+                if not dropped or (r.partition, r.source_offset) not in dropped:
+                    handed.append(r)
+                    yield (names[r.topic], r.key, r.value, r.partition)
+
+        def refused(index: int, reason: str) -> None:
+            record = handed[index]
+            dropped.add((record.partition, record.source_offset))
+            letters.append(self._refused_letter(record, reason))
+
+        self.producer.send(to_send(), refused)
+        if letters:  # bounded dead letters: refusing one of them is a broken broker, not a record
+            self.producer.send(letters)
+            out.refused += len(letters)
+            log.warning("%d output record(s) refused by the broker, dead-lettered", len(letters))
+
+    def _refused_letter(self, record: OutRecord, reason: str) -> Record:
+        """The dead letter of an output record the producer refused: its source event's."""
+        if record.topic == "deadletter":
+            raise RecordRefused(f"a dead letter of {self.pipeline.raw_topic} was refused: {reason}")
+        raw_topic = self.pipeline.raw_topic
+        letter = dead_letter(
+            raw_topic,
+            record.partition,
+            record.source_offset,
+            ReasonCode.PRODUCE_REFUSED.value,
+            f"its {record.topic} record was refused: {reason}",
+            record.key,
+            record.value,
+        )
+        value = self.pipeline.fast.encode(DeadLetter.SCHEMA, letter.to_avro())
+        return (self._names["deadletter"], raw_topic.encode(), value, record.partition)
 
     def state_records(self, out: BatchOutput, store: ChangelogStore) -> list[Record]:
         """The changelog records of the states the batch changed, as they are now."""

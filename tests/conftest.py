@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from headwater.core.settings import HeadwaterSettings
+from headwater.core.settings import HeadwaterSettings, settings_environment
 from headwater.infra.kafka_clients import ensure_topics
 from headwater.infra.local_kafka import LocalKafka
 from headwater.infra.migrations import apply_migrations
@@ -58,19 +58,7 @@ def settings(test_home: Path) -> HeadwaterSettings:
 
 def settings_env(settings: HeadwaterSettings) -> dict[str, str]:
     """The environment that makes a ``headwater`` subprocess use the test platform."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HEADWATER_")}
-    env.update(
-        HEADWATER_HOME=str(settings.home),
-        HEADWATER_KAFKA_LOCAL_PORT=str(settings.kafka_local_port),
-        HEADWATER_KAFKA_LOCAL_CONTROLLER_PORT=str(settings.kafka_local_controller_port),
-        HEADWATER_WAREHOUSE_HOST_PORT=str(settings.warehouse_host_port),
-        HEADWATER_METRICS_PORT=str(settings.metrics_port),
-        HEADWATER_HTTP_PORT=str(settings.http_port),
-        HEADWATER_TOPIC_PREFIX=settings.topic_prefix,
-    )
-    if settings.artifact_store:
-        env["HEADWATER_ARTIFACT_STORE"] = settings.artifact_store
-    return env
+    return settings_environment(settings)
 
 
 @pytest.fixture(scope="session")

@@ -31,7 +31,8 @@ from headwater.infra.event_bus import EventBus
 from headwater.infra.kafka_clients import make_consumer
 from headwater.infra.metrics import METRICS
 from headwater.infra.warehouse import Warehouse, connect_warehouse
-from headwater.schemas.models import DeadLetter, RetrainRequest
+from headwater.schemas.dead_letters import dead_letter
+from headwater.schemas.models import RetrainRequest
 from headwater.trainers.errors import DatasetError
 from headwater.trainers.foreground import run_until_sigterm
 from headwater.trainers.pipeline import TrainOutcome, TrainRequest, train_model
@@ -122,15 +123,14 @@ class RetrainWorker:
         except (SchemaError, ValueError) as error:
             bus.send(
                 "deadletter",
-                DeadLetter(
-                    source_topic=self.settings.topic("retrain-requests"),
-                    source_partition=partition,
-                    source_offset=offset,
-                    reason_code="undecodable_retrain_request",
-                    reason=str(error)[:2000],
-                    original_key=message.key(),
-                    original_value=raw,
-                    failed_at_ms=int(time.time() * 1000),
+                dead_letter(
+                    self.settings.topic("retrain-requests"),
+                    partition,
+                    offset,
+                    "undecodable_retrain_request",
+                    str(error),
+                    message.key(),
+                    raw,
                 ),
             )
             bus.flush()

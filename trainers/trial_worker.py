@@ -30,14 +30,14 @@ from confluent_kafka import KafkaError, Message
 
 from headwater.core.errors import HeadwaterError, SchemaError
 from headwater.core.logs import configure_logging
-from headwater.core.settings import HeadwaterSettings, load_settings
+from headwater.core.settings import HeadwaterSettings, load_settings, settings_environment
 from headwater.infra.event_bus import EventBus
 from headwater.infra.kafka_clients import make_consumer
 from headwater.infra.metrics import METRICS
-from headwater.schemas.models import DeadLetter, ParamValue, Run, Trial
+from headwater.schemas.dead_letters import dead_letter
+from headwater.schemas.models import ParamValue, Run, Trial
 from headwater.trainers.artifacts import ArtifactStore
 from headwater.trainers.dataset import TrainingSet, training_span
-from headwater.trainers.environment import settings_environment
 from headwater.trainers.foreground import run_until_sigterm
 from headwater.trainers.median_rule import MedianStoppingRule
 from headwater.trainers.model_family import ModelBundle
@@ -139,15 +139,14 @@ class TrialWorker:
             _, fields = bus.codec.decode(raw, Trial.SCHEMA)
             trial = Trial.from_avro(fields)
         except (SchemaError, ValueError) as error:
-            letter = DeadLetter(
-                source_topic=self.settings.topic("trials"),
-                source_partition=message.partition() or 0,
-                source_offset=message.offset() or 0,
-                reason_code="undecodable_trial",
-                reason=str(error)[:2000],
-                original_key=message.key(),
-                original_value=raw,
-                failed_at_ms=int(time.time() * 1000),
+            letter = dead_letter(
+                self.settings.topic("trials"),
+                message.partition() or 0,
+                message.offset() or 0,
+                "undecodable_trial",
+                str(error),
+                message.key(),
+                raw,
             )
             bus.send("deadletter", letter)
             bus.flush()

@@ -9,12 +9,15 @@ points, tables stay rows. A failing query becomes the panel's error, never the p
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from headwater.core.errors import WarehouseError
 from headwater.infra.dashboard.panels import PANELS, Panel
 from headwater.infra.sql_literals import render
+from headwater.infra.supervision import ProcessRecord
 from headwater.infra.warehouse import QueryResult, Warehouse
 
 
@@ -72,6 +75,31 @@ def load_panel(warehouse: Warehouse, panel: Panel) -> PanelData:
 
 def load_panels(warehouse: Warehouse, panels: tuple[Panel, ...] = PANELS) -> list[PanelData]:
     return [load_panel(warehouse, panel) for panel in panels]
+
+
+PROCESS_COLUMNS = ["prefix", "name", "state", "pid", "restarts", "last_exit", "note"]
+
+
+def processes_panel(home: Path) -> PanelData:
+    """The supervisors' view of the processes they run, every topic prefix under ``home``
+    (their state files, :mod:`headwater.infra.supervision`): restarts, and any given up on."""
+    rows = []
+    for path in sorted(home.glob("supervisor*.json")):
+        prefix = path.name.removeprefix("supervisor").removesuffix(".json").lstrip(".")
+        try:
+            records = [ProcessRecord.from_dict(d) for d in json.loads(path.read_text())]
+        except (OSError, ValueError, TypeError):
+            continue  # being replaced: the next refresh reads it
+        for r in records:
+            rows.append([prefix, r.name, r.state, r.pid, r.restarts, r.last_exit, r.note])
+    return PanelData(
+        "processes",
+        "Supervised processes",
+        "table",
+        "What `headwater up` runs: state, restarts after crashes, any given up on",
+        columns=PROCESS_COLUMNS,
+        rows=rows,
+    )
 
 
 def _plain(value: Any) -> Any:

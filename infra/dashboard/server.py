@@ -6,6 +6,7 @@ loaded from outside the server.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ from urllib.parse import parse_qs, urlsplit
 import orjson
 
 from headwater.core.errors import PortInUse, WarehouseError
-from headwater.infra.dashboard.data import EVIDENCE_KEYS, load_evidence, load_panels
+from headwater.infra.dashboard.data import EVIDENCE_KEYS, PanelData, load_evidence, load_panels
 from headwater.infra.dashboard.page import render_evidence, render_page, render_table
 from headwater.infra.warehouse import Warehouse
 
@@ -25,6 +26,10 @@ _STATIC_TYPES = {".js": "text/javascript", ".css": "text/css", ".md": "text/plai
 class _Handler(BaseHTTPRequestHandler):
     warehouse: Warehouse
     refresh_s: float
+    extra_panels: Callable[[], list[PanelData]]
+
+    def _panels(self) -> list[PanelData]:
+        return [*load_panels(self.warehouse), *type(self).extra_panels()]
 
     def log_message(self, format: str, *args: Any) -> None:
         """Quiet: one line per poll would drown the platform's own logs."""
@@ -44,12 +49,12 @@ class _Handler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         try:
             if url.path == "/":
-                page = render_page(load_panels(self.warehouse), self.refresh_s)
+                page = render_page(self._panels(), self.refresh_s)
                 self._send(200, page.encode(), "text/html; charset=utf-8")
             elif url.path == "/api/panels":
-                self._json([p.to_dict() for p in load_panels(self.warehouse)])
+                self._json([p.to_dict() for p in self._panels()])
             elif url.path == "/api/tables":
-                panels = load_panels(self.warehouse)
+                panels = self._panels()
                 self._json({p.key: render_table(p) for p in panels if p.kind == "table"})
             elif url.path == "/evidence":
                 self._evidence(parse_qs(url.query))
@@ -86,8 +91,24 @@ class DashboardServer:
     'DashboardServer'
     """
 
-    def __init__(self, warehouse: Warehouse, host: str, port: int, refresh_s: float) -> None:
-        handler = type("Handler", (_Handler,), {"warehouse": warehouse, "refresh_s": refresh_s})
+    def __init__(
+        self,
+        warehouse: Warehouse,
+        host: str,
+        port: int,
+        refresh_s: float,
+        extra_panels: Callable[[], list[PanelData]] | None = None,
+    ) -> None:
+        """``extra_panels``: panels read from elsewhere than the warehouse, after its own."""
+        handler = type(
+            "Handler",
+            (_Handler,),
+            {
+                "warehouse": warehouse,
+                "refresh_s": refresh_s,
+                "extra_panels": staticmethod(extra_panels or list),
+            },
+        )
         try:
             self._server = ThreadingHTTPServer((host, port), handler)
         except OSError as error:

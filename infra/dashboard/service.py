@@ -26,6 +26,7 @@ from headwater.core.errors import HeadwaterError, PortInUse, WarehouseError
 from headwater.core.logs import configure_logging
 from headwater.core.settings import HeadwaterSettings
 from headwater.infra.consumer_lag import record_lag, sample_lag
+from headwater.infra.dashboard.data import processes_panel
 from headwater.infra.dashboard.server import DashboardServer
 from headwater.infra.local_processes import pid_alive
 from headwater.infra.metrics import METRICS, serve_metrics
@@ -99,7 +100,11 @@ def run_dashboard(settings: HeadwaterSettings, warehouse: Warehouse, stop: threa
     logged, not raised: this runs inside the warehouse host, which must stay up regardless."""
     try:
         server: DashboardServer | None = DashboardServer(
-            warehouse, settings.bind_host, settings.dashboard_port, settings.dashboard_refresh_s
+            warehouse,
+            settings.bind_host,
+            settings.dashboard_port,
+            settings.dashboard_refresh_s,
+            extra_panels=lambda: [processes_panel(settings.home)],
         ).start()
     except PortInUse as error:
         log.warning("no dashboard: %s", error)

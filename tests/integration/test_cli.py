@@ -17,7 +17,7 @@ from headwater.core.settings import HeadwaterSettings
 from headwater.infra.local_processes import pid_alive
 from headwater.infra.warehouse_host import running_host_pid
 from headwater.operate.platform import stop_pid
-from headwater.operate.processes import STREAM_PROCESSES
+from headwater.operate.processes import STREAM_PROCESSES, stop_stream_processes
 from headwater.schemas.topics import TOPICS
 from tests.conftest import TEST_PORTS, settings_env
 
@@ -44,6 +44,7 @@ def platform_env(kafka: HeadwaterSettings, unique: str) -> Iterator[dict[str, st
     env = settings_env(kafka)
     env["HEADWATER_TOPIC_PREFIX"] = f"cli-{unique}-"
     yield env
+    stop_stream_processes(kafka.model_copy(update={"topic_prefix": env["HEADWATER_TOPIC_PREFIX"]}))
     pid = running_host_pid(kafka)
     if pid is not None:
         stop_pid(pid)

@@ -12,8 +12,8 @@ from typing import Any, Literal
 
 from headwater.infra.migrations import table_for_topic
 from headwater.infra.warehouse import Warehouse
+from headwater.schemas.dead_letters import dead_letter
 from headwater.schemas.models import (
-    DeadLetter,
     DriftAlarm,
     Event,
     EventModel,
@@ -222,14 +222,15 @@ def _rejects(start_ms: int) -> Iterator[tuple[str, EventModel]]:
     for i, code in enumerate(("schema", "schema", "missing_field")):
         yield (
             "deadletter",
-            DeadLetter(
-                source_topic="events.raw",
-                source_partition=0,
-                source_offset=i,
-                reason_code=code,
-                reason=f"record {i} is not a Transaction",
-                original_value=b"\x00{bad",
-                failed_at_ms=start_ms + i,
+            dead_letter(
+                "events.raw",
+                0,
+                i,
+                code,
+                f"record {i} is not a Transaction",
+                None,
+                b"\x00{bad",
+                start_ms + i,
             ),
         )
 

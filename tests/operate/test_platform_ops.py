@@ -117,15 +117,23 @@ def test_up_serves_dashboard_metrics_and_status_operations(
     metrics = _wait_for(metrics_url, group)
     assert f'headwater_consumer_lag{{group="{group}"' in metrics
 
-    status = headwater("status", "--json", env=ops_env)
-    operations = json.loads(status.stdout)["operations"]
+    # The processes `up` started (under its supervisor) serve /metrics once they are going.
+    deadline = time.monotonic() + 120
+    while True:
+        status = headwater("status", "--json", env=ops_env)
+        operations = json.loads(status.stdout)["operations"]
+        roles = {e.rpartition(" (")[2].rstrip(")") for e in operations["metrics"]}
+        if {"dashboard", "sink", "supervisor"} <= roles or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert {"dashboard", "sink", "supervisor"} <= roles
     events = ops_env["HEADWATER_TOPIC_PREFIX"] + "events"
     assert {"group_id": group, "topic": events, "lag": 3} in operations["lag"]
-    roles = {e.rpartition(" (")[2].rstrip(")") for e in operations["metrics"]}
-    assert {"dashboard", "sink"} <= roles  # the long-running processes `up` started
+    assert {p["name"] for p in operations["processes"]} >= {"sink", "scorer", "trial_worker"}
     assert f"{metrics_url} (dashboard)" in operations["metrics"]
     text = headwater("status", env=ops_env).stdout
-    for section in ("consumer lag", "routing", "open alarms", "last loop decisions", group):
+    sections = ("processes", "consumer lag", "routing", "open alarms", "last loop decisions")
+    for section in (*sections, group):
         assert section in text
 
     _foreground_dashboard(ops_env)

@@ -145,3 +145,37 @@ def test_scorer_idles_without_a_routing_then_scores_what_queued(
         assert len(found) == 30 and {(p.version, p.fallback) for p in found} == {(1, False)}
     finally:
         runtime.stop()
+
+
+def test_a_prediction_the_broker_refuses_is_dead_lettered_and_scoring_goes_on(
+    topics: HeadwaterSettings, unique: str
+) -> None:
+    """A vector whose prediction would be over the producer's 1 MB limit (an event id of about
+    1 MB, which fits on `features`) is dead-lettered as PRODUCE_REFUSED; the rest are scored."""
+    model = f"fraud-{unique}"
+    register_versions(topics, model, unique, 1)
+    bus = EventBus(topics, **{"message.max.bytes": 1_048_000})
+    publish_routing(bus, routing_event(model, {1: 1.0}))
+    huge = feature_vectors(unique, 1)[0].model_copy(update={"event_id": "e" * 1_000_100})
+    vectors = [*feature_vectors(unique, 5), huge, *feature_vectors(f"{unique}-b", 5)]
+    for vector in vectors:
+        bus.send("features", vector)
+    bus.flush()
+    runtime = start_runtime(topics, model)
+    scorer = KafkaScorer(runtime, group=f"scorer-{unique}")
+    try:
+        deadline = time.monotonic() + 60
+        while scorer.counts.consumed < len(vectors) and time.monotonic() < deadline:
+            scorer.step()
+        scorer.drain()
+        assert (scorer.counts.predicted, scorer.counts.dead_lettered) == (10, 1)
+        codec = make_codec(topics)
+        letters = [
+            codec.decode(r.value)[1]
+            for r in read_topic(topics, "deadletter", group=f"dl-{unique}", idle_timeout_s=3)
+        ]
+        assert [d["reason_code"] for d in letters] == ["PRODUCE_REFUSED"]
+        assert letters[0]["original_size"] > 1_000_000
+        assert len(read_predictions(topics, 10, unique)) == 10
+    finally:
+        runtime.stop()

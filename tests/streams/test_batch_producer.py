@@ -5,12 +5,17 @@ from __future__ import annotations
 
 import asyncio
 
+import orjson
 import pytest
 
-from headwater.core.errors import BrokerUnavailable
+from headwater.core.errors import BrokerUnavailable, RecordRefused
 from headwater.core.settings import HeadwaterSettings
 from headwater.streams.batch_producer import BatchProducer
-from tests.streams.workers import end_offsets
+from headwater.streams.changelog import ChangelogStore
+from headwater.streams.pipeline import RawRecord
+from headwater.streams.worker import FeatureBatches
+from tests.streams.poison import transaction
+from tests.streams.workers import decoded, end_offsets
 
 pytestmark = pytest.mark.integration
 
@@ -31,3 +36,41 @@ def test_a_refused_record_fails_the_batch_naming_it(isolated: HeadwaterSettings)
         producer.wait()
     producer.send([(topic, b"k", b"again", 1)])
     producer.wait()  # the failure was reported once; the producer goes on
+
+
+def test_a_record_over_the_size_limit_is_handed_back_not_raised(
+    isolated: HeadwaterSettings,
+) -> None:
+    producer = BatchProducer(isolated)
+    topic = isolated.topic("events")
+    refused: list[tuple[int, str]] = []
+    big = b"x" * 1_100_000
+    sent = producer.send(
+        [(topic, b"k", b"a", 0), (topic, b"k", big, 0), (topic, b"k", b"b", 0)],
+        lambda index, reason: refused.append((index, reason)),
+    )
+    producer.wait()
+    assert sent == 2 and end_offsets(isolated, "events") == 2
+    assert [i for i, _ in refused] == [1] and "Message size too large" in refused[0][1]
+    with pytest.raises(RecordRefused, match=rf"{topic} refused a record of 1100000 bytes"):
+        producer.send([(topic, b"k", big, 0)])  # without a handler: a typed error, named
+
+
+def test_a_valid_event_whose_output_the_broker_refuses_becomes_a_dead_letter(
+    isolated: HeadwaterSettings,
+) -> None:
+    """Past the worker's own size check (raised here), the producer's refusal of an `events`
+    record is dead-lettered as its source event's (PRODUCE_REFUSED), and the batch goes on."""
+    settings = isolated.model_copy(update={"kafka_max_record_bytes": 5_000_000})
+    batches = FeatureBatches(settings)
+    huge = orjson.dumps(transaction(1, card="card-9", country="c" * 1_030_000))
+    batch = [RawRecord(0, 0, b"card-9", huge), RawRecord(0, 1, b"card-9", b"garbage")]
+    out = batches.compute(batch, ChangelogStore(batches.feature_set))
+    batches.send_outputs(out)
+    batches.producer.wait()
+    assert out.refused == 1
+    # Its features record is dropped too: the event is dead-lettered, not half valid.
+    assert end_offsets(isolated, "events") == 0 and end_offsets(isolated, "features") == 0
+    letters = decoded(isolated, "deadletter", f"dl-{isolated.topic_prefix}")
+    codes = sorted((d["source_offset"], d["reason_code"]) for d in letters)
+    assert codes == [(0, "PRODUCE_REFUSED"), (1, "BAD_ENCODING")]

@@ -16,6 +16,7 @@ import pytest
 from headwater.core.settings import HeadwaterSettings
 from headwater.infra.event_bus import EventBus
 from headwater.infra.local_processes import pid_alive
+from headwater.infra.supervision import process_log
 from headwater.infra.warehouse import HostedWarehouse
 from headwater.infra.warehouse_host import (
     host_file,
@@ -78,7 +79,7 @@ def test_up_runs_every_process_end_to_end(
             lambda: _status_of(health) == 503,
             120,
             "the HTTP server",
-            settings.home / "http_server.log",
+            process_log(settings, "http_server"),
         )
         assert "no routing yet" in httpx.get(health, timeout=10).text
         running = stream_process_pids(settings)
@@ -89,7 +90,7 @@ def test_up_runs_every_process_end_to_end(
             lambda: _status_of(health) == 200,
             60,
             "the routing to reach HTTP serving",
-            settings.home / "http_server.log",
+            process_log(settings, "http_server"),
         )
         produced = _headwater(settings, "produce", "events.raw", "--file", str(source))
         assert produced.returncode == 0, produced.stderr
@@ -122,7 +123,7 @@ def test_up_runs_every_process_end_to_end(
                 ),
                 120,
                 "features and dead letters in the warehouse",
-                settings.home / "feature_worker.log",
+                process_log(settings, "feature_worker"),
             )
             reasons = warehouse.query(
                 f"SELECT reason_code FROM {db}.deadletter FINAL "
@@ -142,9 +143,9 @@ def test_up_runs_every_process_end_to_end(
             stop_pid(host)
             host_file(settings).unlink(missing_ok=True)
         exited = [name for name, ok in stopped.items() if not ok]
-        logs = {name: _tail(settings.home / f"{name}.log") for name in exited}
+        logs = {name: _tail(process_log(settings, name)) for name in exited}
         assert not exited, f"exited before the end of the test: {exited}; their logs: {logs}"
-    assert stream_process_pids(settings) == dict.fromkeys(STREAM_PROCESSES)
+    assert not any(stream_process_pids(settings).values())
 
 
 def _tail(log: Path, size: int = 3000) -> str:

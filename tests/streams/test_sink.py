@@ -14,7 +14,8 @@ from headwater.infra.event_bus import EventBus
 from headwater.infra.kafka_clients import ensure_topics
 from headwater.infra.migrations import table_for_topic
 from headwater.infra.warehouse import ChdbWarehouse, QueryResult
-from headwater.schemas.models import DeadLetter, Label, Prediction
+from headwater.schemas.dead_letters import dead_letter
+from headwater.schemas.models import Label, Prediction
 from headwater.schemas.topics import TOPICS
 from headwater.streams.sink import Batch, ClickHouseSink, SinkConfig, SinkStats
 from tests.unit.test_schemas import SAMPLES
@@ -160,13 +161,8 @@ def test_runs_under_other_topic_prefixes_keep_their_own_rows(
     the same offsets, or the same request id, under two prefixes (two demo runs of one seed)
     are two rows, not one replacing the other."""
     runs = [kafka.model_copy(update={"topic_prefix": f"p{n}-{unique}-"}) for n in (1, 2)]
-    letter = DeadLetter(
-        source_topic=f"shared-{unique}",
-        source_partition=0,
-        source_offset=0,
-        reason_code="SAME",
-        reason="the same rejection in both runs",
-        failed_at_ms=1,
+    letter = dead_letter(
+        f"shared-{unique}", 0, 0, "SAME", "the same rejection in both runs", None, None, 1
     )
     prediction = Prediction.model_validate(
         {**SAMPLES["Prediction"], "request_id": f"tx-{unique}", "model": f"m-{unique}"}

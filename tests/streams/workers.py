@@ -27,7 +27,8 @@ def worker_env(settings: HeadwaterSettings, **extra: str) -> dict[str, str]:
     if settings.event_schema_file:
         env["HEADWATER_EVENT_SCHEMA_FILE"] = settings.event_schema_file
     env["HEADWATER_FEATURES"] = settings.features
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH", "")]))
+    # After the caller's path: a worktree run with PYTHONPATH=build/layout keeps its own code.
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [env.get("PYTHONPATH", ""), str(REPO)]))
     env.update(extra)
     return env
 
