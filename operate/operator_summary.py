@@ -6,7 +6,7 @@ the supervisor's state file, Kafka (lag, live) and the warehouse views.
 >>> print(summary.render().splitlines()[3])
 group_id                       topic                          lag
 >>> summary.unfixed = [{"model": "fraud", "requests": 3, "cap": 3, "since": "2026-01-01"}]
->>> print(summary.render().split(chr(10) * 2)[1])
+>>> print(summary.render().split(chr(10) * 2)[2])
 models the loop cannot fix (retrain cap reached, still degraded)
 model            requests  cap   since
 fraud            3         3     2026-01-01
@@ -26,8 +26,8 @@ from headwater.infra.dashboard.panels import loop_sql
 from headwater.infra.local_processes import pid_alive
 from headwater.infra.metrics import metrics_dir
 from headwater.infra.warehouse import Warehouse
-from headwater.schemas.models import RETRAIN_CAP
 from headwater.operate.processes import supervised
+from headwater.schemas.models import RETRAIN_CAP
 
 LOOP_DECISIONS = 8
 

@@ -10,8 +10,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from headwater.core.settings import HeadwaterSettings
-from headwater.operate.processes import settings_environment
+from headwater.core.settings import HeadwaterSettings, settings_environment
 
 
 @dataclass

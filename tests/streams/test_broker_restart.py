@@ -18,7 +18,7 @@ from headwater.infra.event_bus import EventBus
 from headwater.infra.local_kafka import LocalKafka
 from headwater.infra.supervision import process_log
 from headwater.infra.warehouse import HostedWarehouse
-from headwater.infra.warehouse_host import host_file, running_host_pid, running_host_url
+from headwater.infra.warehouse_host import host_file, running_host, running_host_pid
 from headwater.operate.platform import stop_pid
 from headwater.operate.processes import stop_stream_processes, supervised
 from headwater.serving.routing import publish_routing, routing_event
@@ -65,9 +65,9 @@ def test_every_process_survives_a_broker_restart(
     try:
         register_versions(settings, settings.serving_model, unique, 1, features=MODEL_FEATURES)
         publish_routing(EventBus(settings), routing_event(settings.serving_model, {1: 1.0}))
-        url = running_host_url(settings)
-        assert url is not None
-        warehouse = HostedWarehouse(url)
+        address = running_host(settings)
+        assert address is not None
+        warehouse = HostedWarehouse(address.url, token=address.token)
         db = warehouse.database
         mine = f"entity_id LIKE '{unique}-%'"
         scored = f"SELECT uniqExact(request_id) FROM {db}.predictions FINAL WHERE {mine}"

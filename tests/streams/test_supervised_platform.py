@@ -18,7 +18,7 @@ from headwater.infra.local_processes import pid_alive
 from headwater.infra.metrics import metrics_dir
 from headwater.infra.supervision import process_log
 from headwater.infra.warehouse import HostedWarehouse
-from headwater.infra.warehouse_host import host_file, running_host_pid, running_host_url
+from headwater.infra.warehouse_host import host_file, running_host, running_host_pid
 from headwater.operate.platform import stop_pid
 from headwater.operate.processes import stop_stream_processes, stream_process_pids, supervised
 from headwater.serving.routing import publish_routing, routing_event
@@ -60,9 +60,9 @@ def test_killed_processes_come_back_and_every_event_gets_one_prediction(
         register_versions(settings, settings.serving_model, unique, 1, features=MODEL_FEATURES)
         bus = EventBus(settings)
         publish_routing(bus, routing_event(settings.serving_model, {1: 1.0}))
-        url = running_host_url(settings)
-        assert url is not None
-        warehouse = HostedWarehouse(url)
+        address = running_host(settings)
+        assert address is not None
+        warehouse = HostedWarehouse(address.url, token=address.token)
         db = warehouse.database
         scored = (
             f"SELECT uniqExact(request_id) FROM {db}.predictions FINAL "
