@@ -56,7 +56,10 @@ class Score(BaseModel):
     """One answer of the HTTP scoring server (``POST /predict``)."""
 
     model_config = ConfigDict(frozen=True, extra="ignore")
+    # The platform's own id of the request (``http:<client id>:<uuid>``): labels name it.
     request_id: str
+    # The id the caller sent, echoed back.
+    client_request_id: str | None = None
     entity_id: str
     model: str
     version: int

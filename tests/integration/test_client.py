@@ -96,7 +96,8 @@ def test_score_over_http(own: HeadwaterSettings, scoring: tuple[str, str]) -> No
     url, model = scoring
     client = headwater.Client(own)
     score = client.score("card-1", VECTOR, request_id="req-1", url=url)
-    assert (score.model, score.version, score.request_id) == (model, 1, "req-1")
+    assert (score.model, score.version, score.client_request_id) == (model, 1, "req-1")
+    assert score.request_id.startswith("http:req-1:")  # the platform's own, for labels
     assert score.features == VECTOR and 0.0 <= score.output <= 1.0
     with pytest.raises(ScoringUnavailable, match="card-unknown"):
         client.score("card-unknown", url=url)  # no online features for it: refused, named
