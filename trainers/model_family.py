@@ -128,6 +128,48 @@ class Normalizer:
         result: np.ndarray = np.nan_to_num(scaled, nan=0.0, posinf=0.0, neginf=0.0)
         return result.astype(np.float32)
 
+    @classmethod
+    def fit_on(cls, x: np.ndarray, device: torch.device) -> tuple[Normalizer, torch.Tensor]:
+        """:meth:`fit` and :meth:`apply` in one pass, in float32 on ``device``: training pays
+        neither a float64 copy of its rows nor the CPU's speed on a GPU machine. The statistics
+        agree with :meth:`fit` to float32 precision.
+
+        >>> x = np.array([[1.0, 5.0], [3.0, np.nan]])
+        >>> normalizer, rows = Normalizer.fit_on(x, torch.device("cpu"))
+        >>> normalizer.mean.tolist(), normalizer.std.tolist(), rows.tolist()
+        ([2.0, 5.0], [1.0, 1.0], [[-1.0, 0.0], [1.0, 0.0]])
+        """
+        values = _float32_on(x, device)
+        finite = torch.isfinite(values)
+        if bool(finite.all()):
+            variance, mean = torch.var_mean(values, dim=0, correction=0)
+        else:
+            seen = finite.sum(dim=0).clamp(min=1)
+            mean = torch.where(finite, values, 0.0).sum(dim=0) / seen
+            variance = torch.where(finite, (values - mean) ** 2, 0.0).sum(dim=0) / seen
+        std = variance.sqrt()
+        # float32 rounding leaves a constant column a tiny spread instead of 0: treat spreads
+        # below float32's resolution at the column's magnitude as none.
+        flat = (std <= 1e-12) | (std <= 1e-6 * mean.abs())
+        std = torch.where(flat, torch.ones_like(std), std)
+        normalizer = cls(mean.double().cpu().numpy(), std.double().cpu().numpy())
+        return normalizer, _standardised(values, mean, std)
+
+    def apply_on(self, x: np.ndarray, device: torch.device) -> torch.Tensor:
+        """:meth:`apply` in float32 on ``device``."""
+        mean = torch.from_numpy(self.mean).to(device=device, dtype=torch.float32)
+        std = torch.from_numpy(self.std).to(device=device, dtype=torch.float32)
+        return _standardised(_float32_on(x, device), mean, std)
+
+
+def _float32_on(x: np.ndarray, device: torch.device) -> torch.Tensor:
+    # A copy always: the caller's rows are standardised in place.
+    return torch.from_numpy(np.asarray(x)).to(device=device, dtype=torch.float32, copy=True)
+
+
+def _standardised(values: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    return values.sub_(mean).div_(std).nan_to_num_(nan=0.0, posinf=0.0, neginf=0.0)
+
 
 @dataclass(frozen=True)
 class FeatureReference:
@@ -184,14 +226,16 @@ class ModelBundle:
         train_x: np.ndarray,
         normalizer: Normalizer | None = None,
         metadata: Mapping[str, str] | None = None,
+        reference: Mapping[str, FeatureReference] | None = None,
     ) -> ModelBundle:
-        """A bundle whose statistics and reference distributions come from ``train_x``."""
+        """A bundle whose statistics and reference distributions come from ``train_x``
+        (``reference``, when given, is those distributions computed already)."""
         return cls(
             network,
             config,
             tuple(feature_names),
             normalizer or Normalizer.fit(train_x),
-            reference_distributions(train_x, feature_names),
+            dict(reference or reference_distributions(train_x, feature_names)),
             dict(metadata or {}),
         )
 
