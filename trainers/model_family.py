@@ -183,13 +183,21 @@ class FeatureReference:
 
     @classmethod
     def of(cls, values: np.ndarray, bins: int = REFERENCE_BINS) -> FeatureReference:
-        finite = values[np.isfinite(values)]
+        # One sort serves both the quantiles and the counts (numpy.histogram would sort again).
+        finite = np.sort(values[np.isfinite(values)])
         if finite.size == 0:
             return cls((), (), 0.0, 0.0, 0)
         edges = np.unique(np.quantile(finite, np.linspace(0.0, 1.0, bins + 1)))
         if edges.size < 2:
             edges = np.array([edges[0], edges[0]])
-        counts, _ = np.histogram(finite, bins=edges)
+        # numpy.histogram's bins: [e_k, e_k+1), the last one closed.
+        below = np.concatenate(
+            (
+                np.searchsorted(finite, edges[:-1], side="left"),
+                np.searchsorted(finite, edges[-1:], side="right"),
+            )
+        )
+        counts = np.diff(below)
         return cls(
             tuple(float(e) for e in edges),
             tuple(float(c) / finite.size for c in counts),
