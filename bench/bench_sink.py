@@ -136,14 +136,16 @@ def insert_rate(
 
 
 @contextmanager
-def hosted(engine: ChdbWarehouse) -> Iterator[HostedWarehouse]:
-    """The warehouse host's HTTP handler over ``engine`` on a free loopback port."""
+def hosted(engine: ChdbWarehouse, database: str = "") -> Iterator[HostedWarehouse]:
+    """The warehouse host's HTTP handler over ``engine`` on a free loopback port, and a client
+    of its ``database`` (default: the engine's)."""
     handler = type("Handler", (_Handler,), {"warehouse": engine})
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1})
     thread.start()
-    client = HostedWarehouse(f"http://127.0.0.1:{server.server_address[1]}", engine.database)
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    client = HostedWarehouse(url, database or engine.database)
     try:
         yield client
     finally:

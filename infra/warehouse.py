@@ -111,14 +111,21 @@ class ChdbWarehouse:
         clients of other databases)."""
         if not rows:
             return 0
-        names = ",".join(f"`{c}`" for c in columns)
-        into = f"INSERT INTO {database}.{table} ({names})"
         payload = json_columns(columns, rows)
         if payload is None:
-            self._run(f"{into} VALUES {values_clause(rows)}")
+            names = ",".join(f"`{c}`" for c in columns)
+            self._run(f"INSERT INTO {database}.{table} ({names}) VALUES {values_clause(rows)}")
         else:
-            self._run(f"{into} FORMAT JSONColumns\n{payload}")
+            self.insert_json_columns(database, table, columns, payload)
         return len(rows)
+
+    def insert_json_columns(
+        self, database: str, table: str, columns: Sequence[str], payload: str
+    ) -> None:
+        """Insert rows given as :func:`json_columns` made them (the warehouse host receives
+        them so: its clients render them, not its one process)."""
+        names = ",".join(f"`{c}`" for c in columns)
+        self._run(f"INSERT INTO {database}.{table} ({names}) FORMAT JSONColumns\n{payload}")
 
     def close(self) -> None:
         with self._lock:
@@ -237,12 +244,12 @@ class HostedWarehouse:
     def insert(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> int:
         if not rows:
             return 0
-        body = {
-            "database": self.database,
-            "table": table,
-            "columns": list(columns),
-            "rows": encode_rows(rows),
-        }
+        body: dict[str, Any] = {"database": self.database, "table": table, "columns": list(columns)}
+        payload = json_columns(columns, rows)
+        if payload is None:
+            body["rows"] = encode_rows(rows)
+        else:
+            body.update(json_columns=payload, count=len(rows))
         return int(self._post("/insert", body)["inserted"])
 
     def close(self) -> None:

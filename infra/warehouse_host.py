@@ -89,11 +89,17 @@ class _Handler(BaseHTTPRequestHandler):
                 self.warehouse.command(body["sql"])
                 self._reply(200, {})
             elif self.path == "/insert":
-                rows = decode_rows(body["rows"])
                 database = body.get("database") or self.warehouse.database
-                inserted = self.warehouse.insert_into(
-                    database, body["table"], body["columns"], rows
-                )
+                if "json_columns" in body:  # rendered by the client (HostedWarehouse.insert)
+                    self.warehouse.insert_json_columns(
+                        database, body["table"], body["columns"], str(body["json_columns"])
+                    )
+                    inserted = int(body["count"])
+                else:
+                    rows = decode_rows(body["rows"])
+                    inserted = self.warehouse.insert_into(
+                        database, body["table"], body["columns"], rows
+                    )
                 self._reply(200, {"inserted": inserted})
             else:
                 self._reply(404, {"error": f"no route {self.path}"})

@@ -130,9 +130,10 @@ class Normalizer:
 
     @classmethod
     def fit_on(cls, x: np.ndarray, device: torch.device) -> tuple[Normalizer, torch.Tensor]:
-        """:meth:`fit` and :meth:`apply` in one pass, in float32 on ``device``: training pays
+        """:meth:`fit` and :meth:`apply` together, in float32 on ``device``: training pays
         neither a float64 copy of its rows nor the CPU's speed on a GPU machine. The statistics
-        agree with :meth:`fit` to float32 precision.
+        agree with :meth:`fit` to float32 precision; rows with a NaN or an infinity take
+        :meth:`fit`'s own.
 
         >>> x = np.array([[1.0, 5.0], [3.0, np.nan]])
         >>> normalizer, rows = Normalizer.fit_on(x, torch.device("cpu"))
@@ -140,41 +141,34 @@ class Normalizer:
         ([2.0, 5.0], [1.0, 1.0], [[-1.0, 0.0], [1.0, 0.0]])
         """
         values = _float32_on(x, device)
-        variance, mean = torch.var_mean(values, dim=0, correction=0)
-        # A NaN or an infinity anywhere in a column makes its statistics non-finite: only then
-        # is the column's finite share looked for (one pass fewer over clean rows).
-        clean = bool(torch.isfinite(mean).all() and torch.isfinite(variance).all())
-        if not clean:
-            finite = torch.isfinite(values)
-            seen = finite.sum(dim=0).clamp(min=1)
-            mean = torch.where(finite, values, 0.0).sum(dim=0) / seen
-            variance = torch.where(finite, (values - mean) ** 2, 0.0).sum(dim=0) / seen
-        std = variance.sqrt()
-        # float32 rounding leaves a constant column a tiny spread instead of 0: treat spreads
-        # below float32's resolution at the column's magnitude as none.
-        flat = (std <= 1e-12) | (std <= 1e-6 * mean.abs())
-        std = torch.where(flat, torch.ones_like(std), std)
-        normalizer = cls(mean.double().cpu().numpy(), std.double().cpu().numpy())
-        return normalizer, _standardised(values, mean, std, clean)
+        mean = values.mean(dim=0)
+        # A NaN or an infinity anywhere in a column makes its mean non-finite (and values too
+        # large for float32 squares, its variance): those rows take the float64 statistics.
+        if bool(torch.isfinite(mean).all()):
+            values.sub_(mean)
+            # two passes (centred, then squared): exact where var_mean's Welford pass is slow
+            std = (values.square().sum(dim=0) / max(len(values), 1)).sqrt_()
+            if bool(torch.isfinite(std).all()):
+                # float32 rounding leaves a constant column a tiny spread instead of 0: a
+                # spread below float32's resolution at the column's magnitude counts as none.
+                flat = (std <= 1e-12) | (std <= 1e-6 * mean.abs())
+                std = torch.where(flat, torch.ones_like(std), std)
+                normalizer = cls(mean.double().cpu().numpy(), std.double().cpu().numpy())
+                return normalizer, values.div_(std)
+        normalizer = cls.fit(x)
+        return normalizer, normalizer.apply_on(x, device)
 
     def apply_on(self, x: np.ndarray, device: torch.device) -> torch.Tensor:
         """:meth:`apply` in float32 on ``device``."""
         mean = torch.from_numpy(self.mean).to(device=device, dtype=torch.float32)
         std = torch.from_numpy(self.std).to(device=device, dtype=torch.float32)
-        return _standardised(_float32_on(x, device), mean, std, finite=False)
+        values = _float32_on(x, device).sub_(mean).div_(std)
+        return values.nan_to_num_(nan=0.0, posinf=0.0, neginf=0.0)
 
 
 def _float32_on(x: np.ndarray, device: torch.device) -> torch.Tensor:
     # A copy always: the caller's rows are standardised in place.
     return torch.from_numpy(np.asarray(x)).to(device=device, dtype=torch.float32, copy=True)
-
-
-def _standardised(
-    values: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, finite: bool
-) -> torch.Tensor:
-    """``values`` standardised in place; NaN and infinities (unless ``finite``: none) to 0."""
-    values.sub_(mean).div_(std)
-    return values if finite else values.nan_to_num_(nan=0.0, posinf=0.0, neginf=0.0)
 
 
 @dataclass(frozen=True)

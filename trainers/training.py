@@ -151,6 +151,7 @@ def fingerprint_of(config: TrainConfig, data: TrainingSet) -> str:
 # every epoch would cost a noticeable share of the epoch. The last epoch validates on every row.
 CHECK_SHARE = 0.05
 MIN_CHECK_ROWS = 10_000
+VALIDATION_SLICE = 32_768
 
 
 def check_rows(train_rows: int, valid_rows: int) -> int:
@@ -280,7 +281,9 @@ class Trainer:
         network.eval()
         inputs = valid_x if rows is None else valid_x[torch.from_numpy(rows).to(self.device)]
         with torch.no_grad():
-            raw = network(inputs)
+            # In slices: one pass over a large validation set allocates activations that do
+            # not stay in cache (slower on the CPU, a memory peak on a GPU).
+            raw = torch.cat([network(part) for part in inputs.split(VALIDATION_SLICE)])
             out = torch.sigmoid(raw) if self.config.network.task == "binary" else raw
         prediction = out.detach().cpu().numpy().astype(np.float64)
         labels = self.data.valid_y if rows is None else self.data.valid_y[rows]

@@ -1,4 +1,5 @@
-"""Bulk inserts as JSON columns store exactly what ``VALUES`` literals store, on every table."""
+"""Bulk inserts as JSON columns (directly and through the warehouse host) store exactly what
+``VALUES`` literals store, on every topic table."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from bench.bench_sink import hosted
 from headwater.infra.sql_literals import values_clause
 from headwater.infra.warehouse import ChdbWarehouse, json_columns
 from headwater.schemas.topics import TOPICS
@@ -46,16 +48,19 @@ def test_json_columns_store_what_values_literals_store(
     names = ",".join(f"`{c}`" for c in mapping.insert_columns)
     warehouse.command("CREATE DATABASE IF NOT EXISTS cmp")
     stored = []
-    for fmt in ("values", "json"):
+    for fmt in ("values", "json", "host"):
         table = f"{mapping.table}_{fmt}"
         warehouse.command(f"DROP TABLE IF EXISTS cmp.{table}")
         warehouse.command(f"CREATE TABLE cmp.{table} AS headwater.{mapping.table} ENGINE = Memory")
         if fmt == "values":
             warehouse.command(f"INSERT INTO cmp.{table} ({names}) VALUES {values_clause(rows)}")
-        else:
+        elif fmt == "json":
             warehouse.insert_into("cmp", table, mapping.insert_columns, rows)
+        else:  # through the warehouse host, as the sink under `headwater up`
+            with hosted(warehouse, "cmp") as client:
+                assert client.insert(table, mapping.insert_columns, rows) == len(rows)
         stored.append(_stored(warehouse, table))
-    assert stored[0] == stored[1]
+    assert stored[0] == stored[1] == stored[2]
     assert stored[0].count(b"\n") == 2
     if any(isinstance(v, bytes) for row in rows for v in row):
         assert json_columns(mapping.insert_columns, rows) is None  # bytes go as VALUES literals
