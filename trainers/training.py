@@ -283,7 +283,8 @@ class Trainer:
         with torch.no_grad():
             # In slices: one pass over a large validation set allocates activations that do
             # not stay in cache (slower on the CPU, a memory peak on a GPU).
-            raw = torch.cat([network(part) for part in inputs.split(VALIDATION_SLICE)])
+            parts = torch.split(inputs, VALIDATION_SLICE)
+            raw = torch.cat([network(part) for part in parts])
             out = torch.sigmoid(raw) if self.config.network.task == "binary" else raw
         prediction = out.detach().cpu().numpy().astype(np.float64)
         labels = self.data.valid_y if rows is None else self.data.valid_y[rows]
