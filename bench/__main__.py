@@ -29,7 +29,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-BENCHMARKS = ("bench_features", "bench_serving", "bench_training", "bench_loop")
+BENCHMARKS = (
+    "bench_features",
+    "bench_serving",
+    "bench_training",
+    "bench_loop",
+    "bench_sink",
+)
 
 # Sizes that fit a few minutes on 2 cores for the whole report; a run() gets those it names.
 SMALL_SIZES: dict[str, float] = {
@@ -41,6 +47,7 @@ SMALL_SIZES: dict[str, float] = {
     "http_requests": 400,
     "seconds": 3.0,
     "samples": 4_000,
+    "large_samples": 100_000,
     "trials": 4,
     "epochs": 2,
 }

@@ -1,7 +1,8 @@
 """The loop's benchmark, both figures measured in the same run on the demo domain's real
 feature vectors:
 
-* the per-event cost of the drift statistics as a fraction of scoring cost (target ≤ 10%);
+* the per-event cost (CPU time) of the drift statistics as a fraction of scoring cost (target
+  ≤ 10%);
   scoring cost is what the Kafka scorer does per event apart from the broker round trip
   (decode the feature record, route, guard, predict, encode the prediction), and the ratio to
   the in-process scoring path alone is reported too;
@@ -62,14 +63,20 @@ def demo_vectors(n: int, seed: int = 11) -> list[dict[str, float]]:
     return vectors
 
 
+def _clock() -> float:
+    """This process's CPU time: the work per event, which neighbours on a shared machine do
+    not inflate the way they inflate wall-clock time (both sides are measured the same way)."""
+    return time.process_time()
+
+
 def _per_event_us(started: float, n: int) -> float:
-    return (time.perf_counter() - started) / n * 1e6
+    return (_clock() - started) / n * 1e6
 
 
 def model_cost_us(bundle: ModelBundle, vectors: Sequence[Mapping[str, float]]) -> float:
     """The network alone: feature matrix and batch predict."""
     names = bundle.feature_names
-    started = time.perf_counter()
+    started = _clock()
     for i in range(0, len(vectors), SCORING_BATCH):
         bundle.predict(feature_matrix(names, vectors[i : i + SCORING_BATCH]))
     return _per_event_us(started, len(vectors))
@@ -84,7 +91,7 @@ def scoring_cost_us(bundle: ModelBundle, vectors: Sequence[Mapping[str, float]])
     scorer = Scorer("bench", table, chain)
     now = time.monotonic()
     requests = [ScoreRequest(f"r{i}", f"c{i % 200}", v, i, now) for i, v in enumerate(vectors)]
-    started = time.perf_counter()
+    started = _clock()
     for i in range(0, len(requests), SCORING_BATCH):
         scorer.answer(requests[i : i + SCORING_BATCH])
     cost = _per_event_us(started, len(vectors))
@@ -115,7 +122,7 @@ def scoring_process_cost_us(bundle: ModelBundle, vectors: Sequence[Mapping[str, 
     table.apply(routing_event("bench", {1: 1.0}))
     chain = FallbackChain("bench", lambda version: bundle, default_output=0.0)
     scorer = Scorer("bench", table, chain)
-    started = time.perf_counter()
+    started = _clock()
     for i in range(0, len(encoded), SCORING_BATCH):
         requests = []
         for data in encoded[i : i + SCORING_BATCH]:
@@ -140,13 +147,13 @@ def drift_cost_us(
     references: Mapping[str, FeatureReference], vectors: Sequence[Mapping[str, float]]
 ) -> dict[str, float]:
     monitor = DriftMonitor("bench", 1, references, window=500)
-    started = time.perf_counter()
+    started = _clock()
     for t, vector in enumerate(vectors):
         monitor.update(vector, t)
     monitor_us = _per_event_us(started, len(vectors))
     detectors: list[ErrorDetector] = [AdwinDetector(), PageHinkleyDetector()]
     errors = (np.random.default_rng(0).random(len(vectors)) < 0.1).astype(float).tolist()
-    started = time.perf_counter()
+    started = _clock()
     for error in errors:
         for detector in detectors:
             detector.update(error)
@@ -184,7 +191,7 @@ def loop_handler_cost_us(
         Label(request_id=f"r{i}", entity_id="c", label=0.0, event_time_ms=i, labeled_at_ms=i)
         for i in range(len(vectors))
     ]
-    started = time.perf_counter()
+    started = _clock()
     for prediction, label in zip(predictions, labels, strict=True):
         handler.handle("predictions", prediction)
         handler.handle("labels", label)
@@ -256,6 +263,8 @@ def run(
         "drift_to_scoring_ratio": statistics / scoring,
         "target_ratio": TARGET_RATIO,
         "within_target": statistics / process <= TARGET_RATIO,
+        # below 1 meets the target
+        "drift_to_scoring_process_vs_target_ratio": statistics / process / TARGET_RATIO,
         "drift_to_model_only_ratio": statistics / model,
         "loop_handler_us_per_event": loop_handler_cost_us(references, live),
     }

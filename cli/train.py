@@ -20,7 +20,13 @@ def register(subparsers: Any) -> None:
         "--feature-set", default="", help="default: the one HEADWATER_FEATURES declares"
     )
     train.add_argument("--trials", type=int, default=0, help="0: train once; N: search N trials")
-    train.add_argument("--workers", type=int, default=2, help="local trial workers (0: external)")
+    train.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="local trial workers (default: as many as this machine takes, several per GPU; "
+        "0: external)",
+    )
     train.add_argument("--nproc", type=int, default=1, help="processes per run (torchrun DDP)")
     train.add_argument("--epochs", type=int, default=8)
     train.add_argument("--sampler", choices=["tpe", "gp", "cmaes", "random"], default="tpe")
@@ -57,7 +63,12 @@ def register(subparsers: Any) -> None:
     )
     retrain.add_argument("--max-requests", type=int, default=None)
     retrain.add_argument("--idle-exit", type=float, default=None, help="exit after N idle seconds")
-    retrain.add_argument("--workers", type=int, default=2, help="local trial workers per search")
+    retrain.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="local trial workers per search (default: as many as this machine takes)",
+    )
     retrain.add_argument("--json", action="store_true", help="print the count handled as JSON")
     retrain.set_defaults(handler=_retrain_worker)
 
@@ -76,13 +87,17 @@ def _objectives(specs: list[str] | None) -> tuple[Any, ...]:
 
 def _train(args: argparse.Namespace) -> int:
     from headwater.trainers.pipeline import TrainRequest, train_model
+    from headwater.trainers.trial_budget import machine_budget
 
     settings = load_settings()
+    workers = args.workers
+    if workers is None:
+        workers = machine_budget(settings).workers if args.trials > 0 else 0
     request = TrainRequest(
         model=args.model or settings.serving_model,
         feature_set=args.feature_set,
         trials=args.trials,
-        workers=args.workers,
+        workers=workers,
         nproc=args.nproc,
         epochs=args.epochs,
         sampler=args.sampler,
@@ -143,8 +158,11 @@ def _runs_show(args: argparse.Namespace) -> int:
 
 def _retrain_worker(args: argparse.Namespace) -> int:
     from headwater.trainers.retrain import RetrainWorker
+    from headwater.trainers.trial_budget import machine_budget
 
-    worker = RetrainWorker(load_settings(), trial_workers=args.workers)
+    settings = load_settings()
+    workers = args.workers if args.workers is not None else machine_budget(settings).workers
+    worker = RetrainWorker(settings, trial_workers=workers)
     handled = worker.run(max_requests=args.max_requests, idle_exit_s=args.idle_exit)
     print(json.dumps({"handled": handled}) if args.json else f"handled {handled} request(s)")
     return 0

@@ -123,6 +123,19 @@ class HeadwaterSettings(BaseSettings):
     # Standing trial workers `headwater up` runs: hyperparameter searches' trials go to them.
     trial_workers: int = Field(default=1, ge=0)
 
+    # Hyperparameter-search trials on this machine (headwater.trainers.trial_budget). With a
+    # GPU: several trial processes share each one (small networks leave it mostly idle), as
+    # many as fit in its free memory at trial_gpu_memory_mb each (or trial_workers_per_gpu),
+    # at most trial_max_workers_per_gpu. Without one: trials take at most trial_cpu_share of
+    # the cores, trial_threads torch threads each, at nice level trial_nice, so the stream's
+    # processes keep their share.
+    trial_workers_per_gpu: int = Field(default=0, ge=0)
+    trial_gpu_memory_mb: int = Field(default=4096, ge=64)
+    trial_max_workers_per_gpu: int = Field(default=8, ge=1)
+    trial_cpu_share: float = Field(default=0.5, gt=0, le=1)
+    trial_threads: int = Field(default=1, ge=1)
+    trial_nice: int = Field(default=10, ge=0, le=19)
+
     @field_validator("kafka_bootstrap")
     @classmethod
     def _check_bootstrap(cls, value: str) -> str:

@@ -281,11 +281,30 @@ class _Handler(BaseHTTPRequestHandler):
             database = _identifier(body.get("database") or self.warehouse.database, "database")
             table = _identifier(body["table"], "table")
             columns = [_identifier(c, "column") for c in body["columns"]]
-            rows = decode_rows(body["rows"])
-            inserted = self.warehouse.insert_into(database, table, columns, rows)
+            if "json_columns" in body:  # rendered by the client (HostedWarehouse.insert)
+                payload = _json_columns_payload(body["json_columns"], columns)
+                self.warehouse.insert_json_columns(database, table, columns, payload)
+                inserted = int(body["count"])
+            else:
+                rows = decode_rows(body["rows"])
+                inserted = self.warehouse.insert_into(database, table, columns, rows)
             self._reply(200, {"inserted": inserted})
         else:
             self._reply(404, {"error": f"no route {self.path}"})
+
+
+def _json_columns_payload(payload: object, columns: list[str]) -> str:
+    """A client-rendered ``JSONColumns`` body, checked to be exactly one JSON object of the
+    named columns: it is inserted as data after ``FORMAT JSONColumns``, so nothing else may
+    ride along. (The stdlib parser, since the client writes NaN and infinities as JSON5 does.)"""
+    text = str(payload)
+    try:
+        parsed = json.loads(text)
+    except ValueError as error:
+        raise WarehouseRefused(f"json_columns is not one JSON document: {error}") from None
+    if not isinstance(parsed, dict) or not set(parsed) <= set(columns):
+        raise WarehouseRefused("json_columns must be an object of the named columns")
+    return text
 
 
 def serve(settings: HeadwaterSettings, token: str | None = None) -> None:

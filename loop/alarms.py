@@ -11,8 +11,7 @@ detectors (data drift, training–serving skew) name, grade and time their alarm
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from headwater.schemas.models import DriftAlarm
 
@@ -22,9 +21,11 @@ CRITICAL_FACTOR = 2.0
 Severity = Literal["warning", "critical"]
 
 
-@dataclass(frozen=True)
-class WindowTest:
-    """One statistic of one feature over one window of ``size`` values, and its threshold."""
+class WindowTest(NamedTuple):
+    """One statistic of one feature over one window of ``size`` values, and its threshold.
+
+    A named tuple: every window makes one per feature and statistic, and a tuple is made in C.
+    """
 
     feature: str
     statistic: str

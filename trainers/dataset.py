@@ -14,13 +14,19 @@ an ``.npz`` archive without pickles, whose sha256 names the exact rows a model w
 
 from __future__ import annotations
 
+import hashlib
 import io
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from headwater.trainers.errors import DatasetError
+
+if TYPE_CHECKING:  # model_family imports torch; a training set does not need it to load
+    from headwater.trainers.model_family import FeatureReference
 
 TRAINING_SPAN_KEYS = ("data_start_ms", "data_end_ms")
 
@@ -80,6 +86,24 @@ class TrainingSet:
     @property
     def rows(self) -> int:
         return len(self.train_y) + len(self.valid_y)
+
+    # What depends only on the rows is computed once per training set, not once per fit: a
+    # trial worker keeps the set between trials, and a search's trials share it.
+    @cached_property
+    def content_sha256(self) -> str:
+        """sha256 of the rows, labels and feature names (computed on first use, then kept)."""
+        digest = hashlib.sha256()
+        for array in (self.train_x, self.train_y, self.valid_x, self.valid_y):
+            digest.update(np.ascontiguousarray(array).tobytes())
+        digest.update("\0".join(self.feature_names).encode())
+        return digest.hexdigest()
+
+    @cached_property
+    def reference(self) -> dict[str, FeatureReference]:
+        """The training rows' distribution of every feature (computed on first use, then kept)."""
+        from headwater.trainers.model_family import reference_distributions
+
+        return reference_distributions(self.train_x, self.feature_names)
 
     def to_bytes(self) -> bytes:
         buffer = io.BytesIO()

@@ -4,6 +4,11 @@ Every epoch ends with an atomic checkpoint (model, optimizer, history), so a kil
 resumes where its last epoch ended. Batches and dropout are drawn from generators seeded by
 ``(seed, epoch)``, which makes a resumed run identical to one that was never interrupted.
 
+A fit pays only for training: rows are standardised in float32 on the training device, the
+rows' hash (for the checkpoint's fingerprint) and their reference distributions are the
+training set's, computed once however many fits use it, and intermediate epochs validate on a
+bounded, evenly spaced share of the validation rows (the last epoch on all of them).
+
 Under torchrun (``WORLD_SIZE`` > 1) the network is wrapped in DistributedDataParallel and each
 rank takes its share of every *global* batch, so the averaged gradient — and the quality —
 equals single-process training with the same batch size.
@@ -134,12 +139,28 @@ def seed_everything(seed: int) -> None:
 
 
 def fingerprint_of(config: TrainConfig, data: TrainingSet) -> str:
-    """Identifies a run: its configuration (without the device) and its exact rows."""
+    """Identifies a run: its configuration (without the device) and its exact rows (the rows'
+    hash is the training set's, computed once however many fits use it)."""
     digest = hashlib.sha256(json.dumps(config.params(), sort_keys=True).encode())
-    for array in (data.train_x, data.train_y, data.valid_x, data.valid_y):
-        digest.update(np.ascontiguousarray(array).tobytes())
-    digest.update("\0".join(data.feature_names).encode())
+    digest.update(data.content_sha256.encode())
     return digest.hexdigest()[:32]
+
+
+# Intermediate epochs validate on evenly spaced rows of the validation set, at most this share of
+# the training rows (and at least MIN_CHECK_ROWS): with a large validation set a full pass after
+# every epoch would cost a noticeable share of the epoch. The last epoch validates on every row.
+CHECK_SHARE = 0.05
+MIN_CHECK_ROWS = 10_000
+VALIDATION_SLICE = 32_768
+
+
+def check_rows(train_rows: int, valid_rows: int) -> int:
+    """How many validation rows an intermediate epoch's check uses.
+
+    >>> check_rows(800_000, 200_000), check_rows(400, 100)
+    (40000, 100)
+    """
+    return min(valid_rows, max(MIN_CHECK_ROWS, int(train_rows * CHECK_SHARE)))
 
 
 class Trainer:
@@ -166,9 +187,9 @@ class Trainer:
     def fit(self) -> TrainResult:
         config, data = self.config, self.data
         seed_everything(config.seed)
-        normalizer = Normalizer.fit(data.train_x)
-        x = torch.from_numpy(normalizer.apply(data.train_x)).to(self.device)
-        y = torch.from_numpy(data.train_y.astype(np.float32)).to(self.device)
+        normalizer, x = Normalizer.fit_on(data.train_x, self.device)
+        y = torch.from_numpy(data.train_y).to(self.device, torch.float32)
+        valid_x = normalizer.apply_on(data.valid_x, self.device)
         network = build_network(config.network, len(data.feature_names)).to(self.device)
         optimizer = torch.optim.AdamW(
             network.parameters(), lr=config.lr, weight_decay=config.weight_decay
@@ -177,6 +198,7 @@ class Trainer:
         history, start = self._resume(network, optimizer, fingerprint)
         model = self._parallel(network)
         loss_fn = loss_for(config.network.task)
+        check = _spaced(check_rows(len(data.train_y), len(data.valid_y)), len(data.valid_y))
         stopped = False
         bar = tqdm(
             total=config.epochs,
@@ -189,7 +211,8 @@ class Trainer:
             for epoch in range(start, config.epochs):
                 began = time.perf_counter()
                 train_loss = self._train_epoch(model, optimizer, loss_fn, x, y, epoch)
-                metrics = self._validate(network, normalizer)
+                rows = None if epoch + 1 == config.epochs else check
+                metrics = self._validate(network, valid_x, rows)
                 metrics["train_loss"] = train_loss
                 metrics["samples_per_s"] = len(y) / max(time.perf_counter() - began, 1e-9)
                 history.append(metrics)
@@ -202,7 +225,12 @@ class Trainer:
         finally:
             bar.close()
         bundle = ModelBundle.create(
-            network.cpu(), config.network, data.feature_names, data.train_x, normalizer
+            network.cpu(),
+            config.network,
+            data.feature_names,
+            data.train_x,
+            normalizer,
+            reference=data.reference,
         )
         return TrainResult(bundle, history, start, stopped)
 
@@ -242,18 +270,25 @@ class Trainer:
             loss = loss_fn(model(x[batch]), y[batch])
             loss.backward()
             optimizer.step()
-            total += loss.detach() * len(batch)
+            total.add_(loss.detach(), alpha=len(batch))
             seen += len(batch)
         return float(total.item()) / max(seen, 1)
 
-    def _validate(self, network: nn.Module, normalizer: Normalizer) -> dict[str, float]:
+    def _validate(
+        self, network: nn.Module, valid_x: torch.Tensor, rows: np.ndarray | None
+    ) -> dict[str, float]:
+        """Metrics on the validation rows (on ``rows`` of them when given)."""
         network.eval()
-        inputs = torch.from_numpy(normalizer.apply(self.data.valid_x)).to(self.device)
+        inputs = valid_x if rows is None else valid_x[torch.from_numpy(rows).to(self.device)]
         with torch.no_grad():
-            raw = network(inputs)
+            # In slices: one pass over a large validation set allocates activations that do
+            # not stay in cache (slower on the CPU, a memory peak on a GPU).
+            parts = torch.split(inputs, VALIDATION_SLICE)
+            raw = torch.cat([network(part) for part in parts])
             out = torch.sigmoid(raw) if self.config.network.task == "binary" else raw
         prediction = out.detach().cpu().numpy().astype(np.float64)
-        return validation_metrics(self.config.network.task, self.data.valid_y, prediction)
+        labels = self.data.valid_y if rows is None else self.data.valid_y[rows]
+        return validation_metrics(self.config.network.task, labels, prediction)
 
     def _resume(
         self, network: nn.Module, optimizer: torch.optim.Optimizer, fingerprint: str
@@ -286,3 +321,10 @@ class Trainer:
             "history": history,
         }
         save_checkpoint(self.checkpoint, state)
+
+
+def _spaced(count: int, total: int) -> np.ndarray | None:
+    """``count`` evenly spaced indexes of ``total`` rows (None: all of them)."""
+    if count >= total:
+        return None
+    return np.linspace(0, total - 1, count).astype(np.int64)

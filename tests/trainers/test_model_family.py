@@ -72,3 +72,20 @@ def test_foreign_bytes_are_not_a_bundle() -> None:
 def test_an_invalid_shape_is_refused() -> None:
     with pytest.raises(BundleError, match="invalid MLP shape"):
         MLPConfig(width=0)
+
+
+def test_the_float32_normaliser_on_the_device_agrees_with_the_float64_one() -> None:
+    rng = np.random.default_rng(5)
+    for dirty in (False, True):
+        x = rng.normal(1000.0, 3.0, size=(2000, 4))
+        x[:, 3] = 7.0  # a constant column: no spread, standardised to 0
+        if dirty:
+            x[5, 1], x[7, 2], x[9, 0] = np.nan, np.inf, -np.inf
+        normalizer, rows = Normalizer.fit_on(x, torch.device("cpu"))
+        reference = Normalizer.fit(x)
+        np.testing.assert_allclose(normalizer.mean, reference.mean, rtol=1e-6)
+        np.testing.assert_allclose(normalizer.std, reference.std, rtol=1e-4)
+        np.testing.assert_allclose(rows.numpy(), reference.apply(x), atol=1e-3)
+        assert rows.dtype == torch.float32 and bool(torch.isfinite(rows).all())
+        again = normalizer.apply_on(x, torch.device("cpu"))
+        np.testing.assert_allclose(again.numpy(), rows.numpy(), atol=1e-5)

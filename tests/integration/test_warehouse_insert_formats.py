@@ -1,0 +1,66 @@
+"""Bulk inserts as JSON columns (directly and through the warehouse host) store exactly what
+``VALUES`` literals store, on every topic table."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from bench.bench_sink import hosted
+from headwater.infra.sql_literals import values_clause
+from headwater.infra.warehouse import ChdbWarehouse, json_columns
+from headwater.schemas.topics import TOPICS
+from headwater.streams.sink import table_maps
+from tests.unit.test_schemas import SAMPLES
+
+pytestmark = pytest.mark.integration
+
+
+def _awkward(record: dict[str, Any]) -> dict[str, Any]:
+    """The sample with the values JSON writers get wrong: NaN, ±inf, quotes, non-ASCII."""
+    out = dict(record)
+    for name, value in record.items():
+        if isinstance(value, dict) and value and isinstance(next(iter(value.values())), float):
+            out[name] = {**value, "nan": float("nan"), "up": float("inf"), "down": -float("inf")}
+        elif isinstance(value, float):
+            out[name] = float("nan")
+        elif isinstance(value, str) and value:
+            out[name] = value + ' it\'s "é" \\ null\n'
+    return out
+
+
+def _stored(warehouse: ChdbWarehouse, table: str) -> bytes:
+    result = warehouse._run(f"SELECT * EXCEPT (_ingested_at) FROM cmp.{table}", "TabSeparated")
+    data: bytes = result.bytes()
+    return data
+
+
+@pytest.mark.parametrize("topic", [t for t in TOPICS if TOPICS[t].model is not None])
+def test_json_columns_store_what_values_literals_store(
+    warehouse: ChdbWarehouse, topic: str
+) -> None:
+    mapping = table_maps(warehouse)[topic]
+    model = TOPICS[topic].model
+    assert model is not None
+    sample = model.model_validate(SAMPLES[model.__name__]).to_avro()
+    rows = [mapping.row(r, topic, 1, 7) for r in (sample, _awkward(sample))]
+    names = ",".join(f"`{c}`" for c in mapping.insert_columns)
+    warehouse.command("CREATE DATABASE IF NOT EXISTS cmp")
+    stored = []
+    for fmt in ("values", "json", "host"):
+        table = f"{mapping.table}_{fmt}"
+        warehouse.command(f"DROP TABLE IF EXISTS cmp.{table}")
+        warehouse.command(f"CREATE TABLE cmp.{table} AS headwater.{mapping.table} ENGINE = Memory")
+        if fmt == "values":
+            warehouse.command(f"INSERT INTO cmp.{table} ({names}) VALUES {values_clause(rows)}")
+        elif fmt == "json":
+            warehouse.insert_into("cmp", table, mapping.insert_columns, rows)
+        else:  # through the warehouse host, as the sink under `headwater up`
+            with hosted(warehouse, "cmp") as client:
+                assert client.insert(table, mapping.insert_columns, rows) == len(rows)
+        stored.append(_stored(warehouse, table))
+    assert stored[0] == stored[1] == stored[2]
+    assert stored[0].count(b"\n") == 2
+    if any(isinstance(v, bytes) for row in rows for v in row):
+        assert json_columns(mapping.insert_columns, rows) is None  # bytes go as VALUES literals
