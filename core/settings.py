@@ -111,6 +111,15 @@ class HeadwaterSettings(BaseSettings):
     # (at most retrain_wait_s), then train on them only.
     retrain_min_rows: int = Field(default=2000, ge=2)
     retrain_wait_s: float = Field(default=1800.0, gt=0)
+    # The loop's retraining policy (docs/loop.md): alarms needed within the sustain window, the
+    # quiet time after a request, the most requests a day, trials per retrain; and the outcomes
+    # a canary needs at each traffic step.
+    retrain_min_alarms: int = Field(default=3, ge=1)
+    retrain_sustain_s: float = Field(default=300.0, gt=0)
+    retrain_cooldown_s: float = Field(default=3600.0, ge=0)
+    retrain_max_requests: int = Field(default=3, ge=1)
+    retrain_trials: int = Field(default=8, ge=0)
+    canary_min_outcomes_per_step: int = Field(default=100, ge=1)
 
     # The supervisor `headwater up` runs: a crashed process is restarted after a backoff that
     # doubles from supervisor_backoff_s up to supervisor_backoff_max_s, and given up on after

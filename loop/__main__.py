@@ -17,7 +17,7 @@ from headwater.core.logs import configure_logging
 from headwater.core.settings import load_settings
 from headwater.infra.metrics import METRICS, serve_process_metrics
 from headwater.loop.agent_runner import AgentRunner
-from headwater.loop.loop_handler import LoopHandler
+from headwater.loop.loop_handler import LoopConfig, LoopHandler
 from headwater.loop.loop_metrics import drift_gauges
 from headwater.loop.references import BundleReferences
 from headwater.loop.skew_handler import SkewHandler
@@ -34,7 +34,10 @@ def main() -> int:
         settings = load_settings()
         serve_process_metrics(settings, "loop")
         feature_set = load_feature_module(settings.features).feature_set
-        loop = LoopHandler(BundleReferences(ArtifactStore.from_settings(settings)))
+        loop = LoopHandler(
+            BundleReferences(ArtifactStore.from_settings(settings)),
+            LoopConfig.from_settings(settings),
+        )
         METRICS.before_scrape(drift_gauges(METRICS, loop))
         prefix = settings.topic_prefix
         runners = [

@@ -21,6 +21,7 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from headwater.core.settings import HeadwaterSettings
 from headwater.loop.agent_runner import Output
 from headwater.loop.canary import ACTOR as CANARY_ACTOR
 from headwater.loop.canary import CanaryConfig, CanaryController, CanaryDecision
@@ -71,6 +72,24 @@ class LoopConfig:
     retrain_max_requests: int = 3
     retrain_trials: int = 8
     canary: CanaryConfig = field(default_factory=CanaryConfig)
+
+    @classmethod
+    def from_settings(cls, settings: HeadwaterSettings) -> LoopConfig:
+        """The policy and canary settings of ``settings``; the rest as by default.
+
+        >>> from headwater.core.settings import HeadwaterSettings
+        >>> config = LoopConfig.from_settings(HeadwaterSettings(retrain_cooldown_s=60))
+        >>> config.retrain_cooldown_ms, config.canary.min_outcomes_per_step
+        (60000, 100)
+        """
+        return cls(
+            retrain_min_alarms=settings.retrain_min_alarms,
+            retrain_sustain_ms=int(settings.retrain_sustain_s * 1000),
+            retrain_cooldown_ms=int(settings.retrain_cooldown_s * 1000),
+            retrain_max_requests=settings.retrain_max_requests,
+            retrain_trials=settings.retrain_trials,
+            canary=CanaryConfig(min_outcomes_per_step=settings.canary_min_outcomes_per_step),
+        )
 
 
 @dataclass

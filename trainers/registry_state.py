@@ -178,6 +178,10 @@ class RegistryState:
             )
         elif event.action == "rolled_back" and current.stage == "rolled_back":
             raise IllegalTransition(f"{name} is already rolled back")
+        elif event.action in ("canary", "shadow") and self.champion(event.model) == event.version:
+            # a late hand-over (the canary controller already promoted it) must not start a
+            # second trial of the champion against itself
+            raise IllegalTransition(f"{name} is the champion; it cannot be {event.action} again")
         if not dry_run:
             self._move(event, current)
 

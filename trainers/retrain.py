@@ -33,7 +33,7 @@ from headwater.infra.metrics import METRICS
 from headwater.infra.warehouse import Warehouse, connect_warehouse
 from headwater.schemas.dead_letters import dead_letter
 from headwater.schemas.models import RetrainRequest
-from headwater.trainers.errors import DatasetError
+from headwater.trainers.errors import DatasetError, IllegalTransition
 from headwater.trainers.foreground import run_until_sigterm
 from headwater.trainers.pipeline import TrainOutcome, TrainRequest, train_model
 from headwater.trainers.registry import ModelRegistry
@@ -258,7 +258,15 @@ def hand_to_canary(registry: ModelRegistry, model: str, version: int, reason: st
         registry.promote(model, version, reason=why, actor=ACTOR)
         log.info("promoted %s@%d at once: %s", model, version, why)
         return "promoted"
-    registry.canary(model, version, reason=reason, actor=ACTOR)
+    if state.version(model, version).stage != "registered":
+        stage = state.version(model, version).stage
+        log.info("%s@%d is already %s by the canary controller", model, version, stage)
+        return stage
+    try:
+        registry.canary(model, version, reason=reason, actor=ACTOR)
+    except IllegalTransition as error:  # the controller decided meanwhile
+        log.info("%s@%d: the canary controller decided first (%s)", model, version, error)
+        return registry.state.version(model, version).stage
     log.info(
         "handed %s@%d to the canary (champion %s): %s",
         model,

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from headwater.trainers.artifacts import ArtifactStore
+from headwater.trainers.errors import IllegalTransition
 from headwater.trainers.registry import ModelRegistry
 from headwater.trainers.registry_log import MemoryLog
 from headwater.trainers.retrain import hand_to_canary
@@ -58,3 +61,18 @@ def test_coalesced_requests_train_from_the_latest_change() -> None:
     queue.submit(request(3, 0), 0, 3)  # a person's request: all rows, but the change stands
     following = queue.finish("m")
     assert following is not None and following.since_ms == 900
+
+
+def test_a_late_hand_over_never_canaries_the_champion(tmp_path: Path) -> None:
+    store, loop, worker = _registries(tmp_path)
+    loop.register("m", store.put_bytes(b"v1"), actor="cli")
+    loop.promote("m", 1, reason="first", actor="canary-controller")
+    version = worker.register("m", store.put_bytes(b"v2"), actor="retrain-worker").version
+    # the canary controller tries and promotes version 2 before the worker hands it over
+    loop.canary("m", version, reason="step 0.1", actor="canary-controller")
+    loop.promote("m", version, reason="not worse", actor="canary-controller")
+    assert hand_to_canary(worker, "m", version, "drift") == "promoted"
+    assert [e.action for e in worker.log.read_new()] == []  # type: ignore[union-attr]
+    # and the fold refuses a canary of the champion from anyone
+    with pytest.raises(IllegalTransition, match="m@2 is the champion"):
+        worker.canary("m", version, reason="late", actor="retrain-worker")
