@@ -15,6 +15,7 @@ metric the median stopping rule watches) and ``search.prune`` (whether to apply 
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import socket
 import subprocess
@@ -26,13 +27,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
-from confluent_kafka import KafkaError, Message
+from confluent_kafka import KafkaError, KafkaException, Message
 
 from headwater.core.errors import HeadwaterError, SchemaError
 from headwater.core.logs import configure_logging
 from headwater.core.settings import HeadwaterSettings, load_settings
 from headwater.infra.event_bus import EventBus
-from headwater.infra.kafka_clients import make_consumer
+from headwater.infra.kafka_clients import admin_client, make_consumer
 from headwater.infra.metrics import METRICS
 from headwater.schemas.models import DeadLetter, ParamValue, Run, Trial
 from headwater.trainers.artifacts import ArtifactStore
@@ -47,11 +48,26 @@ from headwater.trainers.tracking import RunTracker, code_revision
 from headwater.trainers.training import TrainConfig, Trainer
 
 SEARCH_PREFIX = "search."
+log = logging.getLogger(__name__)
 
 
 def worker_group(settings: HeadwaterSettings) -> str:
     """The consumer group of the trial workers of these settings."""
     return f"{settings.topic_prefix}headwater-trial-workers"
+
+
+def trial_worker_count(settings: HeadwaterSettings) -> int:
+    """How many trial workers are in the group now (at least 1: a search sends one trial at a
+    time to workers it cannot see, which may yet join)."""
+    group = worker_group(settings)
+    futures = admin_client(settings).describe_consumer_groups(
+        [group], request_timeout=settings.kafka_timeout_s
+    )
+    try:
+        members = len(futures[group].result(timeout=settings.kafka_timeout_s).members)
+    except KafkaException:
+        return 1
+    return max(members, 1)
 
 
 def trial_run_id(study: str, number: int) -> str:
@@ -156,8 +172,18 @@ class TrialWorker:
         began = time.monotonic()
         status = self.run_trial(trial, bus)
         self.trials_run += 1
+        seconds = time.monotonic() - began
         METRICS.trials.labels(model=trial.model, status=status).inc()
-        METRICS.trial_duration.labels(model=trial.model).observe(time.monotonic() - began)
+        METRICS.trial_duration.labels(model=trial.model).observe(seconds)
+        log.info(
+            "trial %d of %s (%s): %s in %.1f s, %.1f s after it was sent",
+            trial.trial_number,
+            trial.study,
+            trial.model,
+            status,
+            seconds,
+            time.time() - trial.sent_at_ms / 1000,
+        )
 
     def run_trial(self, trial: Trial, bus: EventBus) -> str:
         """Train one trial and report it on ``runs``; returns how it ended: ``completed``,

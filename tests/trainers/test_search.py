@@ -130,6 +130,8 @@ def test_multi_objective_warm_started_search(
         },
         (0.5, 1.0),
     )
+    # a retrain's first trial tries the champion's parameters, whatever the sampler would draw
+    champion = {**prior.params, "width": 17, "lr": 0.02, "batch_size": 64}
     driver = StudyDriver(
         settings,
         EventBus(settings),
@@ -139,11 +141,14 @@ def test_multi_objective_warm_started_search(
         objectives=[Objective("valid_loss"), Objective("inference_ms_per_1k")],
         budget=SearchBudget(trials=3, parallelism=1, trial_timeout_s=90, wall_time_s=200),
         warm_start=[prior],
+        first=champion,
     )
     with local_workers(settings, 1):
         result = driver.run()
     assert result.warm_started == 1
     assert result.count("completed") == 3
+    first = min(result.outcomes, key=lambda o: o.number)
+    assert {k: first.params[k] for k in champion} == champion
     assert result.best is not None and result.best.number in result.pareto
     assert not driver.prune  # median pruning applies to one objective only
 
