@@ -109,6 +109,9 @@ class TrialWorker:
     settings: HeadwaterSettings
     max_trials: int | None = None
     idle_exit_s: float | None = None
+    # The process that started this worker for itself (a retrain worker keeping it warm): when
+    # it is gone, even killed, this worker stops too instead of serving on as an orphan.
+    parent_pid: int | None = None
     trials_run: int = 0
     _stop: threading.Event = field(default_factory=threading.Event)
     _datasets: dict[str, TrainingSet] = field(default_factory=dict)
@@ -130,6 +133,8 @@ class TrialWorker:
         try:
             while not self._stop.is_set():
                 if self.max_trials is not None and self.trials_run >= self.max_trials:
+                    break
+                if self.parent_pid is not None and os.getppid() != self.parent_pid:
                     break
                 message = consumer.poll(0.5)
                 if message is None:
@@ -270,7 +275,10 @@ def local_workers(
     env = settings_environment(settings)
     env.setdefault("OMP_NUM_THREADS", "1")
     workers = [
-        subprocess.Popen([sys.executable, "-m", "headwater.trainers.trial_worker"], env=env)
+        subprocess.Popen(
+            [sys.executable, "-m", "headwater.trainers.trial_worker", "--parent", str(os.getpid())],
+            env=env,
+        )
         for _ in range(count)
     ]
     try:
@@ -291,10 +299,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m headwater.trainers.trial_worker")
     parser.add_argument("--max-trials", type=int, default=None)
     parser.add_argument("--idle-exit", type=float, default=None, help="exit after N idle seconds")
+    parser.add_argument("--parent", type=int, default=None, help="exit when this pid is gone")
     args = parser.parse_args(argv)
     configure_logging("trial_worker")
     settings = load_settings()
-    worker = TrialWorker(settings, args.max_trials, args.idle_exit)
+    worker = TrialWorker(settings, args.max_trials, args.idle_exit, args.parent)
     return run_until_sigterm(worker, settings, "trial worker")
 
 
