@@ -118,7 +118,7 @@ class HeadwaterSettings(BaseSettings):
     retrain_sustain_s: float = Field(default=300.0, gt=0)
     retrain_cooldown_s: float = Field(default=3600.0, ge=0)
     retrain_max_requests: int = Field(default=3, ge=1)
-    retrain_trials: int = Field(default=8, ge=0)
+    retrain_trials: int = Field(default=3, ge=0)
     canary_min_outcomes_per_step: int = Field(default=100, ge=1)
 
     # The supervisor `headwater up` runs: a crashed process is restarted after a backoff that
@@ -129,19 +129,20 @@ class HeadwaterSettings(BaseSettings):
     supervisor_max_crashes: int = Field(default=5, ge=1)
     supervisor_crash_window_s: float = Field(default=300.0, gt=0)
     supervisor_stop_timeout_s: float = Field(default=30.0, gt=0)
-    # Standing trial workers `headwater up` runs: hyperparameter searches' trials go to them.
-    trial_workers: int = Field(default=1, ge=0)
+    # Standing trial workers `headwater up` runs: hyperparameter searches' trials (the retrain
+    # worker's too) go to them. None: as many as this machine takes (trial_budget).
+    trial_workers: int | None = Field(default=None, ge=0)
 
     # Hyperparameter-search trials on this machine (headwater.trainers.trial_budget). With a
     # GPU: several trial processes share each one (small networks leave it mostly idle), as
     # many as fit in its free memory at trial_gpu_memory_mb each (or trial_workers_per_gpu),
     # at most trial_max_workers_per_gpu. Without one: trials take at most trial_cpu_share of
-    # the cores, trial_threads torch threads each, at nice level trial_nice, so the stream's
-    # processes keep their share.
+    # the cores, trial_threads torch threads each, at nice level trial_nice (the nice level, not
+    # fewer processes, is what keeps the stream's processes their share of the cores).
     trial_workers_per_gpu: int = Field(default=0, ge=0)
     trial_gpu_memory_mb: int = Field(default=4096, ge=64)
     trial_max_workers_per_gpu: int = Field(default=8, ge=1)
-    trial_cpu_share: float = Field(default=0.5, gt=0, le=1)
+    trial_cpu_share: float = Field(default=1.0, gt=0, le=1)
     trial_threads: int = Field(default=1, ge=1)
     trial_nice: int = Field(default=10, ge=0, le=19)
 

@@ -70,7 +70,9 @@ class LoopConfig:
     retrain_sustain_ms: int = 300_000
     retrain_cooldown_ms: int = 3_600_000
     retrain_max_requests: int = 3
-    retrain_trials: int = 8
+    # A retrain after a change trains on a few thousand recent rows: a few trials find a good
+    # network (the first is the champion's own), and each extra one delays the recovery.
+    retrain_trials: int = 3
     canary: CanaryConfig = field(default_factory=CanaryConfig)
 
     @classmethod

@@ -39,6 +39,7 @@ from headwater.infra.supervision import (
     read_records,
     state_file,
 )
+from headwater.trainers.trial_budget import machine_budget
 
 STREAM_PROCESSES = {
     "feature_worker": "headwater.streams.worker",
@@ -59,7 +60,10 @@ def platform_programs(settings: HeadwaterSettings) -> dict[str, str]:
     """Every process the supervisor runs, by name: one of each, ``trial_workers`` trial
     workers (``trial_worker``, ``trial_worker-2``, …)."""
     programs = {n: m for n, m in STREAM_PROCESSES.items() if n != "trial_worker"}
-    for i in range(settings.trial_workers):
+    count = settings.trial_workers
+    if count is None:
+        count = machine_budget(settings).workers
+    for i in range(count):
         programs["trial_worker" if i == 0 else f"trial_worker-{i + 1}"] = STREAM_PROCESSES[
             "trial_worker"
         ]

@@ -53,6 +53,7 @@ class TrainRequest:
     feature_set: str = ""  # "": the one HEADWATER_FEATURES declares
     trials: int = 0
     workers: int = 2  # local trial workers to start (0: rely on workers running elsewhere)
+    parallelism: int = 0  # trials in flight at once (0: one per started worker, at least one)
     nproc: int = 1
     epochs: int = 8
     sampler: SamplerName = "tpe"
@@ -289,12 +290,15 @@ def _search(
         budget=SearchBudget(
             trials=request.trials,
             wall_time_s=request.wall_time_s,
-            parallelism=max(request.workers, 1),
+            parallelism=request.parallelism or max(request.workers, 1),
             trial_timeout_s=request.trial_timeout_s,
         ),
         sampler=request.sampler,
         seed=request.seed,
         warm_start=priors,
+        first=champion_params(warehouse, registry, request.model, space)
+        if request.warm_start
+        else None,
         recorder=WarehouseRecorder(warehouse),
     )
     tracker.params.update(sampler=request.sampler, study=driver.study_name, workers=request.workers)
@@ -346,6 +350,21 @@ def prior_trials(
         if params is not None and all(v is not None for v in values):
             priors.append(PriorTrial(params, tuple(float(v) for v in values if v is not None)))
     return priors
+
+
+def champion_params(
+    warehouse: Warehouse, registry: ModelRegistry, model: str, space: SearchSpace
+) -> dict[str, ParamValue] | None:
+    """The hyperparameters of ``model``'s champion (from its run), or None without one."""
+    champion = registry.state.champion(model)
+    if champion is None:
+        return None
+    run_id = registry.state.version(model, champion).run_id
+    rows = warehouse.query(
+        f"SELECT params FROM {warehouse.database}.runs FINAL "
+        f"WHERE run_id = {render(run_id)} LIMIT 1"
+    ).dicts()
+    return _typed_params(rows[0]["params"], space) if rows else None
 
 
 def _typed_params(raw: dict[str, str], space: SearchSpace) -> dict[str, ParamValue] | None:

@@ -9,6 +9,12 @@ puts it in ``canary`` (the canary controller reacts to that event). Only a model
 version, when it has no champion, is promoted at once; the registry is caught up on
 ``model-versions`` right before that decision, so a stale view never skips the canary.
 Undecodable requests go to ``deadletter``.
+
+Trials run in trial workers that are already running when a request arrives: ``trial_workers``
+local ones the worker starts once and keeps for its whole life, or (0) those running elsewhere,
+such as the ones ``headwater up`` supervises. Starting them per search cost Python's and
+torch's imports and a consumer-group join on every retrain, while the stream waited on a
+degraded model.
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ from headwater.trainers.foreground import run_until_sigterm
 from headwater.trainers.pipeline import TrainOutcome, TrainRequest, train_model
 from headwater.trainers.registry import ModelRegistry
 from headwater.trainers.retrain_queue import Retrain, RetrainQueue
+from headwater.trainers.trial_worker import local_workers, trial_worker_count
 
 ACTOR = "retrain-worker"
 log = logging.getLogger(__name__)
@@ -56,7 +63,7 @@ class RetrainWorker:
 
     settings: HeadwaterSettings
     warehouse: Warehouse | None = None
-    trial_workers: int = 2
+    trial_workers: int = 2  # local ones kept for the worker's life; 0: those running elsewhere
     epochs: int = 8
     feature_set: str = ""
     results: list[RetrainResult] = field(default_factory=list)
@@ -70,6 +77,10 @@ class RetrainWorker:
 
     def run(self, max_requests: int | None = None, idle_exit_s: float | None = None) -> int:
         """Handle requests; returns how many retrains ran."""
+        with local_workers(self.settings, self.trial_workers):
+            return self._run(max_requests, idle_exit_s)
+
+    def _run(self, max_requests: int | None, idle_exit_s: float | None) -> int:
         settings = self.settings
         own_warehouse = self.warehouse is None
         warehouse = self.warehouse or connect_warehouse(settings)
@@ -160,7 +171,8 @@ class RetrainWorker:
             model=retrain.model,
             feature_set=self.feature_set,
             trials=retrain.trials,
-            workers=self.trial_workers,
+            workers=0,  # the running ones: this worker's own, or those running elsewhere
+            parallelism=self.trial_workers or trial_worker_count(self.settings),
             epochs=self.epochs,
             start_ms=retrain.since_ms,
             reason=retrain.reason,
@@ -280,7 +292,13 @@ def hand_to_canary(registry: ModelRegistry, model: str, version: int, reason: st
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m headwater.trainers.retrain``: run the retrain worker until SIGTERM."""
     parser = argparse.ArgumentParser(prog="python -m headwater.trainers.retrain")
-    parser.add_argument("--workers", type=int, default=2, help="local trial workers per search")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="local trial workers kept running (default 0: the standing trial workers that "
+        "`headwater up` runs, or trial-worker replicas)",
+    )
     parser.add_argument("--epochs", type=int, default=8)
     args = parser.parse_args(argv)
     configure_logging("retrain_worker")

@@ -15,7 +15,7 @@ import importlib.util
 import time
 import uuid
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -128,6 +128,7 @@ class StudyDriver:
         study: str = "",
         prune: bool = True,
         warm_start: Sequence[PriorTrial] = (),
+        first: Mapping[str, ParamValue] | None = None,
         recorder: EventPublisher | None = None,
     ) -> None:
         if not objectives:
@@ -145,6 +146,9 @@ class StudyDriver:
         self.study_name = study or f"{model}-{stamp}-{uuid.uuid4().hex[:6]}"
         self.prune = prune and len(self.objectives) == 1
         self.warm_start = list(warm_start)
+        # Parameters the first trial tries (a champion's, in a retrain): a few trials then
+        # include one known to suit the domain, whatever the sampler draws.
+        self.first = {k: v for k, v in (first or {}).items() if k in space.distributions}
         self.recorder = recorder
         self._in_flight: dict[int, _InFlight] = {}
         self._outcomes: dict[int, TrialOutcome] = {}
@@ -159,6 +163,8 @@ class StudyDriver:
                 sampler=make_sampler(self.sampler, self.seed),
             )
             warmed = self._warm(study)
+            if len(self.first) == len(self.space.distributions):
+                study.enqueue_trial(dict(self.first))
             consumer = self._runs_consumer()
             try:
                 self._loop(study, consumer)

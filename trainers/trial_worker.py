@@ -15,6 +15,7 @@ metric the median stopping rule watches) and ``search.prune`` (whether to apply 
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import socket
 import subprocess
@@ -26,13 +27,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
-from confluent_kafka import KafkaError, Message
+from confluent_kafka import KafkaError, KafkaException, Message
 
 from headwater.core.errors import HeadwaterError, SchemaError
 from headwater.core.logs import configure_logging
 from headwater.core.settings import HeadwaterSettings, load_settings, settings_environment
 from headwater.infra.event_bus import EventBus
-from headwater.infra.kafka_clients import make_consumer
+from headwater.infra.kafka_clients import admin_client, make_consumer
 from headwater.infra.metrics import METRICS
 from headwater.schemas.dead_letters import dead_letter
 from headwater.schemas.models import ParamValue, Run, Trial
@@ -49,11 +50,26 @@ from headwater.trainers.trial_budget import machine_budget
 
 SEARCH_PREFIX = "search."
 LATENCY_ROWS = 4096
+log = logging.getLogger(__name__)
 
 
 def worker_group(settings: HeadwaterSettings) -> str:
     """The consumer group of the trial workers of these settings."""
     return f"{settings.topic_prefix}headwater-trial-workers"
+
+
+def trial_worker_count(settings: HeadwaterSettings) -> int:
+    """How many trial workers are in the group now (at least 1: a search sends one trial at a
+    time to workers it cannot see, which may yet join)."""
+    group = worker_group(settings)
+    futures = admin_client(settings).describe_consumer_groups(
+        [group], request_timeout=settings.kafka_timeout_s
+    )
+    try:
+        members = len(futures[group].result(timeout=settings.kafka_timeout_s).members)
+    except KafkaException:
+        return 1
+    return max(members, 1)
 
 
 def trial_run_id(study: str, number: int) -> str:
@@ -95,6 +111,9 @@ class TrialWorker:
     settings: HeadwaterSettings
     max_trials: int | None = None
     idle_exit_s: float | None = None
+    # The process that started this worker for itself (a retrain worker keeping it warm): when
+    # it is gone, even killed, this worker stops too instead of serving on as an orphan.
+    parent_pid: int | None = None
     trials_run: int = 0
     _stop: threading.Event = field(default_factory=threading.Event)
     _datasets: dict[str, TrainingSet] = field(default_factory=dict)
@@ -116,6 +135,8 @@ class TrialWorker:
         try:
             while not self._stop.is_set():
                 if self.max_trials is not None and self.trials_run >= self.max_trials:
+                    break
+                if self.parent_pid is not None and os.getppid() != self.parent_pid:
                     break
                 message = consumer.poll(0.5)
                 if message is None:
@@ -157,8 +178,18 @@ class TrialWorker:
         began = time.monotonic()
         status = self.run_trial(trial, bus)
         self.trials_run += 1
+        seconds = time.monotonic() - began
         METRICS.trials.labels(model=trial.model, status=status).inc()
-        METRICS.trial_duration.labels(model=trial.model).observe(time.monotonic() - began)
+        METRICS.trial_duration.labels(model=trial.model).observe(seconds)
+        log.info(
+            "trial %d of %s (%s): %s in %.1f s, %.1f s after it was sent",
+            trial.trial_number,
+            trial.study,
+            trial.model,
+            status,
+            seconds,
+            time.time() - trial.sent_at_ms / 1000,
+        )
 
     def run_trial(self, trial: Trial, bus: EventBus) -> str:
         """Train one trial and report it on ``runs``; returns how it ended: ``completed``,
@@ -257,7 +288,13 @@ def local_workers(
         if budget.gpus:
             gpu = budget.gpus[i]
             child["CUDA_VISIBLE_DEVICES"] = ids[gpu] if gpu < len(ids) else str(gpu)
-        command = [sys.executable, "-m", "headwater.trainers.trial_worker"]
+        command = [
+            sys.executable,
+            "-m",
+            "headwater.trainers.trial_worker",
+            "--parent",
+            str(os.getpid()),
+        ]
         workers.append(subprocess.Popen(command, env=child))
     try:
         yield workers
@@ -288,11 +325,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m headwater.trainers.trial_worker")
     parser.add_argument("--max-trials", type=int, default=None)
     parser.add_argument("--idle-exit", type=float, default=None, help="exit after N idle seconds")
+    parser.add_argument("--parent", type=int, default=None, help="exit when this pid is gone")
     args = parser.parse_args(argv)
     configure_logging("trial_worker")
     settings = load_settings()
     take_budget(settings)
-    worker = TrialWorker(settings, args.max_trials, args.idle_exit)
+    worker = TrialWorker(settings, args.max_trials, args.idle_exit, args.parent)
     return run_until_sigterm(worker, settings, "trial worker")
 
 

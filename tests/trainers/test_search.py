@@ -26,7 +26,7 @@ from headwater.trainers.search import (
 )
 from headwater.trainers.search_space import default_space
 from headwater.trainers.training import TrainConfig, Trainer
-from headwater.trainers.trial_worker import local_workers
+from headwater.trainers.trial_worker import TrialWorker, local_workers
 from tests.trainers.search_fixtures import pid_of, tunable_task
 
 pytestmark = pytest.mark.integration
@@ -130,6 +130,8 @@ def test_multi_objective_warm_started_search(
         },
         (0.5, 1.0),
     )
+    # a retrain's first trial tries the champion's parameters, whatever the sampler would draw
+    champion = {**prior.params, "width": 17, "lr": 0.02, "batch_size": 64}
     driver = StudyDriver(
         settings,
         EventBus(settings),
@@ -139,11 +141,14 @@ def test_multi_objective_warm_started_search(
         objectives=[Objective("valid_loss"), Objective("inference_ms_per_1k")],
         budget=SearchBudget(trials=3, parallelism=1, trial_timeout_s=90, wall_time_s=200),
         warm_start=[prior],
+        first=champion,
     )
     with local_workers(settings, 1):
         result = driver.run()
     assert result.warm_started == 1
     assert result.count("completed") == 3
+    first = min(result.outcomes, key=lambda o: o.number)
+    assert {k: first.params[k] for k in champion} == champion
     assert result.best is not None and result.best.number in result.pareto
     assert not driver.prune  # median pruning applies to one objective only
 
@@ -152,3 +157,20 @@ def test_samplers_are_selectable() -> None:
     assert type(make_sampler("gp", 0)).__name__ == "GPSampler"
     assert type(make_sampler("tpe", 0)).__name__ == "TPESampler"
     assert type(make_sampler("cmaes", 0)).__name__ == "CmaEsSampler"
+
+
+def test_a_trial_worker_started_for_a_process_stops_when_that_process_is_gone(
+    kafka: HeadwaterSettings, unique: str, tmp_path: Path
+) -> None:
+    settings = _isolated(kafka, unique, tmp_path)
+    mine = TrialWorker(settings, idle_exit_s=600, parent_pid=os.getppid())
+    orphan = TrialWorker(settings, idle_exit_s=600, parent_pid=os.getppid() + 1)  # not ours
+    threads = [threading.Thread(target=w.run, daemon=True) for w in (mine, orphan)]
+    for thread in threads:
+        thread.start()
+    threads[1].join(timeout=120)
+    assert not threads[1].is_alive()  # its parent is not there: it stopped by itself
+    assert threads[0].is_alive()  # its parent is: it serves on until told to stop
+    mine.stop()
+    threads[0].join(timeout=120)
+    assert not threads[0].is_alive()

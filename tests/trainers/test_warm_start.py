@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from headwater.infra.warehouse import ChdbWarehouse
 from headwater.schemas.models import Run
-from headwater.trainers.pipeline import prior_trials
+from headwater.trainers.artifacts import ArtifactStore
+from headwater.trainers.pipeline import champion_params, prior_trials
+from headwater.trainers.registry import MemoryPublisher, ModelRegistry
 from headwater.trainers.search import Objective
 from headwater.trainers.search_space import default_space
 from headwater.trainers.tracking import WarehouseRecorder
@@ -45,3 +49,22 @@ def test_prior_trials_come_typed_from_the_warehouse(warehouse: ChdbWarehouse, un
     assert prior.params == {**params, "batch_size": 64}
     assert isinstance(prior.params["width"], int) and isinstance(prior.params["lr"], float)
     assert prior.values == (0.1, 2.0)
+
+
+def test_champion_params_are_those_of_the_champions_run(
+    warehouse: ChdbWarehouse, unique: str, tmp_path: Path
+) -> None:
+    model = f"champ-{unique}"
+    store = ArtifactStore(tmp_path)
+    registry = ModelRegistry(store, MemoryPublisher())
+    space = default_space()
+    assert champion_params(warehouse, registry, model, space) is None  # no champion yet
+    params = {"width": 24, "depth": 3, "dropout": 0.2, "lr": 0.005, "weight_decay": 1e-5}
+    run = _trial(model, 0, "completed", {**params, "batch_size": 128, "epochs": 8})
+    run = run.model_copy(update={"run_id": f"{model}-run", "kind": "run", "study": ""})
+    recorder = WarehouseRecorder(warehouse)
+    recorder.send("runs", run)
+    recorder.flush()
+    v1 = registry.register(model, store.put_bytes(b"w1"), run_id=run.run_id, actor="test")
+    registry.promote(model, v1.version, reason="first", actor="test")
+    assert champion_params(warehouse, registry, model, space) == {**params, "batch_size": 128}
