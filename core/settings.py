@@ -204,6 +204,8 @@ def settings_environment(settings: HeadwaterSettings) -> dict[str, str]:
     >>> env = settings_environment(HeadwaterSettings(home=Path("/tmp/x"), topic_prefix="t-"))
     >>> env["HEADWATER_HOME"], env["HEADWATER_TOPIC_PREFIX"], env["HEADWATER_METRICS_PORT"]
     ('/tmp/x', 't-', '9464')
+    >>> "HEADWATER_TRIAL_WORKERS" in env  # unset (None): the child chooses the same default
+    False
     """
     env = {
         k: v
@@ -212,6 +214,8 @@ def settings_environment(settings: HeadwaterSettings) -> dict[str, str]:
     }
     for name in HeadwaterSettings.model_fields:
         value = getattr(settings, name)
+        if value is None:  # unset optional settings stay unset: the child takes the default
+            continue
         if isinstance(value, SecretStr):
             text = value.get_secret_value()
         elif isinstance(value, bool):
