@@ -84,6 +84,13 @@ class HeadwaterSettings(BaseSettings):
     # An event time further ahead of the worker's clock than this is rejected (FUTURE_EVENT):
     # one such event would make every later event of its entity late.
     max_future_skew_ms: int = Field(default=5 * 60 * 1000, ge=0)
+    # An entity with no event for this long is forgotten: its state leaves the feature worker's
+    # memory and gets a tombstone on the changelog, and its next event starts afresh (0: never).
+    # Measured in event time (the newest event time on the entity's partition), not wall time:
+    # the offline computation then expires exactly the states the worker did, and a replay or
+    # restart gives the same features; a wall-clock TTL would make them depend on when the
+    # events were processed.
+    entity_idle_ttl_ms: int = Field(default=7 * 24 * 3600 * 1000, ge=0)
     bind_host: str = "127.0.0.1"
     http_port: int = Field(default=8088, ge=1, le=65535)
     dashboard_port: int = Field(default=8089, ge=1, le=65535)

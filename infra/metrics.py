@@ -17,6 +17,12 @@ through :func:`record_batch`, so callers need not know the metric names. Gauges 
 >>> m.records.labels(topic="events", stage="validate").inc(3)
 >>> m.value("headwater_records_total", topic="events", stage="validate")
 3.0
+>>> from headwater.schemas.models import Prediction
+>>> p = Prediction(request_id="e1", entity_id="c1", model="fraud", version=1, route="champion",
+...                output=0.2, features={}, event_time_ms=1_000, served_at_ms=4_500, latency_ms=2.0)
+>>> m.observe("predictions", p)
+>>> m.value("headwater_event_time_lag_seconds_sum", model="fraud", route="champion")
+3.5
 >>> m.batch("features", "events.raw", records=500, seconds=0.02, rejected=3)
 >>> m.value("headwater_records_total", topic="events.raw", stage="features")
 500.0
@@ -132,9 +138,15 @@ class PlatformMetrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
-        self.event_to_prediction = Histogram(
-            "headwater_event_to_prediction_seconds",
-            "From an event's time to its prediction being served",
+        # Event-time lag, honestly named: a prediction carries its features' event time, not
+        # when their record arrived on events.raw, so this includes how late the application
+        # stamped or sent the event (days, for replayed or simulated times). The latency from
+        # arrival is the warehouse's v_prediction_latency (infra/ddl/005_arrival_latency.sql),
+        # which joins the raw record's Kafka timestamp.
+        self.event_time_lag = Histogram(
+            "headwater_event_time_lag_seconds",
+            "From an event's own event time to its prediction being served (event-time lag, "
+            "not the latency from arrival on events.raw)",
             ["model", "route"],
             buckets=LATENCY_BUCKETS,
             registry=r,
@@ -304,7 +316,7 @@ class PlatformMetrics:
                     record.latency_ms / 1000
                 )
                 delay_ms = max(record.served_at_ms - record.event_time_ms, 0)
-                self.event_to_prediction.labels(**labels).observe(delay_ms / 1000)
+                self.event_time_lag.labels(**labels).observe(delay_ms / 1000)
                 if record.fallback:
                     self.fallbacks.labels(model=record.model, reason=record.fallback_reason).inc()
             case DeadLetter():

@@ -17,7 +17,7 @@ from headwater.core.errors import BrokerUnavailable, RecordRefused
 from headwater.core.settings import HeadwaterSettings
 from headwater.infra.kafka_clients import make_producer, refuses_the_record
 
-Record = tuple[str, bytes, bytes, int]  # topic, key, value, partition
+Record = tuple[str, bytes, bytes | None, int]  # topic, key, value (None: a tombstone), partition
 Refused = Callable[[int, str], None]  # the index of a refused record, and why
 
 
@@ -61,7 +61,9 @@ class BatchProducer:
                     problem = error.args[0]
                     if not isinstance(problem, KafkaError) or not refuses_the_record(problem):
                         raise BrokerUnavailable(f"producing to {topic}: {error}") from None
-                    reason = f"{topic} refused a record of {len(value)} bytes: {problem.str()}"
+                    reason = (
+                        f"{topic} refused a record of {len(value or b'')} bytes: {problem.str()}"
+                    )
                     if refused is None:
                         raise RecordRefused(reason) from None
                     refused(index, reason)

@@ -28,23 +28,27 @@ from confluent_kafka import Consumer, KafkaError, TopicPartition
 
 from headwater.core.errors import BrokerUnavailable
 from headwater.streams.featureset import EntityState, FeatureSet
+from headwater.streams.idle import IdleExpiry
 
 
 class ChangelogStore:
     """Entity states by entity id, each with the partition it belongs to.
 
     Backed by any mapping of raw keys to states or their changelog bytes: a plain dict for the
-    librdkafka engine, a Faust table's local data for the Faust engine.
+    librdkafka engine, a Faust table's local data for the Faust engine. ``idle`` keeps the
+    partitions' event-time clocks (:mod:`headwater.streams.idle`), recovered with the states.
     """
 
     def __init__(
         self,
         feature_set: FeatureSet,
         data: MutableMapping[bytes, object] | None = None,
+        idle: IdleExpiry | None = None,
     ) -> None:
         self.feature_set = feature_set
         self._data: MutableMapping[bytes, object] = {} if data is None else data
         self._partition_of: dict[bytes, int] = {}
+        self.idle = IdleExpiry(0) if idle is None else idle
 
     def __len__(self) -> int:
         return len(self._data)
@@ -62,6 +66,11 @@ class ChangelogStore:
         self._data[key] = state
         self._partition_of[key] = partition
 
+    def delete(self, entity: str) -> None:
+        key = entity.encode()
+        self._data.pop(key, None)
+        self._partition_of.pop(key, None)
+
     def state_bytes(self, entity: str) -> bytes:
         """The changelog value of an entity's state."""
         state = self.get(entity)
@@ -77,9 +86,13 @@ class ChangelogStore:
             if value is None:
                 self._data.pop(key, None)
                 self._partition_of.pop(key, None)
+                self.idle.forget(partition, key.decode())
             else:
                 self._data[key] = value
                 self._partition_of[key] = partition
+                tail = _newest_and_offset(value)
+                if tail is not None:  # else not a state: it fails naming itself when used
+                    self.idle.seen(partition, key.decode(), *tail)
             count += 1
         return count
 
@@ -89,7 +102,18 @@ class ChangelogStore:
         for key in gone:
             del self._partition_of[key]
             self._data.pop(key, None)
+        self.idle.drop(partitions)
         return len(gone)
+
+
+def _newest_and_offset(value: bytes) -> tuple[int, int] | None:
+    """A changelog state's newest event time and applied offset without decoding the rest:
+    both formats of :meth:`EntityState.to_bytes` end with ``newest,offset,events]``."""
+    parts = value.rsplit(b",", 3)
+    try:
+        return int(parts[1]), int(parts[2])
+    except (IndexError, ValueError):
+        return None
 
 
 def catch_up(

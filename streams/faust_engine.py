@@ -16,6 +16,7 @@ from typing import Any
 
 from headwater.core.settings import HeadwaterSettings
 from headwater.streams.changelog import ChangelogStore
+from headwater.streams.idle import IdleExpiry
 from headwater.streams.pipeline import RawRecord
 from headwater.streams.worker import (
     BATCH_MAX,
@@ -99,7 +100,11 @@ def build_app(settings: HeadwaterSettings) -> tuple[Any, WorkerCounters]:
 
     @app.agent(raw, name="features")  # type: ignore[untyped-decorator]
     async def features_agent(stream: Any) -> None:
-        store = ChangelogStore(batches.feature_set, table.data)
+        # Faust recovers the table itself, so the idle clocks start with the events that come
+        # after a start, and states it recovered are on them only once their entity changes;
+        # and Faust commits offsets of its own, so evictions are not held behind them.
+        idle = IdleExpiry(settings.entity_idle_ttl_ms)
+        store = ChangelogStore(batches.feature_set, table.data, idle)
         try:
             async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S):
                 batch = [

@@ -19,38 +19,51 @@ own time: point-in-time correct by construction, with no training-serving skew.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from itertools import groupby
 from typing import Any
 
 from headwater.infra.sql_literals import render
 from headwater.infra.warehouse import Warehouse
-from headwater.streams.featureset import FeatureSet
+from headwater.streams.featureset import EntityState, FeatureSet
+from headwater.streams.idle import IdleExpiry
 from headwater.streams.pipeline import feature_record
 
 
-def _arrival(event: Mapping[str, Any]) -> tuple[str, int, int]:
-    return (event["entity_id"], event["source_partition"], event["source_offset"])
+def _arrival(event: Mapping[str, Any]) -> tuple[int, int]:
+    return (event["source_partition"], event["source_offset"])
 
 
 def offline_features(
-    feature_set: FeatureSet, events: Iterable[Mapping[str, Any]]
+    feature_set: FeatureSet, events: Iterable[Mapping[str, Any]], idle_ttl_ms: int = 0
 ) -> list[dict[str, Any]]:
     """``FeatureVector`` records (``computed_at_ms`` 0) for every event that the online worker
-    would apply, in (entity, arrival) order."""
-    rows = []
-    ordered = sorted(events, key=_arrival)
-    for _, entity_events in groupby(ordered, key=lambda e: e["entity_id"]):
-        state = feature_set.new_state()
-        for event in entity_events:
-            offset, t = event["source_offset"], event["event_time_ms"]
-            if 0 <= offset <= state.applied_offset or state.is_late(t):
-                continue
-            try:
-                values = state.update(t, event["numeric"], event["categorical"], offset)
-            except Exception:  # the online worker dead-letters these (INVALID_EVENT) too
-                continue
-            rows.append(feature_record(feature_set, dict(event), values or {}, 0))
-    return rows
+    would apply, in (entity, arrival) order. ``idle_ttl_ms`` is the worker's
+    ``HEADWATER_ENTITY_IDLE_TTL_MS``: the events are replayed partition by partition in offset
+    order, as the worker applies them, so each partition's event-time clock, and so which
+    entity states have gone idle, are the worker's."""
+    rows: list[tuple[tuple[str, int, int], dict[str, Any]]] = []
+    states: dict[str, EntityState] = {}
+    idle = IdleExpiry(idle_ttl_ms)
+    for event in sorted(events, key=_arrival):
+        entity, partition = event["entity_id"], event["source_partition"]
+        offset, t = event["source_offset"], event["event_time_ms"]
+        state = states.get(entity)
+        if state is not None and 0 <= offset <= state.applied_offset:
+            continue
+        if state is None or idle.expired(partition, state.newest_time_ms):
+            state = states[entity] = feature_set.new_state()
+        if state.is_late(t):
+            continue
+        try:
+            values = state.update(t, event["numeric"], event["categorical"], offset)
+        except Exception:  # the online worker dead-letters these (INVALID_EVENT) too
+            continue
+        finally:
+            idle.seen(partition, entity, state.newest_time_ms)
+        rows.append(
+            ((entity, partition, offset), feature_record(feature_set, dict(event), values or {}, 0))
+        )
+    rows.sort(key=lambda row: row[0])
+    return [row for _, row in rows]
 
 
 def warehouse_events(warehouse: Warehouse, event_type: str) -> list[dict[str, Any]]:
@@ -64,6 +77,10 @@ def warehouse_events(warehouse: Warehouse, event_type: str) -> list[dict[str, An
     return warehouse.query(sql).dicts()
 
 
-def warehouse_features(warehouse: Warehouse, feature_set: FeatureSet) -> list[dict[str, Any]]:
-    """Point-in-time feature values of every event in the warehouse, for training."""
-    return offline_features(feature_set, warehouse_events(warehouse, feature_set.event_type))
+def warehouse_features(
+    warehouse: Warehouse, feature_set: FeatureSet, idle_ttl_ms: int = 0
+) -> list[dict[str, Any]]:
+    """Point-in-time feature values of every event in the warehouse, for training
+    (``idle_ttl_ms`` as in :func:`offline_features`)."""
+    events = warehouse_events(warehouse, feature_set.event_type)
+    return offline_features(feature_set, events, idle_ttl_ms)

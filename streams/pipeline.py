@@ -35,6 +35,7 @@ from headwater.streams.anomalies import Anomaly, ReasonCode
 from headwater.streams.fast_avro import FastAvro
 from headwater.streams.feature_module import FeatureModule
 from headwater.streams.featureset import EntityState, FeatureSet
+from headwater.streams.idle import IdleExpiry
 from headwater.streams.validation import EventRecord, EventValidator
 
 
@@ -65,6 +66,7 @@ class BatchOutput:
 
     records: list[OutRecord] = field(default_factory=list)
     changed: dict[str, int] = field(default_factory=dict)
+    evicted: dict[str, int] = field(default_factory=dict)  # idle states dropped: tombstones
     valid: int = 0
     rejected: int = 0
     skipped: int = 0
@@ -72,24 +74,33 @@ class BatchOutput:
 
 
 class StateStore(Protocol):
-    """Where entity states live: a Faust table online, a dict offline."""
+    """Where entity states live (a changelog-backed store online, a dict in tests), with
+    their idle clocks."""
+
+    idle: IdleExpiry
 
     def get(self, entity: str) -> EntityState | None: ...
 
     def put(self, entity: str, state: EntityState, partition: int) -> None: ...
 
+    def delete(self, entity: str) -> None: ...
+
 
 class DictStateStore:
-    """An in-memory state store (offline computation and tests)."""
+    """An in-memory state store (tests); ``idle_ttl_ms`` as ``HEADWATER_ENTITY_IDLE_TTL_MS``."""
 
-    def __init__(self) -> None:
+    def __init__(self, idle_ttl_ms: int = 0) -> None:
         self.states: dict[str, EntityState] = {}
+        self.idle = IdleExpiry(idle_ttl_ms)
 
     def get(self, entity: str) -> EntityState | None:
         return self.states.get(entity)
 
     def put(self, entity: str, state: EntityState, partition: int) -> None:
         self.states[entity] = state
+
+    def delete(self, entity: str) -> None:
+        self.states.pop(entity, None)
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.states)
@@ -144,6 +155,10 @@ class FeaturePipeline:
                     ReasonCode.INVALID_EVENT, "", f"computing its features failed: {error!r}"
                 )
                 self._reject(out, raw, [failed], now_ms)
+        for entity, partition in store.idle.due():  # idle states leave memory and changelog
+            store.delete(entity)
+            out.changed.pop(entity, None)
+            out.evicted[entity] = partition
         return out
 
     def _one(self, raw: RawRecord, store: StateStore, out: BatchOutput, now_ms: int) -> None:
@@ -154,12 +169,14 @@ class FeaturePipeline:
             return
         entity = checked["entity_id"]
         state = store.get(entity)
-        if state is None:
-            state = fs.new_state()
-            store.put(entity, state, raw.partition)
-        if 0 <= raw.offset <= state.applied_offset:
+        if state is not None and 0 <= raw.offset <= state.applied_offset:
             out.skipped += 1  # applied before a restart: its outputs were already produced
             return
+        if state is not None and store.idle.expired(raw.partition, state.newest_time_ms):
+            state = None  # idle longer than HEADWATER_ENTITY_IDLE_TTL_MS: it starts afresh
+        fresh = state is None
+        if state is None:
+            state = fs.new_state()  # stored only once an event is applied to it
         t = checked["event_time_ms"]
         skew = self.max_future_skew_ms
         if skew is not None and t > now_ms + skew:
@@ -192,7 +209,12 @@ class FeaturePipeline:
             )
             self._reject(out, raw, [large], now_ms)
             return
-        values = state.update(t, checked["numeric"], checked["categorical"], raw.offset)
+        if fresh:
+            store.put(entity, state, raw.partition)
+        try:
+            values = state.update(t, checked["numeric"], checked["categorical"], raw.offset)
+        finally:  # a stored state is always on the idle clock, even one whose update failed
+            store.idle.seen(raw.partition, entity, state.newest_time_ms, state.applied_offset)
         vector = encode(FeatureVector.SCHEMA, feature_record(fs, checked, values or {}, now_ms))
         out.records.append(OutRecord("events", raw.partition, key, event, raw.offset))
         out.records.append(OutRecord("features", raw.partition, key, vector, raw.offset))

@@ -37,6 +37,7 @@ from headwater.infra.kafka_clients import (
 )
 from headwater.streams.batch_producer import Record
 from headwater.streams.changelog import ChangelogStore, catch_up
+from headwater.streams.idle import IdleExpiry
 from headwater.streams.pipeline import BatchOutput, RawRecord
 from headwater.streams.worker import BATCH_MAX, BATCH_WITHIN_S, FeatureBatches, app_id
 
@@ -51,7 +52,10 @@ class RdkafkaFeatureWorker:
     def __init__(self, settings: HeadwaterSettings) -> None:
         self.settings = settings
         self.batches = FeatureBatches(settings)
-        self.store = ChangelogStore(self.batches.feature_set)
+        self._next: dict[int, int] = {}  # partition -> next offset to commit
+        # Idle states are evicted only behind the offsets handed to the broker to commit.
+        idle = IdleExpiry(settings.entity_idle_ttl_ms, committed=self._next)
+        self.store = ChangelogStore(self.batches.feature_set, idle=idle)
         self.raw_topic = settings.topic("events.raw")
         self.changelog = self.batches.changelog
         self._ensure_changelog()
@@ -64,7 +68,6 @@ class RdkafkaFeatureWorker:
                 "queued.max.messages.kbytes": 16384,
             },
         )
-        self._next: dict[int, int] = {}  # partition -> next offset to commit
         self._outputs_sent: _InFlight | None = None  # outputs sent, states not yet
         self._states_sent: _InFlight | None = None  # states sent, offsets not yet committed
         self._stopping = False

@@ -169,10 +169,13 @@ class FeatureBatches:
     def state_records(self, out: BatchOutput, store: ChangelogStore) -> list[Record]:
         """The changelog records of the states the batch changed, as they are now."""
         changelog, state_bytes = self.changelog, store.state_bytes
-        return [
+        records: list[Record] = [
             (changelog, entity.encode(), state_bytes(entity), partition)
             for entity, partition in out.changed.items()
         ]
+        # Idle states: a tombstone each, so compaction removes them and no restart restores them.
+        records.extend((changelog, e.encode(), None, p) for e, p in out.evicted.items())
+        return records
 
     def states(self, out: BatchOutput, store: ChangelogStore) -> None:
         """Send the changed states (once the outputs are acknowledged)."""

@@ -28,13 +28,13 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
-from headwater.core.errors import HeadwaterError, SchemaError
+from headwater.core.errors import BrokerUnavailable, HeadwaterError, SchemaError
 from headwater.core.logs import configure_logging
 from headwater.core.settings import HeadwaterSettings, load_settings
 from headwater.infra.event_bus import EventBus
-from headwater.infra.kafka_clients import make_consumer
+from headwater.infra.kafka_clients import consumer_error_is_fatal, make_consumer
 from headwater.infra.metrics import METRICS
 from headwater.infra.warehouse import Warehouse, connect_warehouse
 from headwater.schemas.dead_letters import dead_letter
@@ -85,7 +85,11 @@ class RetrainWorker:
         own_warehouse = self.warehouse is None
         warehouse = self.warehouse or connect_warehouse(settings)
         bus = EventBus(settings)
-        registry = ModelRegistry.open(settings)
+        registry = self._open_registry()
+        if registry is None:  # stopped while the broker was away
+            if own_warehouse:
+                warehouse.close()
+            return len(self.results)
         consumer = make_consumer(
             settings,
             f"{settings.topic_prefix}headwater-retrain",
@@ -115,12 +119,27 @@ class RetrainWorker:
                 warehouse.close()
         return len(self.results)
 
+    def _open_registry(self) -> ModelRegistry | None:
+        """The registry, once the broker answers: a broker that is away at the start (being
+        restarted, say) is waited for, with a warning each try; None if stopped meanwhile."""
+        pause = 1.0
+        while True:
+            try:
+                return ModelRegistry.open(self.settings)
+            except BrokerUnavailable as error:
+                log.warning("retrain worker: %s (retrying in %.0f s)", error, pause)
+            if self._stop.wait(pause):
+                return None
+            pause = min(pause * 2, 30.0)
+
     def _is_noise(self, message: Message) -> bool:
         error = message.error()
         if error is None:
             return False
-        if error.code() != KafkaError._PARTITION_EOF:
-            print(f"retrain worker: {error.str()}", file=sys.stderr)
+        if consumer_error_is_fatal(error):
+            raise BrokerUnavailable(f"retrain worker: {error.str()}")
+        if error.code() != KafkaError._PARTITION_EOF:  # librdkafka recovers from the others
+            log.warning("retrain worker: %s (retrying)", error.str())
         return True
 
     def _accept(
@@ -248,7 +267,10 @@ class RetrainWorker:
         name = self.settings.topic("retrain-requests")
         offsets = [TopicPartition(name, p, o) for p, o in self.retrains.committable().items()]
         if offsets:
-            consumer.commit(offsets=offsets, asynchronous=False)
+            try:
+                consumer.commit(offsets=offsets, asynchronous=False)
+            except KafkaException as error:  # the next commit covers these offsets too
+                log.warning("retrain worker: committing failed (%s); retried with the next", error)
 
 
 def labelled_rows_since(warehouse: Warehouse, since_ms: int) -> int:
