@@ -186,21 +186,21 @@ class RetrainWorker:
         thread.start()
 
     def _retrain(self, retrain: Retrain, warehouse: Warehouse, registry: ModelRegistry) -> None:
-        request = TrainRequest(
-            model=retrain.model,
-            feature_set=self.feature_set,
-            trials=retrain.trials,
-            workers=0,  # the running ones: this worker's own, or those running elsewhere
-            parallelism=self.trial_workers or trial_worker_count(self.settings),
-            epochs=self.epochs,
-            start_ms=retrain.since_ms,
-            reason=retrain.reason,
-            actor=ACTOR,
-        )
         running = METRICS.retrains_running.labels(model=retrain.model)
         running.inc()
         began, outcome_label = time.monotonic(), "failed"
         try:
+            request = TrainRequest(
+                model=retrain.model,
+                feature_set=self.feature_set,
+                trials=retrain.trials,
+                workers=0,  # the running ones: this worker's own, or those running elsewhere
+                parallelism=self.trial_workers or trial_worker_count(self.settings),
+                epochs=self.epochs,
+                start_ms=retrain.since_ms,
+                reason=retrain.reason,
+                actor=ACTOR,
+            )
             if retrain.since_ms:
                 self._wait_for_rows(warehouse, retrain)
             outcome = train_model(self.settings, request, warehouse, registry=registry)
@@ -211,6 +211,11 @@ class RetrainWorker:
         except HeadwaterError as error:
             log.error("retrain of %s failed: %s", retrain.model, error)
             self.results.append(RetrainResult(retrain, None, str(error)))
+        except Exception as error:
+            # The thread's edge: a bug must not wedge the model's retrains (its next request
+            # waits for this one to finish), so it fails this retrain, loudly.
+            log.exception("retrain of %s failed unexpectedly", retrain.model)
+            self.results.append(RetrainResult(retrain, None, f"{type(error).__name__}: {error}"))
         finally:
             running.dec()
             METRICS.retrains_finished.labels(model=retrain.model, outcome=outcome_label).inc()

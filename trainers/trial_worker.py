@@ -60,15 +60,26 @@ def worker_group(settings: HeadwaterSettings) -> str:
 
 def trial_worker_count(settings: HeadwaterSettings) -> int:
     """How many trial workers are in the group now (at least 1: a search sends one trial at a
-    time to workers it cannot see, which may yet join)."""
+    time to workers it cannot see, which may yet join). When the broker cannot say in time
+    (a busy group coordinator), the count the platform starts: ``trial_workers`` or this
+    machine's trial budget."""
     group = worker_group(settings)
     futures = admin_client(settings).describe_consumer_groups(
         [group], request_timeout=settings.kafka_timeout_s
     )
     try:
         members = len(futures[group].result(timeout=settings.kafka_timeout_s).members)
-    except KafkaException:
-        return 1
+    except (KafkaException, TimeoutError) as error:
+        planned = settings.trial_workers
+        if planned is None:
+            planned = machine_budget(settings).workers
+        log.warning(
+            "trial workers of group %s not counted (%s); assuming the %d planned",
+            group,
+            str(error) or type(error).__name__,
+            planned,
+        )
+        return max(planned, 1)
     return max(members, 1)
 
 

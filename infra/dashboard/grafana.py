@@ -1,7 +1,7 @@
 """The Grafana dashboard, made from the same panels as the built-in one (:mod:`.panels`).
 
-``python -m headwater.infra.dashboard.grafana`` rewrites
-``deploy/grafana/dashboards/headwater.json``; a
+``python -m headwater.infra.dashboard.grafana > deploy/grafana/dashboards/headwater.json``
+remakes the repository's copy (the module writes to standard output, never into a checkout); a
 test checks the committed file is what this module makes, so the two dashboards can't drift.
 Queries go to the ClickHouse data source provisioned in ``deploy/grafana/provisioning``.
 
@@ -16,14 +16,12 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
 from headwater.infra.dashboard.panels import PANELS, Panel
 
 DATASOURCE = {"type": "grafana-clickhouse-datasource", "uid": "headwater-clickhouse"}
 DATABASE = "headwater"
-OUTPUT = Path(__file__).parents[2] / "deploy" / "grafana" / "dashboards" / "headwater.json"
 # Grafana's ClickHouse plugin: format 0 is a time series, 1 a table.
 _FORMAT = {"line": 0, "bar": 1, "table": 1}
 _TYPE = {"line": "timeseries", "bar": "barchart", "table": "table"}
@@ -86,6 +84,4 @@ def render() -> str:
 
 
 if __name__ == "__main__":
-    OUTPUT.parent.mkdir(parents=True, exist_ok=True)
-    OUTPUT.write_text(render())
-    print(f"wrote {OUTPUT}", file=sys.stderr)
+    sys.stdout.write(render())

@@ -18,7 +18,7 @@ import yaml  # type: ignore[import-untyped]
 
 from headwater.cli.main import build_parser
 from headwater.core.settings import ENV_PREFIX, HeadwaterSettings
-from headwater.infra.dashboard.grafana import DATABASE, OUTPUT, grafana_sql, render
+from headwater.infra.dashboard.grafana import DATABASE, grafana_sql, render
 from headwater.infra.dashboard.panels import PANELS
 from headwater.infra.warehouse import ChdbWarehouse
 from tests.operate.story import loop_story, write_story
@@ -113,12 +113,14 @@ def test_prometheus_scrapes_every_long_running_platform_service() -> None:
 
 
 def test_grafana_dashboard_is_made_from_the_panels() -> None:
-    assert OUTPUT.read_text() == render(), "run `python -m headwater.infra.dashboard.grafana`"
+    committed = ROOT / "deploy" / "grafana" / "dashboards" / "headwater.json"
+    remake = "python -m headwater.infra.dashboard.grafana > " + str(committed.relative_to(ROOT))
+    assert committed.read_text() == render(), f"run `{remake}`"
     provisioned = yaml.safe_load(
         (ROOT / "deploy/grafana/provisioning/datasources/clickhouse.yml").read_text()
     )
     source = provisioned["datasources"][0]
-    assert source["uid"] == json.loads(OUTPUT.read_text())["panels"][0]["datasource"]["uid"]
+    assert source["uid"] == json.loads(committed.read_text())["panels"][0]["datasource"]["uid"]
     assert source["jsonData"]["defaultDatabase"] == DATABASE
 
 
