@@ -11,8 +11,9 @@ import pytest
 import headwater
 from headwater.cli.main import build_parser, main
 
-# Commands that run in the foreground until stopped and print no result.
-NO_RESULT = {"dashboard"}
+# Commands that run in the foreground until stopped and print no result, or show a process's
+# log as it was written.
+NO_RESULT = {"dashboard", "logs"}
 
 
 def leaves(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()) -> dict[str, Any]:

@@ -5,8 +5,8 @@ prediction row in the warehouse: none lost, none duplicated."""
 
 from __future__ import annotations
 
-import os
 import shutil
+import socket
 import time
 from pathlib import Path
 
@@ -29,8 +29,19 @@ from tests.streams.workers import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-BASE = int(os.environ.get("HEADWATER_TEST_PORT_BASE", "29000")) + 400
 EVENTS = 400
+
+
+def _free_ports(count: int) -> list[int]:
+    """``count`` distinct loopback ports that nothing listens on now (the kernel's choice)."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for probe in sockets:
+            probe.bind(("127.0.0.1", 0))
+        return [probe.getsockname()[1] for probe in sockets]
+    finally:
+        for probe in sockets:
+            probe.close()
 
 
 def _send(settings: HeadwaterSettings, events: list[dict[str, object]]) -> None:
@@ -43,15 +54,17 @@ def _send(settings: HeadwaterSettings, events: list[dict[str, object]]) -> None:
 def test_every_process_survives_a_broker_restart(
     kafka: HeadwaterSettings, tmp_path: Path, unique: str
 ) -> None:
+    # Ports the machine has free now: fixed offsets met a port still held by an earlier test.
+    ports = _free_ports(6)
     settings = HeadwaterSettings(
         home=tmp_path / "home",
-        kafka_local_port=BASE + 1,
-        kafka_local_controller_port=BASE + 2,
+        kafka_local_port=ports[0],
+        kafka_local_controller_port=ports[1],
         kafka_local_heap_mb=384,
-        warehouse_host_port=BASE + 3,
-        http_port=BASE + 4,
-        dashboard_port=BASE + 5,
-        metrics_port=BASE + 10,
+        warehouse_host_port=ports[2],
+        http_port=ports[3],
+        dashboard_port=ports[4],
+        metrics_port=ports[5],
         topic_prefix=f"br-{unique}-",
         supervisor_backoff_s=0.5,
     )

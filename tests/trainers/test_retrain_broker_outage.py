@@ -82,7 +82,8 @@ def test_the_retrain_worker_waits_for_the_broker_at_its_start(
     settings = kafka.model_copy(
         update={"kafka_bootstrap": f"127.0.0.1:{broker_later.port}", "kafka_timeout_s": 2.0}
     )
-    worker = RetrainWorker(settings, warehouse=warehouse)
+    # no local trial workers: this is about the broker, and `up` runs standing ones anyway
+    worker = RetrainWorker(settings, warehouse=warehouse, trial_workers=0)
     ran: list[int | BaseException] = []
 
     def run() -> None:
