@@ -7,11 +7,13 @@ import logging
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 
 import pytest
 
 from headwater.core.settings import HeadwaterSettings
+from headwater.infra.kafka_clients import ensure_topics
 from headwater.infra.local_processes import port_is_free
 from headwater.infra.warehouse import ChdbWarehouse
 from headwater.trainers.retrain import RetrainWorker
@@ -79,7 +81,10 @@ def test_the_retrain_worker_waits_for_the_broker_at_its_start(
     broker_later: Forwarder,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    settings = kafka.model_copy(
+    # Topics of its own: other tests' retrain requests on the session's topics are not its work.
+    own = kafka.model_copy(update={"topic_prefix": f"outage-{uuid.uuid4().hex[:8]}-"})
+    ensure_topics(own)
+    settings = own.model_copy(
         update={"kafka_bootstrap": f"127.0.0.1:{broker_later.port}", "kafka_timeout_s": 2.0}
     )
     # no local trial workers: this is about the broker, and `up` runs standing ones anyway
