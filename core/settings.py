@@ -101,6 +101,9 @@ class HeadwaterSettings(BaseSettings):
 
     # Serving: the model a scorer serves, its fault tolerance (Hystrix's defaults) and batching.
     serving_model: str = "fraud"
+    # The feature worker scores serving_model in its own process, and the predictions leave with
+    # the features (one broker hop less); the standalone scorer answers only what it did not.
+    inline_scoring: bool = True
     serving_default_output: float = 0.0
     serving_timeout_s: float = Field(default=1.0, gt=0)
     serving_max_concurrency: int = Field(default=4, ge=1)

@@ -42,7 +42,9 @@ from headwater.infra.supervision import (
 from headwater.trainers.trial_budget import machine_budget
 
 STREAM_PROCESSES = {
-    "feature_worker": "headwater.streams.worker",
+    # The feature worker scores too (HEADWATER_INLINE_SCORING); the standalone scorer answers
+    # what it did not: features produced elsewhere, and those from before a model was routed.
+    "feature_worker": "headwater.serving.inline_worker",
     "sink": "headwater.streams.sink",
     "scorer": "headwater.serving.kafka_scorer",
     "http_server": "headwater.serving.http_server",

@@ -77,3 +77,10 @@ def topic_spec(name: str) -> TopicSpec:
         return TOPICS[name]
     except KeyError:
         raise UnknownTopic(f"unknown topic {name!r}; topics: {', '.join(TOPICS)}") from None
+
+
+# The header a ``features`` record carries when the feature worker that produced it also
+# scored it (inline scoring): its value is the model's name, and that model's prediction of
+# the record left in the same batch. The standalone scorer of that model skips such records,
+# so each feature vector gets exactly one prediction per model whichever process scored it.
+SCORED_BY_HEADER = "headwater-scored-by"

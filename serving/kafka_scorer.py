@@ -11,7 +11,10 @@ A crash before the commit replays the batch: the same request ids (the feature v
 id, or topic/partition/offset when it has none) are produced again, and the warehouse's
 ReplacingMergeTree keeps one row per request id, so no prediction is lost and none is doubled.
 Undecodable records and vectors the model cannot read go to ``deadletter`` with the reason and
-their bytes.
+their bytes. Records the feature worker already scored for this model (the ``headwater-scored-by``
+header: :mod:`headwater.serving.inline_worker`) are skipped, so each vector gets one prediction;
+the scorer answers the rest: features produced elsewhere, and those of events the worker took
+in before it had a routing.
 
 Run one with ``python -m headwater.serving.kafka_scorer`` (``HEADWATER_SERVING_MODEL`` names the
 model).
@@ -47,7 +50,7 @@ from headwater.infra.kafka_clients import (
 from headwater.infra.metrics import serve_process_metrics
 from headwater.schemas.dead_letters import dead_letter
 from headwater.schemas.models import EventModel, FeatureVector
-from headwater.schemas.topics import topic_spec
+from headwater.schemas.topics import SCORED_BY_HEADER, topic_spec
 from headwater.serving.batching import BatchPolicy
 from headwater.serving.delivery import BatchTicket, DeliveryFailed, DeliveryLedger
 from headwater.serving.runtime import ServingRuntime, start_runtime
@@ -80,6 +83,7 @@ class StreamCounts:
     consumed: int = 0
     predicted: int = 0
     dead_lettered: int = 0
+    scored_inline: int = 0  # skipped: the feature worker produced their predictions
     batches: int = 0
 
 
@@ -106,6 +110,7 @@ class KafkaScorer:
         self._ticket: BatchTicket | None = None
         self._uncommitted: dict[tuple[str, int], int] = {}
         self._committed_at = 0.0
+        self._scored_inline = (SCORED_BY_HEADER, runtime.model.encode())
 
     def run(self, stop: threading.Event) -> None:
         """Score until ``stop`` is set; then commit what was acknowledged and leave the group.
@@ -187,6 +192,10 @@ class KafkaScorer:
         sources: dict[str, Message] = {}
         requests: list[ScoreRequest] = []
         for message in messages:
+            headers = message.headers()
+            if headers and self._scored_inline in headers:
+                self.counts.scored_inline += 1
+                continue
             request = self._request(message, started)
             if request is not None:
                 sources[request.request_id] = message

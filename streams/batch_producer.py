@@ -17,7 +17,9 @@ from headwater.core.errors import BrokerUnavailable, RecordRefused
 from headwater.core.settings import HeadwaterSettings
 from headwater.infra.kafka_clients import make_producer, refuses_the_record
 
-Record = tuple[str, bytes, bytes | None, int]  # topic, key, value (None: a tombstone), partition
+Headers = list[tuple[str, str | bytes | None]] | None
+# topic, key, value (None: a tombstone), partition (-1: the partitioner's pick by key), headers
+Record = tuple[str, bytes, bytes | None, int, Headers]
 Refused = Callable[[int, str], None]  # the index of a refused record, and why
 
 
@@ -49,10 +51,10 @@ class BatchProducer:
         ``refused`` with its index and the reason, or without ``refused`` fails the batch
         naming it. Returns how many were produced."""
         produce, poll, count = self._producer.produce, self._producer.poll, 0
-        for index, (topic, key, value, partition) in enumerate(records):
+        for index, (topic, key, value, partition, headers) in enumerate(records):
             while True:
                 try:
-                    produce(topic, value, key, partition)
+                    produce(topic, value, key, partition, headers=headers)
                     count += 1
                     break
                 except BufferError:

@@ -21,6 +21,7 @@ from headwater.streams.pipeline import RawRecord
 from headwater.streams.worker import (
     BATCH_MAX,
     BATCH_WITHIN_S,
+    BatchScoring,
     FeatureBatches,
     WorkerCounters,
     app_id,
@@ -78,9 +79,11 @@ def _faust_app(settings: HeadwaterSettings) -> Any:
     )
 
 
-def build_app(settings: HeadwaterSettings) -> tuple[Any, WorkerCounters]:
+def build_app(
+    settings: HeadwaterSettings, scoring: BatchScoring | None = None
+) -> tuple[Any, WorkerCounters]:
     """The Faust app with the feature agent and its table, for the configured domain."""
-    batches = FeatureBatches(settings)
+    batches = FeatureBatches(settings, scoring)
     app = _faust_app(settings)
     raw = app.topic(
         settings.topic("events.raw"),
@@ -130,8 +133,8 @@ def build_app(settings: HeadwaterSettings) -> tuple[Any, WorkerCounters]:
     return app, batches.counters
 
 
-def run_faust_worker(settings: HeadwaterSettings) -> None:
+def run_faust_worker(settings: HeadwaterSettings, scoring: BatchScoring | None = None) -> None:
     import faust
 
-    app, _ = build_app(settings)
+    app, _ = build_app(settings, scoring)
     faust.Worker(app, loglevel="INFO").execute_from_commandline()

@@ -50,14 +50,26 @@ class RawRecord(NamedTuple):
 
 
 class OutRecord(NamedTuple):
-    """One record to produce: topic name (without prefix), partition, key, encoded value, and
-    the offset of the ``events.raw`` record it came from."""
+    """One record to produce: topic name (without prefix), the partition of the ``events.raw``
+    record it came from (and its offset), key and encoded value. It goes to that same partition
+    of its topic (co-partitioned with ``events.raw``), or with ``keyed`` to the one the
+    producer's partitioner picks for its key (``predictions``: keyed by request id)."""
 
     topic: str
     partition: int
     key: bytes
     value: bytes
     source_offset: int = -1
+    keyed: bool = False
+
+
+class FeatureRow(NamedTuple):
+    """One valid event's feature vector as computed (its Avro record, not yet encoded), with
+    the ``events.raw`` partition and offset it came from: what an in-process scorer reads."""
+
+    partition: int
+    source_offset: int
+    record: dict[str, Any]
 
 
 @dataclass
@@ -65,12 +77,18 @@ class BatchOutput:
     """What one batch produced, and the entities whose state changed (with their partition)."""
 
     records: list[OutRecord] = field(default_factory=list)
+    features: list[FeatureRow] = field(default_factory=list)  # every features record's vector
     changed: dict[str, int] = field(default_factory=dict)
     evicted: dict[str, int] = field(default_factory=dict)  # idle states dropped: tombstones
     valid: int = 0
     rejected: int = 0
     skipped: int = 0
     refused: int = 0  # valid, but an output refused by the broker: dead-lettered after all
+    # Scored in the worker's process (serving's inline scorer): the model whose predictions of
+    # this batch's features are among ``records``, and how many answers that is.
+    scored_by: str | None = None
+    predicted: int = 0
+    unreadable: int = 0  # vectors that model cannot read: dead-lettered instead of answered
 
 
 class StateStore(Protocol):
@@ -215,9 +233,11 @@ class FeaturePipeline:
             values = state.update(t, checked["numeric"], checked["categorical"], raw.offset)
         finally:  # a stored state is always on the idle clock, even one whose update failed
             store.idle.seen(raw.partition, entity, state.newest_time_ms, state.applied_offset)
-        vector = encode(FeatureVector.SCHEMA, feature_record(fs, checked, values or {}, now_ms))
+        record = feature_record(fs, checked, values or {}, now_ms)
+        vector = encode(FeatureVector.SCHEMA, record)
         out.records.append(OutRecord("events", raw.partition, key, event, raw.offset))
         out.records.append(OutRecord("features", raw.partition, key, vector, raw.offset))
+        out.features.append(FeatureRow(raw.partition, raw.offset, record))
         out.changed[entity] = raw.partition
         out.valid += 1
 

@@ -39,7 +39,13 @@ from headwater.streams.batch_producer import Record
 from headwater.streams.changelog import ChangelogStore, catch_up
 from headwater.streams.idle import IdleExpiry
 from headwater.streams.pipeline import BatchOutput, RawRecord
-from headwater.streams.worker import BATCH_MAX, BATCH_WITHIN_S, FeatureBatches, app_id
+from headwater.streams.worker import (
+    BATCH_MAX,
+    BATCH_WITHIN_S,
+    BatchScoring,
+    FeatureBatches,
+    app_id,
+)
 
 log = logging.getLogger("headwater.streams.rdkafka_engine")
 
@@ -49,9 +55,9 @@ REPORT_EVERY_S = 5.0
 class RdkafkaFeatureWorker:
     """The consume → compute → produce → commit loop; :meth:`run` until :meth:`stop`."""
 
-    def __init__(self, settings: HeadwaterSettings) -> None:
+    def __init__(self, settings: HeadwaterSettings, scoring: BatchScoring | None = None) -> None:
         self.settings = settings
-        self.batches = FeatureBatches(settings)
+        self.batches = FeatureBatches(settings, scoring)
         self._next: dict[int, int] = {}  # partition -> next offset to commit
         # Idle states are evicted only behind the offsets handed to the broker to commit.
         idle = IdleExpiry(settings.entity_idle_ttl_ms, committed=self._next)
@@ -249,8 +255,8 @@ def _next_offsets(batch: list[RawRecord]) -> dict[int, int]:
     return offsets
 
 
-def run_rdkafka_worker(settings: HeadwaterSettings) -> None:
-    worker = RdkafkaFeatureWorker(settings)
+def run_rdkafka_worker(settings: HeadwaterSettings, scoring: BatchScoring | None = None) -> None:
+    worker = RdkafkaFeatureWorker(settings, scoring)
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         worker.stop()

@@ -2,16 +2,20 @@
 entity's state (the online store, backed by a compacted changelog topic), and produces
 ``events``, ``features`` and ``deadletter`` records.
 
-Run it with ``python -m headwater.streams.worker`` (``headwater up`` starts it detached). Two
-engines
-consume for it, chosen by ``HEADWATER_STREAM_ENGINE``: ``librdkafka`` (the default,
+Run it with ``python -m headwater.streams.worker`` (``headwater up`` starts it detached, as
+:mod:`headwater.serving.inline_worker`, which also scores). Two engines consume for it, chosen
+by ``HEADWATER_STREAM_ENGINE``: ``librdkafka`` (the default,
 :mod:`headwater.streams.rdkafka_engine`: confluent-kafka batches, several times faster) and
-``faust``
-(:mod:`headwater.streams.faust_engine`: a Faust agent over a Faust table). Both use the consumer
-group
-``<prefix>headwater-features`` and the same changelog topic in the same format, so a worker can
-be switched from one to the other (stop every worker of the group first: the two engines speak
-different group protocols).
+``faust`` (:mod:`headwater.streams.faust_engine`: a Faust agent over a Faust table). Both use
+the consumer group ``<prefix>headwater-features`` and the same changelog topic in the same
+format, so a worker can be switched from one to the other (stop every worker of the group
+first: the two engines speak different group protocols).
+
+A worker may also score (``python -m headwater.serving.inline_worker``, what ``headwater up``
+runs): a :class:`BatchScoring` given to :class:`FeatureBatches` turns each batch's feature
+vectors into ``predictions`` records, which leave in the same batch as the features (one broker
+hop less between an event and its prediction than through the standalone scorer). The features
+it scored carry the ``headwater-scored-by`` header, so that model's standalone scorer skips them.
 
 Delivery, the same in both: a batch's outputs are produced and acknowledged by the broker first,
 then the changed entity states are written to the changelog and acknowledged, and only then are
@@ -23,8 +27,9 @@ skipped, so results equal an uninterrupted run.
 >>> fs = load_feature_module("headwater.demo.features").feature_set
 >>> changelog_topic(HeadwaterSettings(topic_prefix="dev-"), fs)
 'dev-headwater-features-card_activity-v1-state-changelog'
->>> WorkerCounters(consumed=3, valid=2, rejected=1)
-WorkerCounters(consumed=3, valid=2, rejected=1, skipped=0, batches=0, process_s=0.0, confirm_s=0.0)
+>>> WorkerCounters(consumed=3, valid=2, rejected=1)  # doctest: +NORMALIZE_WHITESPACE
+WorkerCounters(consumed=3, valid=2, rejected=1, skipped=0, predicted=0, unreadable=0, unscored=0,
+               batches=0, process_s=0.0, confirm_s=0.0)
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ import logging
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from headwater.core.errors import RecordRefused
 from headwater.core.logs import configure_logging
@@ -42,8 +48,9 @@ from headwater.infra.metrics import record_batch, serve_process_metrics
 from headwater.schemas.dead_letters import dead_letter
 from headwater.schemas.domain import load_domain
 from headwater.schemas.models import DeadLetter
+from headwater.schemas.topics import SCORED_BY_HEADER
 from headwater.streams.anomalies import ReasonCode
-from headwater.streams.batch_producer import BatchProducer, Record
+from headwater.streams.batch_producer import BatchProducer, Headers, Record
 from headwater.streams.changelog import ChangelogStore
 from headwater.streams.feature_module import load_feature_module
 from headwater.streams.featureset import FeatureSet
@@ -75,6 +82,10 @@ class WorkerCounters:
     valid: int = 0
     rejected: int = 0
     skipped: int = 0
+    # Inline scoring: valid = predicted + unreadable + unscored.
+    predicted: int = 0  # answers produced in the worker's process
+    unreadable: int = 0  # vectors the model cannot read: dead-lettered
+    unscored: int = 0  # left to the standalone scorer (no routing yet, say)
     batches: int = 0
     process_s: float = 0.0  # validating and computing features
     confirm_s: float = 0.0  # waiting for the broker to acknowledge outputs and state
@@ -85,6 +96,20 @@ class WorkerCounters:
         self.valid += out.valid
         self.rejected += out.rejected
         self.skipped += out.skipped
+        self.predicted += out.predicted
+        self.unreadable += out.unreadable
+        if out.scored_by is None:
+            self.unscored += out.valid
+
+
+class BatchScoring(Protocol):
+    """Scores a batch in the feature worker's process (the serving layer provides one): appends
+    the batch's ``predictions`` (and the dead letters of vectors the model cannot read) to
+    ``out.records``, and sets ``out.scored_by``, ``out.predicted`` and ``out.unreadable``; or
+    leaves ``out`` as it is when it cannot score now (no routing yet), and the standalone scorer
+    will. ``received_at`` is when the batch was taken in (``time.monotonic``)."""
+
+    def score(self, out: BatchOutput, received_at: float) -> None: ...
 
 
 class FeatureBatches:
@@ -92,7 +117,7 @@ class FeatureBatches:
     once the broker acknowledged them, :meth:`states` sends the changed states; once those are
     acknowledged too, :meth:`done` counts the batch (and the engine commits its offsets)."""
 
-    def __init__(self, settings: HeadwaterSettings) -> None:
+    def __init__(self, settings: HeadwaterSettings, scoring: BatchScoring | None = None) -> None:
         codec = make_codec(settings)
         domain = load_domain(codec.catalog, settings.event_schema_file)
         module = load_feature_module(settings.features)
@@ -105,10 +130,12 @@ class FeatureBatches:
             max_record_bytes=settings.kafka_max_record_bytes,
         )
         self.feature_set = module.feature_set
+        self.scoring = scoring
         self.producer = BatchProducer(settings)
         self.counters = WorkerCounters()
         self.changelog = changelog_topic(settings, self.feature_set)
-        self._names = {t: settings.topic(t) for t in ("events", "features", "deadletter")}
+        topics = ("events", "features", "predictions", "deadletter")
+        self._names = {t: settings.topic(t) for t in topics}
         self._started = self._processed = 0.0
 
     def outputs(self, batch: Sequence[RawRecord], store: ChangelogStore) -> BatchOutput:
@@ -120,8 +147,13 @@ class FeatureBatches:
         return out
 
     def compute(self, batch: Sequence[RawRecord], store: ChangelogStore) -> BatchOutput:
-        """Validate the batch and apply it to the states; nothing is sent."""
-        return self.pipeline.process(batch, store, int(time.time() * 1000))
+        """Validate the batch, apply it to the states, and score it if this worker scores;
+        nothing is sent."""
+        received_at = time.monotonic()
+        out = self.pipeline.process(batch, store, int(time.time() * 1000))
+        if self.scoring is not None and out.features:
+            self.scoring.score(out, received_at)
+        return out
 
     def send_outputs(self, out: BatchOutput) -> None:
         """Send the batch's records; a record the producer refuses (over the broker's size
@@ -131,12 +163,17 @@ class FeatureBatches:
         letters: list[Record] = []
         dropped: set[tuple[int, int]] = set()  # (partition, source offset) of refused events
         handed: list[OutRecord] = []  # what the producer was given, in order
+        scored: Headers = (
+            None if out.scored_by is None else [(SCORED_BY_HEADER, out.scored_by.encode())]
+        )
 
         def to_send() -> Iterator[Record]:
             for r in records:
                 if not dropped or (r.partition, r.source_offset) not in dropped:
                     handed.append(r)
-                    yield (names[r.topic], r.key, r.value, r.partition)
+                    partition = -1 if r.keyed else r.partition
+                    headers = scored if r.topic == "features" else None
+                    yield (names[r.topic], r.key, r.value, partition, headers)
 
         def refused(index: int, reason: str) -> None:
             record = handed[index]
@@ -164,17 +201,17 @@ class FeatureBatches:
             record.value,
         )
         value = self.pipeline.fast.encode(DeadLetter.SCHEMA, letter.to_avro())
-        return (self._names["deadletter"], raw_topic.encode(), value, record.partition)
+        return (self._names["deadletter"], raw_topic.encode(), value, record.partition, None)
 
     def state_records(self, out: BatchOutput, store: ChangelogStore) -> list[Record]:
         """The changelog records of the states the batch changed, as they are now."""
         changelog, state_bytes = self.changelog, store.state_bytes
         records: list[Record] = [
-            (changelog, entity.encode(), state_bytes(entity), partition)
+            (changelog, entity.encode(), state_bytes(entity), partition, None)
             for entity, partition in out.changed.items()
         ]
         # Idle states: a tombstone each, so compaction removes them and no restart restores them.
-        records.extend((changelog, e.encode(), None, p) for e, p in out.evicted.items())
+        records.extend((changelog, e.encode(), None, p, None) for e, p in out.evicted.items())
         return records
 
     def states(self, out: BatchOutput, store: ChangelogStore) -> None:
@@ -200,18 +237,23 @@ class FeatureBatches:
         record_batch("features", "events.raw", consumed, took, rejected=out.rejected)
 
 
+def run_worker(settings: HeadwaterSettings, scoring: BatchScoring | None = None) -> None:
+    """Run the feature worker on the configured engine until it is signalled to stop."""
+    if settings.stream_engine == "faust":
+        from headwater.streams.faust_engine import run_faust_worker
+
+        run_faust_worker(settings, scoring)
+    else:
+        from headwater.streams.rdkafka_engine import run_rdkafka_worker
+
+        run_rdkafka_worker(settings, scoring)
+
+
 def main() -> None:
     configure_logging("feature_worker")
     settings = load_settings()
     serve_process_metrics(settings, "feature_worker")
-    if settings.stream_engine == "faust":
-        from headwater.streams.faust_engine import run_faust_worker
-
-        run_faust_worker(settings)
-    else:
-        from headwater.streams.rdkafka_engine import run_rdkafka_worker
-
-        run_rdkafka_worker(settings)
+    run_worker(settings)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ pytestmark = pytest.mark.integration
 def test_confirmed_batches_are_on_the_broker(isolated: HeadwaterSettings) -> None:
     producer = BatchProducer(isolated)
     topic = isolated.topic("events")
-    sent = producer.send((topic, b"k", b"v%d" % i, i % 3) for i in range(300))
+    sent = producer.send((topic, b"k", b"v%d" % i, i % 3, None) for i in range(300))
     asyncio.run(producer.confirm())
     assert sent == 300 and end_offsets(isolated, "events") == 300
 
@@ -31,10 +31,10 @@ def test_confirmed_batches_are_on_the_broker(isolated: HeadwaterSettings) -> Non
 def test_a_refused_record_fails_the_batch_naming_it(isolated: HeadwaterSettings) -> None:
     producer = BatchProducer(isolated)
     topic = isolated.topic("events")
-    producer.send([(topic, b"k", b"fine", 0), (topic, b"k", b"nowhere", 99)])
+    producer.send([(topic, b"k", b"fine", 0, None), (topic, b"k", b"nowhere", 99, None)])
     with pytest.raises(BrokerUnavailable, match=rf"{topic}\[99\]"):
         producer.wait()
-    producer.send([(topic, b"k", b"again", 1)])
+    producer.send([(topic, b"k", b"again", 1, None)])
     producer.wait()  # the failure was reported once; the producer goes on
 
 
@@ -46,14 +46,14 @@ def test_a_record_over_the_size_limit_is_handed_back_not_raised(
     refused: list[tuple[int, str]] = []
     big = b"x" * 1_100_000
     sent = producer.send(
-        [(topic, b"k", b"a", 0), (topic, b"k", big, 0), (topic, b"k", b"b", 0)],
+        [(topic, b"k", b"a", 0, None), (topic, b"k", big, 0, None), (topic, b"k", b"b", 0, None)],
         lambda index, reason: refused.append((index, reason)),
     )
     producer.wait()
     assert sent == 2 and end_offsets(isolated, "events") == 2
     assert [i for i, _ in refused] == [1] and "Message size too large" in refused[0][1]
     with pytest.raises(RecordRefused, match=rf"{topic} refused a record of 1100000 bytes"):
-        producer.send([(topic, b"k", big, 0)])  # without a handler: a typed error, named
+        producer.send([(topic, b"k", big, 0, None)])  # without a handler: a typed error, named
 
 
 def test_a_valid_event_whose_output_the_broker_refuses_becomes_a_dead_letter(
