@@ -192,7 +192,7 @@ class ChdbWarehouse:
             rows = list(zip(*columns.values(), strict=True))
             self._run(f"INSERT INTO {target} VALUES {values_clause(rows)}")
         else:
-            self._run(f"INSERT INTO {target} FORMAT JSONColumns\n{payload}")
+            self.insert_json_columns(database, table, list(columns), payload)
         return count
 
     def _column_types(self, database: str, table: str, columns: Columns) -> dict[str, str]:
