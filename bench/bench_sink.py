@@ -4,9 +4,10 @@
 
 Records of ``events``, ``features`` and ``predictions`` are encoded once as the broker would
 hold them; the timed part is what :class:`~headwater.streams.sink.ClickHouseSink` does with a
-batch of them: decode each record with the codec, turn it into a row with the topic's
+batch of them (as consumed messages): :class:`~headwater.streams.sink.Batcher` decodes each
+record and turns the batch into the table's columns with the topic's
 :class:`~headwater.streams.sink.TableMap` (read from the warehouse's own columns, as the sink
-does), and insert the batch with ``Warehouse.insert`` — at the sink's batch size
+does), and ``Warehouse.insert_columns`` inserts them — at the sink's batch size
 (``SinkConfig.max_rows``). Two warehouses: the engine itself (:class:`ChdbWarehouse`) and the
 engine behind the warehouse host over loopback HTTP (:class:`HostedWarehouse`, what the sink
 talks to under ``headwater up``). The baseline is the same path with one insert per row,
@@ -29,13 +30,15 @@ from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from confluent_kafka import Message
+
 from headwater.infra.migrations import apply_migrations
 from headwater.infra.warehouse import ChdbWarehouse, HostedWarehouse, Warehouse
 from headwater.infra.warehouse_host import _Handler
 from headwater.schemas.catalog import SchemaCatalog
 from headwater.schemas.codec import AvroCodec
 from headwater.schemas.models import Event, EventModel, FeatureVector, Prediction
-from headwater.streams.sink import SinkConfig, TableMap, table_maps
+from headwater.streams.sink import Batcher, SinkConfig, TableMap, table_maps
 
 TARGET_ROWS_PER_S = 100_000.0
 TARGET_SPEEDUP = 50.0
@@ -90,20 +93,23 @@ def encoded(codec: AvroCodec, topic: str, count: int, first: int = 0) -> list[by
     ]
 
 
-def _rows(codec: AvroCodec, mapping: TableMap, values: Sequence[bytes], first: int) -> list[Any]:
-    """The sink's ``_rows`` for one topic: decode, then the table map's row."""
-    rows = []
-    for offset, value in enumerate(values, start=first):
-        _, record = codec.decode(value)
-        rows.append(mapping.row(record, mapping.topic, 0, offset))
-    return rows
+def _messages(topic: str, values: Sequence[bytes], first: int) -> list[Message]:
+    """The records as the sink's consumer hands them over, at offsets from ``first``."""
+    return [
+        Message(topic=topic, partition=0, offset=first + i, value=value)
+        for i, value in enumerate(values)
+    ]
+
+
+def _refuse(message: Message, error: Exception) -> None:
+    raise RuntimeError(f"the sink rejected a benchmark record: {error}")
 
 
 @dataclass
 class Rate:
     """Rows per second of one pass: the whole sink path (wall and process CPU time, chDB's
     threads included: on a shared machine the CPU rate is the one the neighbours leave alone),
-    and ``Warehouse.insert`` alone."""
+    and ``Warehouse.insert_columns`` alone."""
 
     rows_per_s: float
     cpu_rows_per_s: float
@@ -119,13 +125,16 @@ def insert_rate(
     batch: int,
     first: int,
 ) -> Rate:
-    """Decode → row → ``insert`` in batches of ``batch`` rows."""
+    """Decode → columns → ``insert_columns`` in batches of ``batch`` rows (a new
+    :class:`Batcher`, as a new sink starts with)."""
+    messages = _messages(mapping.topic, values, first)
     began, cpu = time.perf_counter(), time.process_time()
+    batcher = Batcher({mapping.topic: mapping}, {mapping.topic: mapping.topic}, codec, _refuse)
     inserted, inserting, inserting_cpu = 0, 0.0, 0.0
     for start in range(0, len(values), batch):
-        rows = _rows(codec, mapping, values[start : start + batch], first + start)
+        columns, _ = batcher.batch(messages[start : start + batch])
         before, before_cpu = time.perf_counter(), time.process_time()
-        inserted += warehouse.insert(mapping.table, mapping.insert_columns, rows)
+        inserted += warehouse.insert_columns(mapping.table, columns[mapping.table])
         inserting += time.perf_counter() - before
         inserting_cpu += time.process_time() - before_cpu
     elapsed, cpu = time.perf_counter() - began, time.process_time() - cpu

@@ -281,10 +281,9 @@ class _Handler(BaseHTTPRequestHandler):
             database = _identifier(body.get("database") or self.warehouse.database, "database")
             table = _identifier(body["table"], "table")
             columns = [_identifier(c, "column") for c in body["columns"]]
-            if "json_columns" in body:  # rendered by the client (HostedWarehouse.insert)
-                payload = _json_columns_payload(body["json_columns"], columns)
-                self.warehouse.insert_json_columns(database, table, columns, payload)
-                inserted = int(body["count"])
+            if "json_columns" in body:  # rendered by the client (HostedWarehouse.insert_columns)
+                parsed = _json_columns_payload(body["json_columns"], columns)
+                inserted = self.warehouse.insert_columns_into(database, table, parsed)
             else:
                 rows = decode_rows(body["rows"])
                 inserted = self.warehouse.insert_into(database, table, columns, rows)
@@ -293,18 +292,24 @@ class _Handler(BaseHTTPRequestHandler):
             self._reply(404, {"error": f"no route {self.path}"})
 
 
-def _json_columns_payload(payload: object, columns: list[str]) -> str:
-    """A client-rendered ``JSONColumns`` body, checked to be exactly one JSON object of the
-    named columns: it is inserted as data after ``FORMAT JSONColumns``, so nothing else may
-    ride along. (The stdlib parser, since the client writes NaN and infinities as JSON5 does.)"""
+def _json_columns_payload(payload: object, columns: list[str]) -> dict[str, list[Any]]:
+    """A client-rendered ``JSONColumns`` body, parsed and checked to be exactly one JSON object
+    of (some of) the named columns, each a list: its columns are what is inserted, so nothing
+    else may ride along. (orjson first; the standard library where the client wrote NaN or
+    infinities, as JSON5 does.)"""
     text = str(payload)
     try:
-        parsed = json.loads(text)
-    except ValueError as error:
-        raise WarehouseRefused(f"json_columns is not one JSON document: {error}") from None
+        parsed = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        try:
+            parsed = json.loads(text)
+        except ValueError as error:
+            raise WarehouseRefused(f"json_columns is not one JSON document: {error}") from None
     if not isinstance(parsed, dict) or not set(parsed) <= set(columns):
         raise WarehouseRefused("json_columns must be an object of the named columns")
-    return text
+    if not all(isinstance(values, list) for values in parsed.values()):
+        raise WarehouseRefused("json_columns must give each column's values as an array")
+    return parsed
 
 
 def serve(settings: HeadwaterSettings, token: str | None = None) -> None:

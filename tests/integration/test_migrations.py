@@ -16,7 +16,7 @@ import pytest
 
 from headwater.core.errors import MigrationError
 from headwater.infra.migrations import DDL_DIR, apply_migrations, load_migrations
-from headwater.infra.warehouse import ChdbWarehouse, QueryResult
+from headwater.infra.warehouse import ChdbWarehouse, Columns, QueryResult
 
 pytestmark = pytest.mark.integration
 
@@ -36,6 +36,9 @@ class OwnDatabase:
 
     def insert(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> int:
         return self.engine.insert_into(self.database, table, columns, rows)
+
+    def insert_columns(self, table: str, columns: Columns) -> int:
+        return self.engine.insert_columns_into(self.database, table, columns)
 
     def close(self) -> None:
         self.engine.command(f"DROP DATABASE IF EXISTS {self.database}")

@@ -19,7 +19,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from headwater.core.errors import ConfigError, SchemaError, WarehouseError
 from headwater.core.settings import HeadwaterSettings, load_settings
 from headwater.infra.dashboard.server import DashboardServer
-from headwater.infra.warehouse import QueryResult, ServerWarehouse, connect_warehouse
+from headwater.infra.warehouse import Columns, QueryResult, ServerWarehouse, connect_warehouse
 from headwater.infra.warehouse_metrics import WarehouseCollector
 from headwater.schemas.catalog import SchemaCatalog
 from headwater.schemas.codec import ConfluentSchemaRegistry
@@ -112,6 +112,10 @@ class _Reconnecting:
         raise AssertionError("unreachable: the planted server does not answer")
 
     def insert(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> int:
+        ServerWarehouse(CLICKHOUSE)
+        return 0
+
+    def insert_columns(self, table: str, columns: Columns) -> int:
         ServerWarehouse(CLICKHOUSE)
         return 0
 

@@ -1,5 +1,5 @@
-"""Bulk inserts as JSON columns (directly and through the warehouse host) store exactly what
-``VALUES`` literals store, on every topic table."""
+"""Bulk inserts as Arrow columns, as JSON columns (directly and through the warehouse host)
+store exactly what ``VALUES`` literals store, on every topic table."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 
 from bench.bench_sink import hosted
 from headwater.infra.sql_literals import values_clause
-from headwater.infra.warehouse import ChdbWarehouse, json_columns
+from headwater.infra.warehouse import ChdbWarehouse, arrow_table, columns_of, json_columns
 from headwater.schemas.topics import TOPICS
 from headwater.streams.sink import table_maps
 from tests.unit.test_schemas import SAMPLES
@@ -37,7 +37,7 @@ def _stored(warehouse: ChdbWarehouse, table: str) -> bytes:
 
 
 @pytest.mark.parametrize("topic", [t for t in TOPICS if TOPICS[t].model is not None])
-def test_json_columns_store_what_values_literals_store(
+def test_arrow_and_json_columns_store_what_values_literals_store(
     warehouse: ChdbWarehouse, topic: str
 ) -> None:
     mapping = table_maps(warehouse)[topic]
@@ -48,19 +48,30 @@ def test_json_columns_store_what_values_literals_store(
     names = ",".join(f"`{c}`" for c in mapping.insert_columns)
     warehouse.command("CREATE DATABASE IF NOT EXISTS cmp")
     stored = []
-    for fmt in ("values", "json", "host"):
+    columns = columns_of(mapping.insert_columns, rows)
+    payload = json_columns(columns)
+    types = warehouse.query(
+        "SELECT name, type FROM system.columns "
+        f"WHERE database = 'headwater' AND table = '{mapping.table}'"
+    ).rows
+    arrow_table(columns, dict(types))  # every topic's values fit their Arrow types: no fallback
+    for fmt in ("values", "arrow", "json", "host"):
         table = f"{mapping.table}_{fmt}"
         warehouse.command(f"DROP TABLE IF EXISTS cmp.{table}")
         warehouse.command(f"CREATE TABLE cmp.{table} AS headwater.{mapping.table} ENGINE = Memory")
         if fmt == "values":
             warehouse.command(f"INSERT INTO cmp.{table} ({names}) VALUES {values_clause(rows)}")
-        elif fmt == "json":
-            warehouse.insert_into("cmp", table, mapping.insert_columns, rows)
+        elif fmt == "arrow":  # what insert does
+            assert warehouse.insert_columns_into("cmp", table, columns) == len(rows)
+        elif fmt == "json":  # what the warehouse host receives
+            if payload is None:
+                continue
+            warehouse.insert_json_columns("cmp", table, mapping.insert_columns, payload)
         else:  # through the warehouse host, as the sink under `headwater up`
             with hosted(warehouse, "cmp") as client:
                 assert client.insert(table, mapping.insert_columns, rows) == len(rows)
         stored.append(_stored(warehouse, table))
-    assert stored[0] == stored[1] == stored[2]
+    assert all(s == stored[0] for s in stored)
     assert stored[0].count(b"\n") == 2
     if any(isinstance(v, bytes) for row in rows for v in row):
-        assert json_columns(mapping.insert_columns, rows) is None  # bytes go as VALUES literals
+        assert payload is None  # bytes go as VALUES literals

@@ -13,7 +13,7 @@ from headwater.core.settings import HeadwaterSettings
 from headwater.infra.event_bus import EventBus
 from headwater.infra.kafka_clients import ensure_topics
 from headwater.infra.migrations import table_for_topic
-from headwater.infra.warehouse import ChdbWarehouse, QueryResult
+from headwater.infra.warehouse import ChdbWarehouse, Columns, QueryResult, columns_of
 from headwater.schemas.dead_letters import dead_letter
 from headwater.schemas.models import Label, Prediction
 from headwater.schemas.topics import TOPICS
@@ -42,10 +42,13 @@ class FlakyWarehouse:
         return self.inner.query(sql)
 
     def insert(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> int:
+        return self.insert_columns(table, columns_of(columns, rows))
+
+    def insert_columns(self, table: str, columns: Columns) -> int:
         if self.failures > 0:
             self.failures -= 1
             raise WarehouseError("simulated outage: connection refused")
-        return self.inner.insert(table, columns, rows)
+        return self.inner.insert_columns(table, columns)
 
     def close(self) -> None:
         self.inner.close()
