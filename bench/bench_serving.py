@@ -1,5 +1,5 @@
-"""Serving's benchmark: Kafka event→prediction latency at a fixed offered load, HTTP against a
-plain FastAPI endpoint serving the same torch model, and the router's overhead.
+"""Serving's benchmark: Kafka features→ and event→prediction latency at a fixed offered load,
+HTTP against a plain FastAPI endpoint serving the same torch model, and the router's overhead.
 
 ``python -m bench.bench_serving [--rate 2000] [--seconds 5] [--repeats 3]`` starts a
 local Apache Kafka of its own (``HEADWATER_BENCH_PORT_BASE``, default 31000: broker +392, HTTP
@@ -20,6 +20,12 @@ of figures and the ratios against the baselines measured in the same run:
   on its slowest 1%, a burst or two, and swings from run to run far more than the pooled p99
   of several (each load's own p50/p99 is listed under ``loads``). ``--timeline FILE`` writes
   every prediction's stages, one line each, to see where a burst of slow ones began.
+* Event → prediction (``inline``): raw events to ``events.raw`` at the same rate through what
+  ``headwater up`` runs as its feature worker (``python -m headwater.serving.inline_worker``,
+  which scores in its process), timed until each prediction reaches the clock, with the one-hop
+  floor measured load by load alongside (``event_to_prediction_p50/p99_vs_floor``: issue 16's
+  target is at most 1.5). ``two_process`` is the baseline: the plain feature worker and the
+  standalone scorer, one broker hop more (``..._inline_vs_two_process``).
 * HTTP: the same closed-loop load (``--concurrency`` clients) against Headwater's server
   (``python -m headwater.serving.http_server``: batching, routing, guards, logging to Kafka) and
   against a
@@ -37,6 +43,7 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -57,11 +64,13 @@ import torch
 from pydantic import BaseModel
 
 from headwater.core.settings import HeadwaterSettings, settings_environment
+from headwater.demo.features import FEATURE_SET as DEMO_FEATURES
+from headwater.demo.generator import DemoConfig, TransactionGenerator
 from headwater.infra.event_bus import EventBus, make_codec
 from headwater.infra.kafka_clients import ensure_topics, make_consumer, make_producer
 from headwater.infra.local_kafka import LocalKafka
 from headwater.schemas.codec import AvroCodec
-from headwater.schemas.models import FeatureVector, Prediction
+from headwater.schemas.models import FeatureVector, Prediction, Transaction
 from headwater.serving.fallback import FallbackChain
 from headwater.serving.router import RouteDecision, WeightedRouter
 from headwater.serving.routing import RoutingTable, publish_routing, routing_event
@@ -78,6 +87,7 @@ from headwater.trainers.registry import ModelRegistry
 
 FEATURES = ("amount", "velocity", "distance", "hour", "merchant_risk", "country_risk")
 MODEL = "bench-fraud"
+INLINE_MODEL = "bench-inline"  # trained on the feature worker's own feature set
 TICKS = os.sysconf("SC_CLK_TCK")
 # The load generator's producer stands in for the feature worker, which writes `features`
 # with linger.ms=2 (headwater.streams.batch_producer). linger.ms=1 made the broker handle about 40%
@@ -93,14 +103,14 @@ def percentile(values: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(values), q)) if values else float("nan")
 
 
-def train_bundle(seed: int = 0) -> ModelBundle:
+def train_bundle(seed: int = 0, features: Sequence[str] = FEATURES) -> ModelBundle:
     """A 2×32 MLP trained briefly on a synthetic rule: a real torch model, not a stand-in."""
     rng = np.random.default_rng(seed)
-    x = rng.normal(size=(2048, len(FEATURES)))
+    x = rng.normal(size=(2048, len(features)))
     y = ((x[:, 0] + x[:, 1] - x[:, 4]) > 0.5).astype(np.float32)
     torch.manual_seed(seed)
     config = MLPConfig(width=32, depth=2)
-    network = build_network(config, len(FEATURES))
+    network = build_network(config, len(features))
     normalizer = Normalizer.fit(x)
     inputs, targets = torch.from_numpy(normalizer.apply(x)), torch.from_numpy(y)
     optimizer = torch.optim.Adam(network.parameters(), lr=0.01)
@@ -109,7 +119,7 @@ def train_bundle(seed: int = 0) -> ModelBundle:
         optimizer.zero_grad()
         loss(network(inputs), targets).backward()
         optimizer.step()
-    return ModelBundle.create(network, config, FEATURES, x, normalizer)
+    return ModelBundle.create(network, config, tuple(features), x, normalizer)
 
 
 def vector(i: int, rng: np.random.Generator) -> dict[str, float]:
@@ -147,13 +157,15 @@ def child_env(settings: HeadwaterSettings, **extra: str) -> dict[str, str]:
     return {**settings_environment(settings), "HEADWATER_SERVING_MODEL": MODEL, **extra}
 
 
-def register_model(settings: HeadwaterSettings) -> str:
+def register_model(
+    settings: HeadwaterSettings, model: str = MODEL, bundle: ModelBundle | None = None
+) -> str:
     """Register the trained bundle as version 1 and route all traffic to it; its sha256."""
     store = ArtifactStore.from_settings(settings)
     bus = EventBus(settings)
-    sha256 = store.put_bytes(train_bundle().to_bytes())
-    ModelRegistry(store, bus).register(MODEL, sha256, run_id="bench", actor="bench")
-    publish_routing(bus, routing_event(MODEL, {1: 1.0}, reason="bench"))
+    sha256 = store.put_bytes((bundle or train_bundle()).to_bytes())
+    ModelRegistry(store, bus).register(model, sha256, run_id="bench", actor="bench")
+    publish_routing(bus, routing_event(model, {1: 1.0}, reason="bench"))
     return sha256
 
 
@@ -226,6 +238,9 @@ def encoded_vectors(settings: HeadwaterSettings, tag: str, count: int) -> list[t
     return records
 
 
+Keyed = tuple[str, bytes, bytes]  # a record's id (its prediction's key), its key, its value
+
+
 @dataclass
 class Offered:
     """One open-loop load: each event's scheduled send time (``perf_counter``), how late the
@@ -247,20 +262,30 @@ def offer(
     """Send ``count`` feature vectors on an open-loop schedule. To ``predictions`` they go
     keyed by their event id, as the scorer's predictions are: the clock times them the same
     way."""
-    records = encoded_vectors(settings, tag, count)
+    records = [
+        (f"{tag}-{i}", (f"{tag}-{i}" if topic == "predictions" else key).encode(), value)
+        for i, (key, value) in enumerate(encoded_vectors(settings, tag, count))
+    ]
+    return offer_records(settings, rate, records, topic)
+
+
+def offer_records(
+    settings: HeadwaterSettings, rate: float, records: Sequence[Keyed], topic: str
+) -> Offered:
+    """Send encoded ``records`` (id, key, value) to ``topic`` on an open-loop schedule: each is
+    due at its place in the schedule whatever the consumer does, and counted from then."""
     producer = make_producer(settings, **GENERATOR_CONFIG)
     name = settings.topic(topic)
     scheduled: dict[str, float] = {}
     late_ms: list[float] = []
     wall_offset = time.time() - time.perf_counter()
     start = time.perf_counter() + 0.05
-    for i, (key, value) in enumerate(records):
+    for i, (record_id, key, value) in enumerate(records):
         due = start + i / rate
         while (wait := due - time.perf_counter()) > 0:  # never early: latency counts from due
             time.sleep(wait)
-        event_id = f"{tag}-{i}"
-        scheduled[event_id] = due
-        producer.produce(name, value, (event_id if topic == "predictions" else key).encode())
+        scheduled[record_id] = due
+        producer.produce(name, value, key)
         late_ms.append((time.perf_counter() - due) * 1000)
         producer.poll(0)
     if producer.flush(60):
@@ -423,6 +448,96 @@ def kafka_figures(
         "scorer_batches": scorer_batches(log),
         "floor": floor,
     }
+
+
+def raw_events(settings: HeadwaterSettings, counts: Sequence[int]) -> list[list[Keyed]]:
+    """Raw events (the default domain's transactions, in event-time order across all loads, so
+    none is late for its entity), Avro-encoded before any clock starts, cut into loads of
+    ``counts``; each keyed by its entity, with its event id, which becomes its prediction's
+    request id and key."""
+    codec = make_codec(settings)
+    generator = iter(TransactionGenerator(DemoConfig(seed=23, cards=2_000)))
+    loads = []
+    for count in counts:
+        load = []
+        for _ in range(count):
+            tx = next(generator).transaction
+            value = codec.encode(Transaction.SCHEMA, tx.to_avro())
+            load.append((tx.event_id, tx.card_id.encode(), value))
+        loads.append(load)
+    return loads
+
+
+def inline_figures(
+    settings: HeadwaterSettings,
+    rate: float,
+    seconds: float,
+    repeats: int = 1,
+    *,
+    inline: bool = True,
+) -> dict[str, Any]:
+    """Event → prediction through what ``headwater up`` runs as its feature worker
+    (``python -m headwater.serving.inline_worker``: it computes the features and scores them in
+    its process), or with ``inline=False`` through the plain feature worker and the standalone
+    scorer (one broker hop more, the baseline). Raw events go to ``events.raw`` at ``rate``,
+    each timed from its scheduled send until its prediction reaches the clock. The one-hop
+    floor is measured alongside, load by load (floor k, then load k, with the processes
+    running): the same rate straight to ``predictions``, timed by the same clock. Both pooled
+    over ``repeats`` loads."""
+    mode = "inline" if inline else "two-process"
+    own = settings.model_copy(
+        update={"topic_prefix": f"{settings.topic_prefix}{mode}-", "serving_model": INLINE_MODEL}
+    )
+    ensure_topics(own)
+    register_model(own, INLINE_MODEL, train_bundle(features=DEMO_FEATURES.names))
+    count = int(rate * seconds)
+    warm_load, *event_loads = raw_events(own, [count // 2, *[count] * repeats])
+    clock = PredictionClock(own)
+    env = child_env(own, HEADWATER_SERVING_MODEL=INLINE_MODEL)
+    log = settings.home / f"bench-{mode}-worker.log"
+    commands = [["headwater.serving.inline_worker"]]
+    if not inline:
+        env["HEADWATER_INLINE_SCORING"] = "false"
+        commands.append(["headwater.serving.kafka_scorer"])
+    processes = []
+    try:
+        with log.open("wb") as out:
+            for command in commands:
+                processes.append(
+                    subprocess.Popen([sys.executable, "-m", *command], env=env, stderr=out)
+                )
+        try:
+            warm = offer_records(own, rate, warm_load, "events.raw")  # joined, model warm
+            clock.wait_for(warm.ids, 120)
+            cpu_before = sum(cpu_seconds(p.pid) for p in processes)
+            floors, loads = [], []
+            for k, events in enumerate(event_loads):
+                floors.append(offer(own, f"{mode}-floor{k}", rate, count, topic="predictions"))
+                clock.wait_for(floors[-1].ids, 60)
+                loads.append(offer_records(own, rate, events, "events.raw"))
+                clock.wait_for(loads[-1].ids, 60)
+            cpu = sum(cpu_seconds(p.pid) for p in processes) - cpu_before
+        finally:
+            for process in processes:
+                process.terminate()
+            for process in processes:
+                process.wait(30)
+    finally:
+        clock.stop()
+    loaded = latency_figures(loads, clock, make_codec(own))  # with its stages
+    return {
+        "offered_per_s": rate,
+        **loaded,
+        "cpu_ms_per_1k_events": cpu / max(loaded["predicted"], 1) * 1e6,
+        "worker_counts": worker_counts(log),
+        "floor": latency_figures(floors, clock),
+    }
+
+
+def worker_counts(log: Path) -> dict[str, float]:
+    """What the feature worker counted when it stopped (consumed, valid, predicted, ...)."""
+    found = re.findall(r"feature worker stopped: WorkerCounters\((.*?)\)", log.read_text())
+    return {k: float(v) for k, v in re.findall(r"(\w+)=([\d.]+)", found[-1])} if found else {}
 
 
 def scorer_batches(log: Path) -> dict[str, float]:
@@ -658,7 +773,7 @@ def router_figures(bundle: ModelBundle, calls: int = 10_000) -> dict[str, float]
     }
 
 
-PARTS = ("kafka", "http", "router")
+PARTS = ("kafka", "inline", "two_process", "http", "router")
 
 
 def run(
@@ -669,7 +784,7 @@ def run(
     concurrency: int = 32,
     port_base: int | None = None,
     parts: tuple[str, ...] = PARTS,
-    repeats: int = 1,
+    repeats: int = 3,
     timeline: Path | None = None,
 ) -> dict[str, Any]:
     """Every figure and ratio of the benchmark (or of the named ``parts``), measured in this
@@ -677,7 +792,7 @@ def run(
     base = port_base or int(os.environ.get("HEADWATER_BENCH_PORT_BASE", "31000"))
     figures: dict[str, Any] = {}
     ratios: dict[str, float] = {}
-    if "kafka" in parts or "http" in parts:
+    if {"kafka", "inline", "two_process", "http"} & set(parts):
         with platform(base) as settings:
             sha256 = register_model(settings)
             if "kafka" in parts:
@@ -689,6 +804,34 @@ def run(
                 ratios["kafka_floor_p99_vs_25ms_target"] = floor_p99 / KAFKA_P99_TARGET_MS
                 ratios["kafka_throughput_vs_offered"] = kafka["throughput_per_s"] / rate
                 ratios["kafka_capacity_vs_offered"] = kafka["capacity_per_s"] / rate
+                ratios["kafka_p99_vs_floor"] = kafka["p99_ms"] / floor_p99
+                ratios["kafka_p50_vs_floor"] = kafka["p50_ms"] / kafka["floor"]["p50_ms"]
+            if "inline" in parts:
+                # The target (issue 16): at most 1.5x the one-hop floor, p50 and p99.
+                inline = figures["inline"] = inline_figures(settings, rate, seconds, repeats)
+                ratios["event_to_prediction_p99_vs_floor"] = (
+                    inline["p99_ms"] / inline["floor"]["p99_ms"]
+                )
+                ratios["event_to_prediction_p50_vs_floor"] = (
+                    inline["p50_ms"] / inline["floor"]["p50_ms"]
+                )
+                ratios["event_to_prediction_throughput_vs_offered"] = (
+                    inline["throughput_per_s"] / rate
+                )
+            if "two_process" in parts:
+                # The baseline: the plain feature worker, then the standalone scorer.
+                two = figures["two_process"] = inline_figures(
+                    settings, rate, seconds, repeats, inline=False
+                )
+                ratios["two_process_p99_vs_floor"] = two["p99_ms"] / two["floor"]["p99_ms"]
+                ratios["two_process_p50_vs_floor"] = two["p50_ms"] / two["floor"]["p50_ms"]
+                if "inline" in figures:
+                    ratios["event_to_prediction_p99_inline_vs_two_process"] = (
+                        figures["inline"]["p99_ms"] / two["p99_ms"]
+                    )
+                    ratios["event_to_prediction_p50_inline_vs_two_process"] = (
+                        figures["inline"]["p50_ms"] / two["p50_ms"]
+                    )
             if "http" in parts:
                 http = figures["http"] = http_figures(settings, sha256, http_requests, concurrency)
                 ours, plain = http["headwater"], http["plain"]
