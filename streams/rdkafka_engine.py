@@ -9,11 +9,16 @@ committed and its states dropped. Assignment is cooperative-sticky, so a rebalan
 
 The order per batch is unchanged: its outputs are acknowledged before its changed states are
 sent, and its states before its offsets are committed (asynchronously: a lost commit only means
-the batch is re-read, and its events are skipped by the recovered states' source offsets). The
-loop overlaps that with the next batch: while the broker acknowledges batch N's outputs, batch
-N+1 is validated and computed (its states snapshotted as they are at its end); then one wait
-covers N's outputs and N-1's states, N-1's offsets are committed, N's states and N+1's outputs
-are sent. Otherwise the worker would sit idle through two broker round trips per batch.
+the batch is re-read, and its events are skipped by the recovered states' source offsets). But
+nothing waits for the broker: a batch's outputs (its predictions too, in the worker that
+scores) are produced as soon as it is computed, and the loop takes the next batch at once.
+Delivery reports are counted per batch (:class:`Acks`); each step serves those that arrived,
+sends the states of the batches whose outputs are all acknowledged (in batch order, so an
+entity's states land in order) and commits the offsets of those whose states are. A batch
+waits for the broker only when ``MAX_IN_FLIGHT`` batches are unfinished, when the stream is
+idle, or when its partitions are revoked; one unacknowledged past the producer's timeout fails
+the worker naming the broker. Waiting for each batch's acknowledgement before taking the next
+one left every event queued behind a broker round trip.
 """
 
 from __future__ import annotations
@@ -21,7 +26,8 @@ from __future__ import annotations
 import logging
 import signal
 import time
-from dataclasses import dataclass
+from collections import deque
+from dataclasses import dataclass, field
 from types import FrameType
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
@@ -35,7 +41,7 @@ from headwater.infra.kafka_clients import (
     make_consumer,
     new_topic,
 )
-from headwater.streams.batch_producer import Record
+from headwater.streams.batch_producer import Acks, Record
 from headwater.streams.changelog import ChangelogStore, catch_up
 from headwater.streams.idle import IdleExpiry
 from headwater.streams.pipeline import BatchOutput, RawRecord
@@ -50,6 +56,9 @@ from headwater.streams.worker import (
 log = logging.getLogger("headwater.streams.rdkafka_engine")
 
 REPORT_EVERY_S = 5.0
+# Batches computed and not yet committed, at most: beyond them the worker waits for the broker.
+MAX_IN_FLIGHT = 8
+IN_FLIGHT_POLL_S = 0.001  # with batches in flight: how long a step waits for news
 
 
 class RdkafkaFeatureWorker:
@@ -74,8 +83,9 @@ class RdkafkaFeatureWorker:
                 "queued.max.messages.kbytes": 16384,
             },
         )
-        self._outputs_sent: _InFlight | None = None  # outputs sent, states not yet
-        self._states_sent: _InFlight | None = None  # states sent, offsets not yet committed
+        self._flights: deque[_InFlight] = deque()  # computed, not yet committed, in order
+        self._timeout_s = settings.kafka_timeout_s * 3
+        self._address = settings.bootstrap_servers
         self._stopping = False
 
     def _ensure_changelog(self) -> None:
@@ -164,56 +174,62 @@ class RdkafkaFeatureWorker:
         return messages
 
     def step(self, timeout_s: float = BATCH_WITHIN_S) -> int:
-        """Process one batch (waiting up to ``timeout_s`` for one); returns its size. With a
-        batch in flight it does not wait: if nothing has arrived it finishes that batch."""
-        busy = self._outputs_sent is not None or self._states_sent is not None
-        batch = self._records(self._take(0 if busy else timeout_s))
-        if not batch:
-            self._finish()
-            return 0
-        batches, producer = self.batches, self.batches.producer
-        started = time.perf_counter()
-        out = batches.compute(batch, self.store)
-        flight = _InFlight(
-            len(batch),
-            out,
-            batches.state_records(out, self.store),
-            _next_offsets(batch),
-            started,
-            time.perf_counter(),
-        )
-        producer.wait()  # the outputs and states sent so far
-        self._states_acknowledged()
-        previous = self._outputs_sent
-        if previous is not None:  # its outputs are acknowledged: its states may follow
-            producer.send(previous.states)
-            self._states_sent = previous
-        batches.send_outputs(out)
-        self._outputs_sent = flight
+        """Process one batch (waiting up to ``timeout_s`` for one); returns its size. With
+        batches in flight it waits at most a millisecond, serving their acknowledgements."""
+        batch = self._records(self._take(IN_FLIGHT_POLL_S if self._flights else timeout_s))
+        if batch:
+            batches = self.batches
+            started = time.perf_counter()
+            out = batches.compute(batch, self.store)
+            flight = _InFlight(
+                len(batch),
+                out,
+                batches.state_records(out, self.store),
+                _next_offsets(batch),
+                started,
+                time.perf_counter(),
+            )
+            batches.send_outputs(out, flight.outputs_acked)
+            self._flights.append(flight)
+        self.batches.producer.poll(0)
+        self._advance()
+        while len(self._flights) >= MAX_IN_FLIGHT:  # the broker is behind: let it catch up
+            self.batches.producer.poll(IN_FLIGHT_POLL_S)
+            self._advance()
         return len(batch)
 
-    def _states_acknowledged(self) -> None:
-        """The batch whose states were sent is complete: count it and commit its offsets."""
-        flight, self._states_sent = self._states_sent, None
-        if flight is None:
-            return
-        self.batches.done(flight.size, flight.out, flight.started, flight.computed)
-        self._next.update(flight.offsets)
-        self._commit()
+    def _advance(self) -> None:
+        """Move the batches in flight on as far as their acknowledgements allow: send the
+        states of those whose outputs are acknowledged, complete those whose states are, and
+        commit their offsets."""
+        producer, now = self.batches.producer, time.monotonic()
+        for flight in self._flights:
+            if flight.states_acked is None:
+                if not flight.outputs_acked.complete:
+                    flight.check(now, self._timeout_s, self._address)
+                    break  # states go in batch order
+                flight.raise_failures(self._address)
+                flight.states_acked = Acks()
+                producer.send(flight.states, acks=flight.states_acked)
+        completed = False
+        while self._flights and (acked := self._flights[0].states_acked) is not None:
+            flight = self._flights[0]
+            if not acked.complete:
+                flight.check(now, self._timeout_s, self._address)
+                break
+            flight.raise_failures(self._address)
+            self._flights.popleft()
+            self.batches.done(flight.size, flight.out, flight.started, flight.computed)
+            self._next.update(flight.offsets)
+            completed = True
+        if completed:
+            self._commit()
 
     def _finish(self) -> None:
         """Complete whatever is in flight: acknowledge, send the last states, commit."""
-        if self._outputs_sent is None and self._states_sent is None:
-            return
-        producer = self.batches.producer
-        producer.wait()
-        self._states_acknowledged()
-        flight, self._outputs_sent = self._outputs_sent, None
-        if flight is not None:
-            producer.send(flight.states)
-            self._states_sent = flight
-            producer.wait()
-            self._states_acknowledged()
+        while self._flights:
+            self.batches.producer.wait()
+            self._advance()
 
     def run(self) -> None:
         self.consumer.subscribe([self.raw_topic], on_assign=self._assigned, on_revoke=self._revoked)
@@ -236,7 +252,7 @@ class RdkafkaFeatureWorker:
         self._stopping = True
 
 
-@dataclass(frozen=True)
+@dataclass
 class _InFlight:
     """A batch between its computation and its commit."""
 
@@ -246,6 +262,27 @@ class _InFlight:
     offsets: dict[int, int]  # partition -> next offset to commit
     started: float
     computed: float
+    sent_at: float = field(default_factory=time.monotonic)
+    outputs_acked: Acks = field(default_factory=Acks)
+    states_acked: Acks | None = None  # once its states are sent
+
+    def raise_failures(self, address: str) -> None:
+        """Fail naming the broker if the broker failed any of its records."""
+        for acks in (self.outputs_acked, self.states_acked):
+            if acks is not None and acks.errors:
+                raise BrokerUnavailable(
+                    f"{len(acks.errors)} record(s) of a batch failed at {address}: "
+                    f"{acks.errors[:3]}"
+                )
+
+    def check(self, now: float, timeout_s: float, address: str) -> None:
+        """Fail naming the broker once the batch waited longer than ``timeout_s``."""
+        self.raise_failures(address)
+        if now - self.sent_at > timeout_s:
+            raise BrokerUnavailable(
+                f"a batch of {self.size} event(s) unacknowledged after {timeout_s:.0f} s "
+                f"at {address}"
+            )
 
 
 def _next_offsets(batch: list[RawRecord]) -> dict[int, int]:

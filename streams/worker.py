@@ -50,7 +50,7 @@ from headwater.schemas.domain import load_domain
 from headwater.schemas.models import DeadLetter
 from headwater.schemas.topics import SCORED_BY_HEADER
 from headwater.streams.anomalies import ReasonCode
-from headwater.streams.batch_producer import BatchProducer, Headers, Record
+from headwater.streams.batch_producer import Acks, BatchProducer, Headers, Record
 from headwater.streams.changelog import ChangelogStore
 from headwater.streams.feature_module import load_feature_module
 from headwater.streams.featureset import FeatureSet
@@ -155,10 +155,11 @@ class FeatureBatches:
             self.scoring.score(out, received_at)
         return out
 
-    def send_outputs(self, out: BatchOutput) -> None:
-        """Send the batch's records; a record the producer refuses (over the broker's size
-        limit, say) becomes a dead letter of its source event, whose other outputs are dropped:
-        each event ends up either valid or dead-lettered, never half of both."""
+    def send_outputs(self, out: BatchOutput, acks: Acks | None = None) -> None:
+        """Send the batch's records (their delivery reports counted in ``acks``, if given); a
+        record the producer refuses (over the broker's size limit, say) becomes a dead letter
+        of its source event, whose other outputs are dropped: each event ends up either valid
+        or dead-lettered, never half of both."""
         names, records = self._names, out.records
         letters: list[Record] = []
         dropped: set[tuple[int, int]] = set()  # (partition, source offset) of refused events
@@ -180,9 +181,9 @@ class FeatureBatches:
             dropped.add((record.partition, record.source_offset))
             letters.append(self._refused_letter(record, reason))
 
-        self.producer.send(to_send(), refused)
+        self.producer.send(to_send(), refused, acks)
         if letters:  # bounded dead letters: refusing one of them is a broken broker, not a record
-            self.producer.send(letters)
+            self.producer.send(letters, acks=acks)
             out.refused += len(letters)
             log.warning("%d output record(s) refused by the broker, dead-lettered", len(letters))
 
