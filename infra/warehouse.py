@@ -38,7 +38,8 @@ if TYPE_CHECKING:
     import pyarrow  # type: ignore[import-untyped]
 
 Columns = Mapping[str, Sequence[Any]]
-"""A batch of rows as columns: each column's name and its values, in insert order."""
+"""A batch of rows as columns: each column's name and its values, in insert order. A column
+may be an Arrow array (the sink's decoder makes them: :mod:`headwater.streams.columnar`)."""
 
 
 @dataclass(frozen=True)
@@ -102,6 +103,24 @@ def columns_of(names: Sequence[str], rows: Sequence[Sequence[Any]]) -> dict[str,
         if len(row) != len(names):
             raise ValueError(f"a row of {len(row)} values for the {len(names)} columns {names}")
     return {name: list(values) for name, values in zip(names, zip(*rows, strict=True), strict=True)}
+
+
+def plain_columns(columns: Columns) -> dict[str, Sequence[Any]]:
+    """Columns with each Arrow array as a list of Python values (maps as dicts), for the
+    inserts that render values themselves (JSON, ``VALUES``, clickhouse-connect).
+
+    >>> import pyarrow as pa
+    >>> plain_columns({"a": pa.array([{"x": 1.5}], pa.map_(pa.string(), pa.float64())), "b": [1]})
+    {'a': [{'x': 1.5}], 'b': [1]}
+    """
+    return {
+        name: values.to_pylist(maps_as_pydicts="strict") if _is_arrow(values) else values
+        for name, values in columns.items()
+    }
+
+
+def _is_arrow(values: object) -> bool:
+    return hasattr(values, "to_pylist") and hasattr(values, "type")
 
 
 def column_count(columns: Columns) -> int:
@@ -187,6 +206,7 @@ class ChdbWarehouse:
         if batch is not None:
             self._run(f"INSERT INTO {target} SELECT * FROM Python(hw_arrow_batch)", arrow=batch)
             return count
+        columns = plain_columns(columns)
         payload = json_columns(columns)
         if payload is None:
             rows = list(zip(*columns.values(), strict=True))
@@ -263,7 +283,7 @@ class ServerWarehouse:
         try:
             self._client.insert(
                 table,
-                [list(values) for values in columns.values()],
+                [list(values) for values in plain_columns(columns).values()],
                 column_names=list(columns),
                 database=self.database,
                 column_oriented=True,
@@ -336,6 +356,9 @@ def _arrow_array(values: Sequence[Any], clickhouse_type: str) -> pyarrow.Array:
     import pyarrow as pa
 
     inner = _unwrapped(clickhouse_type)
+    if isinstance(values, pa.Array):  # decoded as Arrow: cast where its type is not the one
+        target = _arrow_map_type(inner) or _arrow_type(inner)
+        return values if target is None or values.type == target else values.cast(target)
     if inner.startswith("Map(String, ") and inner.endswith(")"):
         item_type = _arrow_type(inner[len("Map(String, ") : -1])
         if item_type is not None:  # flattened in C: pyarrow converts dicts one by one
@@ -346,6 +369,15 @@ def _arrow_array(values: Sequence[Any], clickhouse_type: str) -> pyarrow.Array:
                 pa.array(list(chain(map(dict.values, values))), item_type),
             )
     return pa.array(values, _arrow_type(inner))
+
+
+def _arrow_map_type(inner: str) -> pyarrow.DataType | None:
+    import pyarrow as pa
+
+    if inner.startswith("Map(String, ") and inner.endswith(")"):
+        item_type = _arrow_type(inner[len("Map(String, ") : -1])
+        return None if item_type is None else pa.map_(pa.string(), item_type)
+    return None
 
 
 def arrow_table(columns: Columns, types: Mapping[str, str]) -> pyarrow.Table:
@@ -426,6 +458,7 @@ class HostedWarehouse:
         if not count:
             return 0
         body: dict[str, Any] = {"database": self.database, "table": table, "columns": list(columns)}
+        columns = plain_columns(columns)
         payload = json_columns(columns)
         if payload is None:
             body["rows"] = encode_rows(list(zip(*columns.values(), strict=True)))
