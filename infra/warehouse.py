@@ -113,13 +113,18 @@ def plain_columns(columns: Columns) -> dict[str, Sequence[Any]]:
     >>> plain_columns({"a": pa.array([{"x": 1.5}], pa.map_(pa.string(), pa.float64())), "b": [1]})
     {'a': [{'x': 1.5}], 'b': [1]}
     """
-    return {
-        name: values.to_pylist(maps_as_pydicts="strict") if _is_arrow(values) else values
-        for name, values in columns.items()
-    }
+    return {name: _plain(values) for name, values in columns.items()}
+
+
+def _plain(values: Sequence[Any]) -> Sequence[Any]:
+    if not _is_arrow(values):
+        return values
+    arrow: Any = values
+    return list(arrow.to_pylist(maps_as_pydicts="strict"))
 
 
 def _is_arrow(values: object) -> bool:
+    """Whether a column is an Arrow array (told apart without importing pyarrow)."""
     return hasattr(values, "to_pylist") and hasattr(values, "type")
 
 
@@ -402,6 +407,31 @@ def arrow_table(columns: Columns, types: Mapping[str, str]) -> pyarrow.Table:
     return pa.table(arrays, names=list(columns))
 
 
+ARROW_STREAM = "application/vnd.apache.arrow.stream"
+"""The content type of an insert whose columns go to the warehouse host as Arrow."""
+
+
+def arrow_stream(columns: Columns) -> bytes | None:
+    """Columns as one Arrow IPC stream, the lists among them typed as Arrow infers; None where
+    Arrow cannot hold a list's values (they go as JSON then).
+
+    >>> import pyarrow as pa
+    >>> data = arrow_stream({"a": pa.array(["x"]), "n": [1]})
+    >>> pa.ipc.open_stream(data).read_all().to_pydict()
+    {'a': ['x'], 'n': [1]}
+    """
+    import pyarrow as pa
+
+    try:
+        table = pa.table({n: v if _is_arrow(v) else pa.array(v) for n, v in columns.items()})
+    except (TypeError, ValueError, ArithmeticError):
+        return None
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return bytes(sink.getvalue().to_pybytes())
+
+
 def encode_rows(rows: Sequence[Sequence[Any]]) -> list[list[Any]]:
     """Rows made JSON-safe for the warehouse host: bytes travel as ``{"$b64": …}``."""
     return [
@@ -429,9 +459,18 @@ class HostedWarehouse:
         headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
         self._http = httpx.Client(base_url=self.url, timeout=timeout_s, headers=headers)
 
-    def _post(self, path: str, body: dict[str, Any]) -> Any:
+    def _post(
+        self,
+        path: str,
+        body: dict[str, Any],
+        stream: bytes = b"",
+        params: dict[str, str] | None = None,
+    ) -> Any:
+        """``body`` as JSON, or ``stream`` (an Arrow IPC stream) where one is given."""
+        headers = {"Content-Type": ARROW_STREAM} if stream else None
+        content = stream or orjson.dumps(body)
         try:
-            response = self._http.post(path, content=orjson.dumps(body))
+            response = self._http.post(path, content=content, headers=headers, params=params)
         except httpx.HTTPError as error:
             raise WarehouseError(f"warehouse host at {self.url} is unavailable: {error}") from None
         payload = orjson.loads(response.content) if response.content else {}
@@ -452,11 +491,17 @@ class HostedWarehouse:
         return self.insert_columns(table, columns_of(columns, rows))
 
     def insert_columns(self, table: str, columns: Columns) -> int:
-        """The columns go rendered as ``JSONColumns`` (here, not in the host's one process);
-        a batch with bytes as rows with ``{"$b64": …}`` values."""
+        """Columns decoded as Arrow go as one Arrow IPC stream (the host inserts them as the
+        engine does, casting to the table's types); others rendered as ``JSONColumns`` (here,
+        not in the host's one process), and a batch with bytes as rows with ``{"$b64": …}``
+        values."""
         count = column_count(columns)
         if not count:
             return 0
+        stream = arrow_stream(columns) if any(map(_is_arrow, columns.values())) else None
+        if stream is not None:
+            params = {"database": self.database, "table": table}
+            return int(self._post("/insert", {}, stream, params)["inserted"])
         body: dict[str, Any] = {"database": self.database, "table": table, "columns": list(columns)}
         columns = plain_columns(columns)
         payload = json_columns(columns)

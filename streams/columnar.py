@@ -63,7 +63,9 @@ def arrow_array(column: _Native) -> pyarrow.Array:
     wrapped = [pa.py_buffer(b) for b in buffers]
     if kind == "list":
         item = arrow_array(children[0])
-        return pa.Array.from_buffers(pa.list_(item.type), length, [bitmap, *wrapped], children=[item])
+        return pa.Array.from_buffers(
+            pa.list_(item.type), length, [bitmap, *wrapped], children=[item]
+        )
     if kind == "map":
         keys, values = arrow_array(children[0]), arrow_array(children[1])
         entries = pa.StructArray.from_arrays(

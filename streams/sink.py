@@ -117,11 +117,11 @@ class TableMap:
         full_topic: str,
         partitions: list[int],
         offsets: list[int],
-    ) -> dict[str, list[Any]]:
+    ) -> dict[str, Sequence[Any]]:
         """Records of ``full_topic`` (read at ``partitions`` and ``offsets``, one each) as the
         table's columns, named as :attr:`insert_columns`; raises what :meth:`row` raises where
         a record does not fit."""
-        columns: dict[str, list[Any]] = {}
+        columns: dict[str, Sequence[Any]] = {}
         for column in self.columns:
             values = [record[column] for record in records]
             if column in self.stringify:
