@@ -4,14 +4,15 @@
 
 Records of ``events``, ``features`` and ``predictions`` are encoded once as the broker would
 hold them; the timed part is what :class:`~headwater.streams.sink.ClickHouseSink` does with a
-batch of them (as consumed messages): :class:`~headwater.streams.sink.Batcher` decodes each
-record and turns the batch into the table's columns with the topic's
-:class:`~headwater.streams.sink.TableMap` (read from the warehouse's own columns, as the sink
-does), and ``Warehouse.insert_columns`` inserts them — at the sink's batch size
-(``SinkConfig.max_rows``). Two warehouses: the engine itself (:class:`ChdbWarehouse`) and the
-engine behind the warehouse host over loopback HTTP (:class:`HostedWarehouse`, what the sink
-talks to under ``headwater up``). The baseline is the same path with one insert per row,
-measured in the same run on fewer rows.
+batch of them (as consumed messages): :class:`~headwater.streams.sink.Batcher` decodes the
+records into the table's columns with the topic's :class:`~headwater.streams.sink.TableMap`
+(read from the warehouse's own columns, as the sink does) — straight into Arrow columns where
+the native codec covers the schema (``native_columns`` in the result says whether it did), and
+``Warehouse.insert_columns`` inserts them — at the sink's batch size (``SinkConfig.max_rows``).
+Two warehouses: the engine itself (:class:`ChdbWarehouse`) and the engine behind the warehouse
+host over loopback HTTP (:class:`HostedWarehouse`, what the sink talks to under ``headwater
+up``; Arrow columns go to it as one Arrow stream). The baseline is the same path with one
+insert per row, measured in the same run on fewer rows.
 
 Targets (issue 16): at least 100k rows/s, and at least 50× per-row inserts.
 """
@@ -38,7 +39,7 @@ from headwater.infra.warehouse_host import _Handler
 from headwater.schemas.catalog import SchemaCatalog
 from headwater.schemas.codec import AvroCodec
 from headwater.schemas.models import Event, EventModel, FeatureVector, Prediction
-from headwater.streams.sink import Batcher, SinkConfig, TableMap, table_maps
+from headwater.streams.sink import Batcher, RecordDecoder, SinkConfig, TableMap, table_maps
 
 TARGET_ROWS_PER_S = 100_000.0
 TARGET_SPEEDUP = 50.0
@@ -223,9 +224,11 @@ def run(
         finally:
             if own:
                 engine.close()
+    native = all(RecordDecoder(codec).decode_columns(v[:1]) is not None for v in records.values())
     return {
         "rows": rows,
         "batch": batch,
+        "native_columns": native,
         "per_row_rows": per_row_rows,
         "chdb": direct,
         "host": host,
@@ -259,6 +262,7 @@ def main() -> None:
     if args.json:
         print(json.dumps(result))
         return
+    print(f"decoded straight into Arrow columns: {result['native_columns']}")
     for name in ("chdb", "host"):
         part = result[name]
         print(

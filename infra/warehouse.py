@@ -38,7 +38,8 @@ if TYPE_CHECKING:
     import pyarrow  # type: ignore[import-untyped]
 
 Columns = Mapping[str, Sequence[Any]]
-"""A batch of rows as columns: each column's name and its values, in insert order."""
+"""A batch of rows as columns: each column's name and its values, in insert order. A column
+may be an Arrow array (the sink's decoder makes them: :mod:`headwater.streams.columnar`)."""
 
 
 @dataclass(frozen=True)
@@ -102,6 +103,29 @@ def columns_of(names: Sequence[str], rows: Sequence[Sequence[Any]]) -> dict[str,
         if len(row) != len(names):
             raise ValueError(f"a row of {len(row)} values for the {len(names)} columns {names}")
     return {name: list(values) for name, values in zip(names, zip(*rows, strict=True), strict=True)}
+
+
+def plain_columns(columns: Columns) -> dict[str, Sequence[Any]]:
+    """Columns with each Arrow array as a list of Python values (maps as dicts), for the
+    inserts that render values themselves (JSON, ``VALUES``, clickhouse-connect).
+
+    >>> import pyarrow as pa
+    >>> plain_columns({"a": pa.array([{"x": 1.5}], pa.map_(pa.string(), pa.float64())), "b": [1]})
+    {'a': [{'x': 1.5}], 'b': [1]}
+    """
+    return {name: _plain(values) for name, values in columns.items()}
+
+
+def _plain(values: Sequence[Any]) -> Sequence[Any]:
+    if not _is_arrow(values):
+        return values
+    arrow: Any = values
+    return list(arrow.to_pylist(maps_as_pydicts="strict"))
+
+
+def _is_arrow(values: object) -> bool:
+    """Whether a column is an Arrow array (told apart without importing pyarrow)."""
+    return hasattr(values, "to_pylist") and hasattr(values, "type")
 
 
 def column_count(columns: Columns) -> int:
@@ -187,6 +211,7 @@ class ChdbWarehouse:
         if batch is not None:
             self._run(f"INSERT INTO {target} SELECT * FROM Python(hw_arrow_batch)", arrow=batch)
             return count
+        columns = plain_columns(columns)
         payload = json_columns(columns)
         if payload is None:
             rows = list(zip(*columns.values(), strict=True))
@@ -263,7 +288,7 @@ class ServerWarehouse:
         try:
             self._client.insert(
                 table,
-                [list(values) for values in columns.values()],
+                [list(values) for values in plain_columns(columns).values()],
                 column_names=list(columns),
                 database=self.database,
                 column_oriented=True,
@@ -336,6 +361,9 @@ def _arrow_array(values: Sequence[Any], clickhouse_type: str) -> pyarrow.Array:
     import pyarrow as pa
 
     inner = _unwrapped(clickhouse_type)
+    if isinstance(values, pa.Array):  # decoded as Arrow: cast where its type is not the one
+        target = _arrow_map_type(inner) or _arrow_type(inner)
+        return values if target is None or values.type == target else values.cast(target)
     if inner.startswith("Map(String, ") and inner.endswith(")"):
         item_type = _arrow_type(inner[len("Map(String, ") : -1])
         if item_type is not None:  # flattened in C: pyarrow converts dicts one by one
@@ -346,6 +374,15 @@ def _arrow_array(values: Sequence[Any], clickhouse_type: str) -> pyarrow.Array:
                 pa.array(list(chain(map(dict.values, values))), item_type),
             )
     return pa.array(values, _arrow_type(inner))
+
+
+def _arrow_map_type(inner: str) -> pyarrow.DataType | None:
+    import pyarrow as pa
+
+    if inner.startswith("Map(String, ") and inner.endswith(")"):
+        item_type = _arrow_type(inner[len("Map(String, ") : -1])
+        return None if item_type is None else pa.map_(pa.string(), item_type)
+    return None
 
 
 def arrow_table(columns: Columns, types: Mapping[str, str]) -> pyarrow.Table:
@@ -368,6 +405,31 @@ def arrow_table(columns: Columns, types: Mapping[str, str]) -> pyarrow.Table:
 
     arrays = [_arrow_array(values, types.get(name, "")) for name, values in columns.items()]
     return pa.table(arrays, names=list(columns))
+
+
+ARROW_STREAM = "application/vnd.apache.arrow.stream"
+"""The content type of an insert whose columns go to the warehouse host as Arrow."""
+
+
+def arrow_stream(columns: Columns) -> bytes | None:
+    """Columns as one Arrow IPC stream, the lists among them typed as Arrow infers; None where
+    Arrow cannot hold a list's values (they go as JSON then).
+
+    >>> import pyarrow as pa
+    >>> data = arrow_stream({"a": pa.array(["x"]), "n": [1]})
+    >>> pa.ipc.open_stream(data).read_all().to_pydict()
+    {'a': ['x'], 'n': [1]}
+    """
+    import pyarrow as pa
+
+    try:
+        table = pa.table({n: v if _is_arrow(v) else pa.array(v) for n, v in columns.items()})
+    except (TypeError, ValueError, ArithmeticError):
+        return None
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return bytes(sink.getvalue().to_pybytes())
 
 
 def encode_rows(rows: Sequence[Sequence[Any]]) -> list[list[Any]]:
@@ -397,9 +459,18 @@ class HostedWarehouse:
         headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
         self._http = httpx.Client(base_url=self.url, timeout=timeout_s, headers=headers)
 
-    def _post(self, path: str, body: dict[str, Any]) -> Any:
+    def _post(
+        self,
+        path: str,
+        body: dict[str, Any],
+        stream: bytes = b"",
+        params: dict[str, str] | None = None,
+    ) -> Any:
+        """``body`` as JSON, or ``stream`` (an Arrow IPC stream) where one is given."""
+        headers = {"Content-Type": ARROW_STREAM} if stream else None
+        content = stream or orjson.dumps(body)
         try:
-            response = self._http.post(path, content=orjson.dumps(body))
+            response = self._http.post(path, content=content, headers=headers, params=params)
         except httpx.HTTPError as error:
             raise WarehouseError(f"warehouse host at {self.url} is unavailable: {error}") from None
         payload = orjson.loads(response.content) if response.content else {}
@@ -420,12 +491,19 @@ class HostedWarehouse:
         return self.insert_columns(table, columns_of(columns, rows))
 
     def insert_columns(self, table: str, columns: Columns) -> int:
-        """The columns go rendered as ``JSONColumns`` (here, not in the host's one process);
-        a batch with bytes as rows with ``{"$b64": …}`` values."""
+        """Columns decoded as Arrow go as one Arrow IPC stream (the host inserts them as the
+        engine does, casting to the table's types); others rendered as ``JSONColumns`` (here,
+        not in the host's one process), and a batch with bytes as rows with ``{"$b64": …}``
+        values."""
         count = column_count(columns)
         if not count:
             return 0
+        stream = arrow_stream(columns) if any(map(_is_arrow, columns.values())) else None
+        if stream is not None:
+            params = {"database": self.database, "table": table}
+            return int(self._post("/insert", {}, stream, params)["inserted"])
         body: dict[str, Any] = {"database": self.database, "table": table, "columns": list(columns)}
+        columns = plain_columns(columns)
         payload = json_columns(columns)
         if payload is None:
             body["rows"] = encode_rows(list(zip(*columns.values(), strict=True)))

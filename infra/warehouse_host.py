@@ -7,8 +7,9 @@ It is closed to everyone but the platform's own processes:
 * it listens on 127.0.0.1 only, whatever ``HEADWATER_BIND_HOST`` says;
 * every request carries the random token the host wrote into its state file (mode 0600), so
   only a process that can read ``HEADWATER_HOME`` gets in;
-* a POST must say ``Content-Type: application/json``, which a web page cannot send to another
-  origin without a preflight the host never answers;
+* a POST must say ``Content-Type: application/json`` (or, for an insert of Arrow columns,
+  ``application/vnd.apache.arrow.stream``), which a web page cannot send to another origin
+  without a preflight the host never answers;
 * statements that reach files or the network are refused (:mod:`headwater.infra.sql_guard`);
 * queries run on read-only connections of their own, with a time limit, so a slow query never
   holds up an insert (chDB runs one connection's statements one at a time, but several
@@ -34,6 +35,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import orjson
@@ -44,7 +46,13 @@ from headwater.infra.local_processes import pid_alive
 from headwater.infra.migrations import apply_migrations
 from headwater.infra.sql_guard import Endpoint, refusal
 from headwater.infra.sql_literals import render
-from headwater.infra.warehouse import ChdbWarehouse, QueryResult, decode_rows, warehouse_path
+from headwater.infra.warehouse import (
+    ARROW_STREAM,
+    ChdbWarehouse,
+    QueryResult,
+    decode_rows,
+    warehouse_path,
+)
 
 LOOPBACK = "127.0.0.1"
 READERS = 4  # read-only connections: queries that may run side by side
@@ -255,17 +263,43 @@ class _Handler(BaseHTTPRequestHandler):
         if not self._authorized():
             return
         content_type = self.headers.get("Content-Type", "").split(";")[0].strip().lower()
-        if content_type != "application/json":
-            self._reply(415, {"error": "the warehouse host takes application/json only"})
+        route = urlsplit(self.path)
+        arrow = content_type == ARROW_STREAM and route.path == "/insert"
+        if content_type != "application/json" and not arrow:
+            self._reply(
+                415,
+                {"error": f"the warehouse host takes application/json ({ARROW_STREAM}: inserts)"},
+            )
             return
         try:
-            self._route(orjson.loads(payload))
+            if arrow:
+                self._insert_arrow(parse_qs(route.query), payload)
+            else:
+                self._route(orjson.loads(payload))
         except WarehouseRefused as error:
             self._reply(403, {"error": str(error)})
         except WarehouseError as error:
             self._reply(400, {"error": str(error)})
         except (KeyError, ValueError, TypeError) as error:
             self._reply(400, {"error": f"bad warehouse request to {self.path}: {error!r}"})
+
+    def _insert_arrow(self, query: dict[str, list[str]], payload: bytes) -> None:
+        """An insert whose columns came as one Arrow IPC stream (what
+        :meth:`HostedWarehouse.insert_columns` sends of columns decoded as Arrow); ``table``
+        and ``database`` are in the query string, the columns are the stream's."""
+        import pyarrow as pa  # type: ignore[import-untyped]
+
+        database = query.get("database", [self.warehouse.database])[0]
+        database = _identifier(database, "database")
+        table = _identifier(query["table"][0], "table")
+        with pa.ipc.open_stream(payload) as reader:
+            received = reader.read_all()
+        columns = {
+            _identifier(name, "column"): received.column(name).combine_chunks()
+            for name in received.column_names
+        }
+        inserted = self.warehouse.insert_columns_into(database, table, columns)
+        self._reply(200, {"inserted": inserted})
 
     def _route(self, body: dict[str, Any]) -> None:
         if self.path == "/query":

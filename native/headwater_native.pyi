@@ -12,6 +12,13 @@ class AvroType:
         """The Avro binary encoding of ``datum`` after ``prefix``; ValueError names the field."""
     def decode(self, data: bytes, start: int = 0) -> Any:
         """The datum in ``data[start:]``, which it must fill exactly; ValueError otherwise."""
+    def decode_columns(
+        self, values: list[bytes], start: int = 0
+    ) -> list[tuple[str, tuple[str, int, bytes | None, list[bytes], list[Any]]]] | None:
+        """Each field of the records in ``values`` (each read from ``start``) as ``(name,
+        column)``, a column in Arrow's layout (``streams.columnar.arrow_array`` wraps it); None
+        where the schema is not a record of the types it covers; ValueError naming the record
+        and field where one does not decode."""
 
 class FeatureReader:
     """A feature set's built-in features compiled from ``streams.native_features.plan_of``."""

@@ -9,8 +9,10 @@ idempotently.
   piles up in memory) and retries the same batch with exponential backoff.
 * A record that cannot be decoded goes to ``deadletter`` and the sink moves on.
 * A batch is built as columns (table → column → values, what ``Warehouse.insert_columns``
-  takes), and records are decoded by each writer schema's native reader, looked up once
-  (:class:`RecordDecoder`): that and the insert are the whole of a batch's time.
+  takes). A topic's records of one writer schema the native codec covers are decoded straight
+  into Arrow columns (:mod:`headwater.streams.columnar`); any others record by record, by each
+  writer schema's native reader, looked up once (:class:`RecordDecoder`), and pivoted into
+  columns.
 
 It writes through :func:`headwater.infra.warehouse.connect_warehouse` (``python -m
 headwater.streams.sink``), so
@@ -51,10 +53,11 @@ from headwater.infra.event_bus import EventBus
 from headwater.infra.kafka_clients import make_consumer
 from headwater.infra.metrics import METRICS, serve_process_metrics
 from headwater.infra.migrations import table_for_topic
-from headwater.infra.warehouse import Warehouse, connect_warehouse
+from headwater.infra.warehouse import Warehouse, connect_warehouse, plain_columns
 from headwater.schemas.codec import SINGLE_OBJECT_MAGIC, AvroCodec
 from headwater.schemas.dead_letters import dead_letter
 from headwater.schemas.topics import TOPICS
+from headwater.streams.columnar import decode_columns
 from headwater.streams.errors import SinkError
 
 if TYPE_CHECKING:
@@ -114,11 +117,11 @@ class TableMap:
         full_topic: str,
         partitions: list[int],
         offsets: list[int],
-    ) -> dict[str, list[Any]]:
+    ) -> dict[str, Sequence[Any]]:
         """Records of ``full_topic`` (read at ``partitions`` and ``offsets``, one each) as the
         table's columns, named as :attr:`insert_columns`; raises what :meth:`row` raises where
         a record does not fit."""
-        columns: dict[str, list[Any]] = {}
+        columns: dict[str, Sequence[Any]] = {}
         for column in self.columns:
             values = [record[column] for record in records]
             if column in self.stringify:
@@ -126,6 +129,39 @@ class TableMap:
             columns[column] = values
         if self.with_topic:
             columns["_topic"] = [full_topic] * len(records)
+        columns["_partition"] = partitions
+        columns["_offset"] = offsets
+        return columns
+
+    def columns_from(
+        self,
+        fields: Mapping[str, Any],
+        full_topic: str,
+        partitions: list[int],
+        offsets: list[int],
+    ) -> dict[str, Sequence[Any]] | None:
+        """The table's columns from the records' fields decoded as Arrow arrays (field → array,
+        :func:`~headwater.streams.columnar.decode_columns`); None where they do not fit as they
+        are (a column missing, a map column whose values are not strings to stringify): then
+        the records go as :meth:`columns_of` takes them.
+
+        >>> import pyarrow as pa
+        >>> labels = TableMap("labels", "labels", ("entity_id",), frozenset())
+        >>> labels.columns_from({"entity_id": pa.array(["c1"])}, "labels", [0], [4])["_offset"]
+        [4]
+        >>> labels.columns_from({"label": pa.array([1.0])}, "labels", [0], [4]) is None
+        True
+        """
+        columns: dict[str, Sequence[Any]] = {}
+        for column in self.columns:
+            values = fields.get(column)
+            if values is None:
+                return None
+            if column in self.stringify and not str(values.type).startswith("map<string, string"):
+                return None
+            columns[column] = values
+        if self.with_topic:
+            columns["_topic"] = [full_topic] * len(partitions)
         columns["_partition"] = partitions
         columns["_offset"] = offsets
         return columns
@@ -169,8 +205,9 @@ def table_maps(warehouse: Warehouse) -> dict[str, TableMap]:
     return maps
 
 
-Batch = dict[str, dict[str, list[Any]]]
-"""One batch: each table's rows as columns (column → values)."""
+Batch = dict[str, dict[str, Sequence[Any]]]
+"""One batch: each table's rows as columns (column → values: a list, or an Arrow array where
+the native codec decoded the column)."""
 
 
 class RecordDecoder:
@@ -220,6 +257,16 @@ class RecordDecoder:
                 failures[index] = error
         return records, failures
 
+    def decode_columns(self, values: list[bytes]) -> dict[str, Any] | None:
+        """Each field of the values as an Arrow array (:mod:`headwater.streams.columnar`),
+        where they are all of one writer the native codec reads and all decode; None
+        otherwise (then :meth:`decode_all` finds which do not)."""
+        header = values[0][:10] if values else b""
+        found = self._readers.get(header) or self._reader(header)
+        if found is None or not all(value.startswith(header) for value in values):
+            return None
+        return decode_columns(found[1], values, 10)
+
     def decode(self, data: bytes) -> dict[str, Any]:
         if not data:
             raise SchemaError("an empty record")
@@ -257,6 +304,7 @@ class _Read:
     messages: list[Message] = field(default_factory=list)
     partitions: list[int] = field(default_factory=list)
     offsets: list[int] = field(default_factory=list)
+    columns: dict[str, Sequence[Any]] | None = None  # the table's columns, decoded as such
 
 
 class Batcher:
@@ -287,8 +335,10 @@ class Batcher:
                 if mapping.table not in batch:
                     batch[mapping.table] = columns
                 else:  # another topic name into the same table
-                    for name, values in columns.items():
-                        batch[mapping.table][name].extend(values)
+                    joined = plain_columns(batch[mapping.table])
+                    for name, values in plain_columns(columns).items():
+                        joined[name] = [*joined[name], *values]
+                    batch[mapping.table] = joined
         offsets = [TopicPartition(t, p, o) for (t, p), o in ends.items()]
         return batch, offsets
 
@@ -314,7 +364,15 @@ class Batcher:
             if self._topics[full] == "events.raw":
                 reads[full] = _Read([_raw(m) for m in group], group, partitions, offsets)
                 continue
-            records, failures = self._decoder.decode_all([m.value() or b"" for m in group])
+            values = [m.value() or b"" for m in group]
+            fields = self._decoder.decode_columns(values)
+            if fields is not None:
+                mapping = self._maps[self._topics[full]]
+                columns = mapping.columns_from(fields, full, partitions, offsets)
+                if columns is not None:
+                    reads[full] = _Read([], group, partitions, offsets, columns)
+                    continue
+            records, failures = self._decoder.decode_all(values)
             if failures:
                 for index, error in failures.items():
                     self._reject(group[index], error)
@@ -325,9 +383,11 @@ class Batcher:
             reads[full] = _Read(list(records), group, partitions, offsets)
         return reads, ends
 
-    def _columns(self, mapping: TableMap, full: str, read: _Read) -> dict[str, list[Any]]:
+    def _columns(self, mapping: TableMap, full: str, read: _Read) -> dict[str, Sequence[Any]]:
         """The table's columns of one topic's records; records that do not fit the table are
         rejected (looked for one by one only when the whole does not fit)."""
+        if read.columns is not None:
+            return read.columns
         try:
             return mapping.columns_of(read.records, full, read.partitions, read.offsets)
         except (KeyError, AttributeError, TypeError):

@@ -11,6 +11,7 @@
 
 use std::collections::HashMap;
 
+mod columns;
 mod features;
 
 use pyo3::exceptions::{PyTypeError, PyValueError};
@@ -611,6 +612,20 @@ impl AvroType {
             ));
         }
         Ok(datum)
+    }
+
+    /// Each field of the records in ``values`` (a list of bytes, each read from ``start``) as
+    /// ``(name, column)`` in Arrow's layout (see `columns.rs`); None where this schema is not a
+    /// record of the types the columns cover; ValueError naming the record and field where one
+    /// does not decode.
+    #[pyo3(signature = (values, start = 0))]
+    fn decode_columns<'py>(
+        &self,
+        py: Python<'py>,
+        values: &Bound<'py, PyList>,
+        start: usize,
+    ) -> PyResult<Option<Bound<'py, PyList>>> {
+        columns::decode_columns(py, &self.ty, values, start).map_err(|e| failure(&self.name, e))
     }
 
     #[getter]

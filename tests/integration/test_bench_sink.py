@@ -24,6 +24,7 @@ def test_the_sink_benchmark_inserts_every_row_and_reports_its_ratios(
         "host_rows_per_s_to_target_ratio",
     } <= set(result["ratios"])
     assert all(v > 0 for v in result["ratios"].values())
+    assert isinstance(result["native_columns"], bool)
     for topic in TOPICS:
         after = int(warehouse.query(f"SELECT count() FROM headwater.{topic}").scalar())
         assert after - before[topic] >= 300  # the batched rows of both passes, not yet merged

@@ -14,11 +14,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import pyarrow as pa  # type: ignore[import-untyped]
 import pytest
 
 from headwater.core.errors import WarehouseError, WarehouseRefused
 from headwater.core.settings import HeadwaterSettings
-from headwater.infra.warehouse import HostedWarehouse
+from headwater.infra.warehouse import ARROW_STREAM, HostedWarehouse, arrow_stream
 from headwater.infra.warehouse_host import HostAddress, host_file, running_host
 from tests.conftest import settings_env
 
@@ -91,6 +92,36 @@ def test_a_body_that_is_not_json_typed_is_refused(host: HostAddress) -> None:
         headers = {**token, "Content-Type": content_type} if content_type else token
         answer = httpx.post(f"{host.url}/command", content=b'{"sql": "SELECT 1"}', headers=headers)
         assert answer.status_code == 415, (content_type, answer.text)
+
+
+def test_arrow_columns_are_taken_as_an_insert_only(
+    host: HostAddress, client: HostedWarehouse
+) -> None:
+    """The sink's Arrow-decoded columns go as an Arrow stream (a type that, like JSON, a web
+    page cannot post without a preflight): to /insert, into a named table, and nowhere else."""
+    client.command(
+        "CREATE TABLE IF NOT EXISTS headwater.host_arrow (s String, m Map(String, Float64)) "
+        "ENGINE = MergeTree ORDER BY s"
+    )
+    maps = pa.array([{"x": 1.5}, {}], pa.map_(pa.string(), pa.float64()))
+    assert client.insert_columns("host_arrow", {"s": pa.array(["a", "b"]), "m": maps}) == 2
+    rows = client.query("SELECT s, m FROM headwater.host_arrow ORDER BY s").rows
+    assert rows == [["a", {"x": 1.5}], ["b", {}]]
+    stream = arrow_stream({"s": pa.array(["c"])})
+    assert stream is not None
+    headers = {"Authorization": f"Bearer {host.token}", "Content-Type": ARROW_STREAM}
+    for path in ("/command", "/query"):
+        answer = httpx.post(f"{host.url}{path}", content=stream, headers=headers)
+        assert answer.status_code == 415, (path, answer.text)
+    refused = httpx.post(
+        f"{host.url}/insert", params={"table": "host_arrow; DROP"}, content=stream, headers=headers
+    )
+    assert refused.status_code == 403, refused.text
+    garbled = httpx.post(
+        f"{host.url}/insert", params={"table": "host_arrow"}, content=b"junk", headers=headers
+    )
+    assert garbled.status_code == 400, garbled.text
+    assert client.query("SELECT count() FROM headwater.host_arrow").scalar() == 2
 
 
 @pytest.mark.parametrize(

@@ -1,17 +1,21 @@
-"""Bulk inserts as Arrow columns, as JSON columns (directly and through the warehouse host)
-store exactly what ``VALUES`` literals store, on every topic table."""
+"""Bulk inserts as Arrow columns, as JSON columns (directly and through the warehouse host), and
+as the sink's columns decoded straight into Arrow (directly and through the host, as an Arrow
+stream) store exactly what ``VALUES`` literals store, on every topic table."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import pytest
+from confluent_kafka import Message
 
 from bench.bench_sink import hosted
 from headwater.infra.sql_literals import values_clause
 from headwater.infra.warehouse import ChdbWarehouse, arrow_table, columns_of, json_columns
+from headwater.schemas.catalog import SchemaCatalog
+from headwater.schemas.codec import AvroCodec
 from headwater.schemas.topics import TOPICS
-from headwater.streams.sink import table_maps
+from headwater.streams.sink import Batcher, table_maps
 from tests.unit.test_schemas import SAMPLES
 
 pytestmark = pytest.mark.integration
@@ -30,6 +34,10 @@ def _awkward(record: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _refuse(message: Message, error: Exception) -> None:
+    raise AssertionError(f"the sink rejected a sample: {error}")
+
+
 def _stored(warehouse: ChdbWarehouse, table: str) -> bytes:
     result = warehouse._run(f"SELECT * EXCEPT (_ingested_at) FROM cmp.{table}", "TabSeparated")
     data: bytes = result.bytes()
@@ -44,7 +52,10 @@ def test_arrow_and_json_columns_store_what_values_literals_store(
     model = TOPICS[topic].model
     assert model is not None
     sample = model.model_validate(SAMPLES[model.__name__]).to_avro()
-    rows = [mapping.row(r, topic, 1, 7) for r in (sample, _awkward(sample))]
+    codec = AvroCodec(SchemaCatalog.default())
+    encoded = [codec.encode(model.SCHEMA, r) for r in (sample, _awkward(sample))]
+    # as read back (a number of a union of types comes back as the branch it was written in)
+    rows = [mapping.row(codec.decode(e)[1], topic, 1, 7) for e in encoded]
     names = ",".join(f"`{c}`" for c in mapping.insert_columns)
     warehouse.command("CREATE DATABASE IF NOT EXISTS cmp")
     stored = []
@@ -55,7 +66,10 @@ def test_arrow_and_json_columns_store_what_values_literals_store(
         f"WHERE database = 'headwater' AND table = '{mapping.table}'"
     ).rows
     arrow_table(columns, dict(types))  # every topic's values fit their Arrow types: no fallback
-    for fmt in ("values", "arrow", "json", "host"):
+    messages = [Message(topic=topic, partition=1, offset=7, value=v) for v in encoded]
+    batch, _ = Batcher({topic: mapping}, {topic: topic}, codec, _refuse).batch(messages)
+    decoded = batch[mapping.table]
+    for fmt in ("values", "arrow", "json", "host", "decoded", "host_decoded"):
         table = f"{mapping.table}_{fmt}"
         warehouse.command(f"DROP TABLE IF EXISTS cmp.{table}")
         warehouse.command(f"CREATE TABLE cmp.{table} AS headwater.{mapping.table} ENGINE = Memory")
@@ -63,6 +77,11 @@ def test_arrow_and_json_columns_store_what_values_literals_store(
             warehouse.command(f"INSERT INTO cmp.{table} ({names}) VALUES {values_clause(rows)}")
         elif fmt == "arrow":  # what insert does
             assert warehouse.insert_columns_into("cmp", table, columns) == len(rows)
+        elif fmt == "decoded":  # what the sink inserts
+            assert warehouse.insert_columns_into("cmp", table, decoded) == len(rows)
+        elif fmt == "host_decoded":
+            with hosted(warehouse, "cmp") as client:
+                assert client.insert_columns(table, decoded) == len(rows)
         elif fmt == "json":  # what the warehouse host receives
             if payload is None:
                 continue
@@ -71,7 +90,7 @@ def test_arrow_and_json_columns_store_what_values_literals_store(
             with hosted(warehouse, "cmp") as client:
                 assert client.insert(table, mapping.insert_columns, rows) == len(rows)
         stored.append(_stored(warehouse, table))
-    assert all(s == stored[0] for s in stored)
+    assert stored == [stored[0]] * len(stored)
     assert stored[0].count(b"\n") == 2
     if any(isinstance(v, bytes) for row in rows for v in row):
         assert payload is None  # bytes go as VALUES literals
