@@ -184,8 +184,9 @@ def test_the_batcher_s_columns_equal_the_pivoted_records(topic: str) -> None:
     sample = model.model_validate(SAMPLES[model.__name__]).to_avro()
     schema = CODEC.catalog.get(model.SCHEMA)
     reader: Any = CODEC.native_of(schema)
-    if reader is None or reader.decode_columns([], 0) is None:
-        pytest.skip(f"{model.SCHEMA} is not covered by the columns")
+    # Schemas the columns do not cover (runs, trials) take the record-by-record path: plain
+    # lists, the same values.
+    covered = reader is not None and reader.decode_columns([], 0) is not None
     values = [CODEC.encode(model.SCHEMA, sample) for _ in range(3)]
     mapping = TableMap(topic, topic, tuple(sample), frozenset(), with_topic=True)
     messages = [
@@ -196,10 +197,12 @@ def test_the_batcher_s_columns_equal_the_pivoted_records(topic: str) -> None:
         {topic: mapping}, {topic: topic}, CODEC, lambda m, e: rejected.append(m)
     ).batch(messages)
     columns = batch[topic]
-    assert not rejected and all(isinstance(columns[c], pa.Array) for c in mapping.columns)
+    assert not rejected
+    assert all(isinstance(columns[c], pa.Array) == covered for c in mapping.columns)
     records, failures = RecordDecoder(CODEC).decode_all(values)
     assert not failures
     pivoted = mapping.columns_of(records, topic, [1, 1, 1], [7, 8, 9])
-    types = _types(schema.source)
-    assert arrow_table(columns, types).equals(arrow_table(pivoted, types))
+    if covered:
+        types = _types(schema.source)
+        assert arrow_table(columns, types).equals(arrow_table(pivoted, types))
     assert plain_columns(columns) == pivoted
