@@ -16,9 +16,10 @@ Delivery reports are counted per batch (:class:`Acks`); each step serves those t
 sends the states of the batches whose outputs are all acknowledged (in batch order, so an
 entity's states land in order) and commits the offsets of those whose states are. A batch
 waits for the broker only when ``MAX_IN_FLIGHT`` batches are unfinished, when the stream is
-idle, or when its partitions are revoked; one unacknowledged past the producer's timeout fails
-the worker naming the broker. Waiting for each batch's acknowledgement before taking the next
-one left every event queued behind a broker round trip.
+idle, or when its partitions are revoked; a record unacknowledged past the producer's
+``message.timeout.ms`` is reported failed, and fails the worker naming the broker. Waiting for
+each batch's acknowledgement before taking the next one left every event queued behind a
+broker round trip.
 """
 
 from __future__ import annotations
@@ -84,7 +85,6 @@ class RdkafkaFeatureWorker:
             },
         )
         self._flights: deque[_InFlight] = deque()  # computed, not yet committed, in order
-        self._timeout_s = settings.kafka_timeout_s * 3
         self._address = settings.bootstrap_servers
         self._stopping = False
 
@@ -202,22 +202,22 @@ class RdkafkaFeatureWorker:
         """Move the batches in flight on as far as their acknowledgements allow: send the
         states of those whose outputs are acknowledged, complete those whose states are, and
         commit their offsets."""
-        producer, now = self.batches.producer, time.monotonic()
+        # A record the broker never acknowledges is reported failed after the producer's
+        # message.timeout.ms (make_producer), and so fails its batch here, naming the broker.
+        producer = self.batches.producer
         for flight in self._flights:
+            flight.raise_failures(self._address)
             if flight.states_acked is None:
                 if not flight.outputs_acked.complete:
-                    flight.check(now, self._timeout_s, self._address)
                     break  # states go in batch order
-                flight.raise_failures(self._address)
                 flight.states_acked = Acks()
                 producer.send(flight.states, acks=flight.states_acked)
         completed = False
         while self._flights and (acked := self._flights[0].states_acked) is not None:
             flight = self._flights[0]
-            if not acked.complete:
-                flight.check(now, self._timeout_s, self._address)
-                break
             flight.raise_failures(self._address)
+            if not acked.complete:
+                break
             self._flights.popleft()
             self.batches.done(flight.size, flight.out, flight.started, flight.computed)
             self._next.update(flight.offsets)
@@ -262,7 +262,6 @@ class _InFlight:
     offsets: dict[int, int]  # partition -> next offset to commit
     started: float
     computed: float
-    sent_at: float = field(default_factory=time.monotonic)
     outputs_acked: Acks = field(default_factory=Acks)
     states_acked: Acks | None = None  # once its states are sent
 
@@ -274,15 +273,6 @@ class _InFlight:
                     f"{len(acks.errors)} record(s) of a batch failed at {address}: "
                     f"{acks.errors[:3]}"
                 )
-
-    def check(self, now: float, timeout_s: float, address: str) -> None:
-        """Fail naming the broker once the batch waited longer than ``timeout_s``."""
-        self.raise_failures(address)
-        if now - self.sent_at > timeout_s:
-            raise BrokerUnavailable(
-                f"a batch of {self.size} event(s) unacknowledged after {timeout_s:.0f} s "
-                f"at {address}"
-            )
 
 
 def _next_offsets(batch: list[RawRecord]) -> dict[int, int]:

@@ -127,11 +127,7 @@ class TableMap:
             if column in self.stringify:
                 values = [_stringified(value) for value in values]
             columns[column] = values
-        if self.with_topic:
-            columns["_topic"] = [full_topic] * len(records)
-        columns["_partition"] = partitions
-        columns["_offset"] = offsets
-        return columns
+        return self._placed(columns, full_topic, partitions, offsets)
 
     def columns_from(
         self,
@@ -160,6 +156,17 @@ class TableMap:
             if column in self.stringify and not str(values.type).startswith("map<string, string"):
                 return None
             columns[column] = values
+        return self._placed(columns, full_topic, partitions, offsets)
+
+    def _placed(
+        self,
+        columns: dict[str, Sequence[Any]],
+        full_topic: str,
+        partitions: list[int],
+        offsets: list[int],
+    ) -> dict[str, Sequence[Any]]:
+        """``columns`` with where each record was read: its topic (where the table keeps it),
+        partition and offset."""
         if self.with_topic:
             columns["_topic"] = [full_topic] * len(partitions)
         columns["_partition"] = partitions

@@ -168,17 +168,10 @@ fn push_value(ty: &Ty, col: &mut Col, r: &mut Reader<'_>) -> Res<()> {
             offsets.push(offset(data.len())?);
         }
         (Ty::Array(item), Col::List { offsets, item: col }) => {
-            let min = min_size(item);
-            loop {
-                let count = r.block(min)?;
-                if count == 0 {
-                    break;
-                }
-                for _ in 0..count {
-                    let i = col.validity.len;
-                    in_field(push(item, col, r), &i.to_string())?;
-                }
-            }
+            let first = col.validity.len;
+            r.items(min_size(item), |r, i| {
+                in_field(push(item, col, r), &(first + i).to_string())
+            })?;
             offsets.push(offset(col.validity.len)?);
         }
         (
@@ -189,17 +182,10 @@ fn push_value(ty: &Ty, col: &mut Col, r: &mut Reader<'_>) -> Res<()> {
                 values,
             },
         ) => {
-            let min = min_size(value) + 1;
-            loop {
-                let count = r.block(min)?;
-                if count == 0 {
-                    break;
-                }
-                for _ in 0..count {
-                    push(&Ty::Str, keys, r)?;
-                    in_field(push(value, values, r), "value")?;
-                }
-            }
+            r.items(min_size(value) + 1, |r, _| {
+                push(&Ty::Str, keys, r)?;
+                in_field(push(value, values, r), "value")
+            })?;
             offsets.push(offset(keys.validity.len)?);
         }
         _ => return Err(": a type the columns do not cover".to_string()),

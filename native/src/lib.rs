@@ -434,6 +434,26 @@ impl Reader<'_> {
         }
         Ok(count)
     }
+
+    /// Reads an array's or map's items, block by block, with `item` (one call per item, given
+    /// its index).
+    fn items(
+        &mut self,
+        min_item_size: usize,
+        mut item: impl FnMut(&mut Self, usize) -> Res<()>,
+    ) -> Res<()> {
+        let mut index = 0;
+        loop {
+            let count = self.block(min_item_size)?;
+            if count == 0 {
+                return Ok(());
+            }
+            for _ in 0..count {
+                item(self, index)?;
+                index += 1;
+            }
+        }
+    }
 }
 
 fn min_size(ty: &Ty) -> usize {
@@ -492,34 +512,19 @@ fn read<'py>(ty: &Ty, r: &mut Reader<'_>, py: Python<'py>) -> Res<Bound<'py, PyA
         Ty::Fixed(size) => PyBytes::new(py, r.take(*size)?).into_any(),
         Ty::Array(item) => {
             let list = PyList::empty(py);
-            let min = min_size(item);
-            loop {
-                let count = r.block(min)?;
-                if count == 0 {
-                    break;
-                }
-                for _ in 0..count {
-                    let i = list.len();
-                    let x = in_field(read(item, r, py), &i.to_string())?;
-                    list.append(x).map_err(|e| format!(": {e}"))?;
-                }
-            }
+            r.items(min_size(item), |r, i| {
+                let x = in_field(read(item, r, py), &i.to_string())?;
+                list.append(x).map_err(|e| format!(": {e}"))
+            })?;
             list.into_any()
         }
         Ty::Map(value) => {
             let dict = PyDict::new(py);
-            let min = min_size(value) + 1;
-            loop {
-                let count = r.block(min)?;
-                if count == 0 {
-                    break;
-                }
-                for _ in 0..count {
-                    let key = PyString::new(py, r.str()?);
-                    let x = in_field(read(value, r, py), &key.to_string())?;
-                    dict.set_item(key, x).map_err(|e| format!(": {e}"))?;
-                }
-            }
+            r.items(min_size(value) + 1, |r, _| {
+                let key = PyString::new(py, r.str()?);
+                let x = in_field(read(value, r, py), &key.to_string())?;
+                dict.set_item(key, x).map_err(|e| format!(": {e}"))
+            })?;
             dict.into_any()
         }
         Ty::Union(branches) => {
