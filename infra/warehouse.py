@@ -361,27 +361,25 @@ def _arrow_array(values: Sequence[Any], clickhouse_type: str) -> pyarrow.Array:
     import pyarrow as pa
 
     inner = _unwrapped(clickhouse_type)
+    map_item = _map_item_type(inner)
     if isinstance(values, pa.Array):  # decoded as Arrow: cast where its type is not the one
-        target = _arrow_map_type(inner) or _arrow_type(inner)
+        target = _arrow_type(inner) if map_item is None else pa.map_(pa.string(), map_item)
         return values if target is None or values.type == target else values.cast(target)
-    if inner.startswith("Map(String, ") and inner.endswith(")"):
-        item_type = _arrow_type(inner[len("Map(String, ") : -1])
-        if item_type is not None:  # flattened in C: pyarrow converts dicts one by one
-            chain = itertools.chain.from_iterable
-            return pa.MapArray.from_arrays(
-                pa.array(list(itertools.accumulate(map(len, values), initial=0)), pa.int32()),
-                pa.array(list(chain(values)), pa.string()),
-                pa.array(list(chain(map(dict.values, values))), item_type),
-            )
+    if map_item is not None:  # flattened in C: pyarrow converts dicts one by one
+        chain = itertools.chain.from_iterable
+        return pa.MapArray.from_arrays(
+            pa.array(list(itertools.accumulate(map(len, values), initial=0)), pa.int32()),
+            pa.array(list(chain(values)), pa.string()),
+            pa.array(list(chain(map(dict.values, values))), map_item),
+        )
     return pa.array(values, _arrow_type(inner))
 
 
-def _arrow_map_type(inner: str) -> pyarrow.DataType | None:
-    import pyarrow as pa
-
+def _map_item_type(inner: str) -> pyarrow.DataType | None:
+    """The Arrow type of a ``Map(String, T)``'s values; None for another type or a ``T``
+    without one."""
     if inner.startswith("Map(String, ") and inner.endswith(")"):
-        item_type = _arrow_type(inner[len("Map(String, ") : -1])
-        return None if item_type is None else pa.map_(pa.string(), item_type)
+        return _arrow_type(inner[len("Map(String, ") : -1])
     return None
 
 
