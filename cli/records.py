@@ -67,9 +67,9 @@ def _produce(args: argparse.Namespace) -> int:
             if not line.strip():
                 continue
             try:
-                client.send(args.topic, orjson.loads(line))
+                client.send(args.topic, _json_line(line))
                 sent += 1
-            except (orjson.JSONDecodeError, HeadwaterError, ValueError) as error:
+            except (HeadwaterError, ValueError) as error:
                 reason = str(error).replace("\n", " ")
                 rejected.append({"line": number, "reason": reason})
                 print(f"line {number}: {reason}", file=sys.stderr)
@@ -79,6 +79,22 @@ def _produce(args: argparse.Namespace) -> int:
     else:
         print(f"sent {sent} record(s) to {args.topic}; rejected {len(rejected)}")
     return 1 if rejected else 0
+
+
+def _json_line(line: str) -> Any:
+    """One line's JSON value; a line that is not JSON says so, not only what the parser met.
+
+    >>> _json_line('{"a": 1}')
+    {'a': 1}
+    >>> _json_line("not json")
+    Traceback (most recent call last):
+    ...
+    ValueError: not JSON: invalid literal, expected 'null': line 1 column 1 (char 0)
+    """
+    try:
+        return orjson.loads(line)
+    except orjson.JSONDecodeError as error:
+        raise ValueError(f"not JSON: {error}") from None
 
 
 def _jsonable(value: Any) -> Any:

@@ -1,4 +1,5 @@
-"""`headwater produce` on the real broker: stdin by default, oversized records refused by line."""
+"""`headwater produce` on the real broker: stdin by default, oversized records and lines that
+are not JSON refused by line."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ def test_produce_reads_stdin_and_refuses_an_oversized_record(
         json.dumps(SAMPLES["Transaction"]),
         json.dumps(dict(SAMPLES["Transaction"], event_id="big", country="x" * 1_500_000)),
         json.dumps(dict(SAMPLES["Transaction"], event_id="e2")),
+        "not json at all",
     ]
     produced = headwater(
         "produce", "events.raw", "--json", env=platform_env, stdin="\n".join(lines) + "\n"
@@ -28,7 +30,8 @@ def test_produce_reads_stdin_and_refuses_an_oversized_record(
     assert "Traceback" not in produced.stderr
     assert "line 2: a record of" in produced.stderr and "message.max.bytes" in produced.stderr
     result = json.loads(produced.stdout)  # --json: stdout is one JSON document
-    assert result["sent"] == 2 and [r["line"] for r in result["rejected"]] == [2]
+    assert "line 4: not JSON:" in produced.stderr
+    assert result["sent"] == 2 and [r["line"] for r in result["rejected"]] == [2, 4]
     consumed = headwater(
         "consume", "events.raw", "--from-beginning", "--max", "2", "--timeout", "20",
         env=platform_env,
