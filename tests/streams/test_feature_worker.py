@@ -12,11 +12,13 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from headwater.core.settings import HeadwaterSettings
+from headwater.infra.consumer_lag import sample_lag
 from headwater.infra.event_bus import EventBus
 from headwater.infra.metrics import metrics_dir
 from headwater.streams.feature_module import load_feature_module
 from headwater.streams.lookup import ChangelogReplica
 from headwater.streams.offline import offline_features
+from headwater.streams.worker import app_id
 from tests.streams.poison import TRANSACTION, poison_records, transaction
 from tests.streams.workers import decoded, end_offsets, start_worker, stop_worker, wait_until
 
@@ -62,6 +64,13 @@ def _scrape_worker(settings: HeadwaterSettings) -> dict[tuple[str, str], float]:
     }
 
 
+def _committed(settings: HeadwaterSettings) -> int:
+    """How many records of ``events.raw`` the feature worker's group has committed."""
+    raw = settings.topic("events.raw")
+    samples = sample_lag(settings, [app_id(settings)])
+    return sum(s.committed_offset for s in samples if s.topic == raw and s.committed_offset > 0)
+
+
 def test_worker_validates_featurizes_and_agrees_with_offline(
     isolated: HeadwaterSettings, tmp_path: Path, unique: str
 ) -> None:
@@ -91,6 +100,11 @@ def test_worker_validates_featurizes_and_agrees_with_offline(
             30,
             f"the worker's /metrics to count {wanted}",
             log,
+        )
+        # Commits are batched in time (COMMIT_EVERY_S), and an idle worker still commits what
+        # it finished: nothing is left to be read again, and its lag shows 0.
+        wait_until(
+            lambda: _committed(isolated) == consumed, 30, "the worker to commit every record", log
         )
     finally:
         stop_worker(worker)
