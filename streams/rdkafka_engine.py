@@ -61,7 +61,7 @@ from headwater.streams.worker import (
 log = logging.getLogger("headwater.streams.rdkafka_engine")
 
 REPORT_EVERY_S = 5.0
-# Batches computed and not yet committed, at most: beyond them the worker waits for the broker.
+# Batches computed and not yet completed, at most: beyond them the worker waits for the broker.
 MAX_IN_FLIGHT = 8
 IN_FLIGHT_POLL_S = 0.001  # with batches in flight: how long a step waits for news
 COMMIT_EVERY_S = 0.1  # completed batches' offsets are committed at most this often
@@ -235,7 +235,8 @@ class RdkafkaFeatureWorker:
             self._completed.update(flight.offsets)
 
     def _finish(self) -> None:
-        """Complete whatever is in flight: acknowledge, send the last states, commit."""
+        """Complete whatever is in flight: acknowledge, send the last states (the caller
+        commits their offsets)."""
         while self._flights:
             self.batches.producer.wait()
             self._advance()
