@@ -12,7 +12,8 @@ the native codec covers the schema (``native_columns`` in the result says whethe
 Two warehouses: the engine itself (:class:`ChdbWarehouse`) and the engine behind the warehouse
 host over loopback HTTP (:class:`HostedWarehouse`, what the sink talks to under ``headwater
 up``; Arrow columns go to it as one Arrow stream). The baseline is the same path with one
-insert per row, measured in the same run on fewer rows.
+insert per row, measured in the same run on fewer rows. A third pass has one record in each
+batch cut short (dead-lettered by the sink, the rest inserted), as a ratio to the clean rate.
 
 Targets (issue 16): at least 100k rows/s, and at least 50× per-row inserts.
 """
@@ -106,6 +107,20 @@ def _refuse(message: Message, error: Exception) -> None:
     raise RuntimeError(f"the sink rejected a benchmark record: {error}")
 
 
+def spoiled(values: Sequence[bytes], batch: int) -> list[bytes]:
+    """``values`` with one record in each batch of ``batch`` cut short: one a batch that the
+    sink must dead-letter while it inserts the rest.
+
+    >>> spoiled([b"abcdef"] * 4, 2)
+    [b'abcdef', b'abc', b'abcdef', b'abc']
+    """
+    out = list(values)
+    for start in range(0, len(out), batch):
+        index = min(start + batch // 2, len(out) - 1)
+        out[index] = out[index][: len(out[index]) // 2]
+    return out
+
+
 @dataclass
 class Rate:
     """Rows per second of one pass: the whole sink path (wall and process CPU time, chDB's
@@ -125,12 +140,16 @@ def insert_rate(
     values: Sequence[bytes],
     batch: int,
     first: int,
+    bad: int = 0,
 ) -> Rate:
     """Decode → columns → ``insert_columns`` in batches of ``batch`` rows (a new
-    :class:`Batcher`, as a new sink starts with)."""
+    :class:`Batcher`, as a new sink starts with); ``bad`` of the values must be rejected (the
+    rates count every record handled, rejected or inserted)."""
     messages = _messages(mapping.topic, values, first)
+    rejected: list[Exception] = []
+    reject = _refuse if not bad else (lambda _, error: rejected.append(error))
     began, cpu = time.perf_counter(), time.process_time()
-    batcher = Batcher({mapping.topic: mapping}, {mapping.topic: mapping.topic}, codec, _refuse)
+    batcher = Batcher({mapping.topic: mapping}, {mapping.topic: mapping.topic}, codec, reject)
     inserted, inserting, inserting_cpu = 0, 0.0, 0.0
     for start in range(0, len(values), batch):
         columns, _ = batcher.batch(messages[start : start + batch])
@@ -139,8 +158,11 @@ def insert_rate(
         inserting += time.perf_counter() - before
         inserting_cpu += time.process_time() - before_cpu
     elapsed, cpu = time.perf_counter() - began, time.process_time() - cpu
-    if inserted != len(values):
-        raise RuntimeError(f"{mapping.table}: {inserted} rows inserted of {len(values)}")
+    if inserted != len(values) - bad or len(rejected) != bad:
+        raise RuntimeError(
+            f"{mapping.table}: {inserted} rows inserted and {len(rejected)} rejected of "
+            f"{len(values)} ({bad} bad)"
+        )
     n = len(values)
     return Rate(n / elapsed, n / max(cpu, 1e-9), n / inserting, n / max(inserting_cpu, 1e-9))
 
@@ -179,12 +201,21 @@ def _measure(
     out: dict[str, Any] = {}
     batched: list[Rate] = []
     single: list[Rate] = []
+    with_bad: list[Rate] = []
     for topic in TOPICS:
         values, mapping = records[topic], maps[topic]
         batched.append(insert_rate(warehouse, codec, mapping, values, batch, first))
         one = values[:per_row_rows]
         single.append(insert_rate(warehouse, codec, mapping, one, 1, first + 10**8))
-        out[topic] = {"batched": asdict(batched[-1]), "per_row": asdict(single[-1])}
+        worse, bad = spoiled(values, batch), -(-len(values) // batch)  # one a batch
+        with_bad.append(
+            insert_rate(warehouse, codec, mapping, worse, batch, first + 2 * 10**8, bad)
+        )
+        out[topic] = {
+            "batched": asdict(batched[-1]),
+            "per_row": asdict(single[-1]),
+            "one_bad_per_batch": asdict(with_bad[-1]),
+        }
     rows = len(records[TOPICS[0]])
 
     def overall(rates: list[Rate], n: int, field: str) -> float:
@@ -194,6 +225,8 @@ def _measure(
         out[field] = overall(batched, rows, field)
         out[f"per_row_{field}"] = overall(single, per_row_rows, field)
     out["speedup"] = out["rows_per_s"] / out["per_row_rows_per_s"]
+    out["one_bad_per_batch_rows_per_s"] = overall(with_bad, rows, "rows_per_s")
+    out["one_bad_per_batch_ratio"] = out["one_bad_per_batch_rows_per_s"] / out["rows_per_s"]
     return out
 
 
@@ -244,6 +277,7 @@ def run(
                 direct["insert_cpu_rows_per_s"] / TARGET_ROWS_PER_S
             ),
             "sink_to_per_row_speedup": direct["speedup"],
+            "sink_one_bad_per_batch_to_clean_ratio": direct["one_bad_per_batch_ratio"],
             "sink_speedup_to_target_ratio": direct["speedup"] / TARGET_SPEEDUP,
             "host_rows_per_s_to_target_ratio": host["rows_per_s"] / TARGET_ROWS_PER_S,
             "host_cpu_rows_per_s_to_target_ratio": host["cpu_rows_per_s"] / TARGET_ROWS_PER_S,
@@ -270,7 +304,9 @@ def main() -> None:
             f"({part['cpu_rows_per_s']:,.0f} per CPU second; the insert alone "
             f"{part['insert_rows_per_s']:,.0f}) vs {part['per_row_rows_per_s']:,.0f} per row "
             f"({part['speedup']:.0f}×; targets {TARGET_ROWS_PER_S:,.0f} rows/s, "
-            f"{TARGET_SPEEDUP:.0f}×)"
+            f"{TARGET_SPEEDUP:.0f}×); with one bad record a batch "
+            f"{part['one_bad_per_batch_rows_per_s']:,.0f} rows/s "
+            f"({part['one_bad_per_batch_ratio']:.2f}× clean)"
         )
         for topic in TOPICS:
             print(f"  {topic}: {part[topic]['batched']}")

@@ -14,11 +14,18 @@ class AvroType:
         """The datum in ``data[start:]``, which it must fill exactly; ValueError otherwise."""
     def decode_columns(
         self, values: list[bytes], start: int = 0
-    ) -> list[tuple[str, tuple[str, int, bytes | None, list[bytes], list[Any]]]] | None:
+    ) -> (
+        tuple[
+            list[tuple[str, tuple[str, int, bytes | None, list[bytes], list[Any]]]],
+            list[tuple[int, str]],
+        ]
+        | None
+    ):
         """Each field of the records in ``values`` (each read from ``start``) as ``(name,
-        column)``, a column in Arrow's layout (``streams.columnar.arrow_array`` wraps it); None
-        where the schema is not a record of the types it covers; ValueError naming the record
-        and field where one does not decode."""
+        column)``, a column in Arrow's layout (``streams.columnar.arrow_array`` wraps it), and
+        ``(index, why)`` of each record that does not decode (left out of the columns, why as
+        :meth:`decode` says it); None where the schema is not a record of the types it
+        covers."""
 
 class FeatureReader:
     """A feature set's built-in features compiled from ``streams.native_features.plan_of``."""

@@ -39,6 +39,7 @@ import gc
 import logging
 import signal
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -57,7 +58,7 @@ from headwater.infra.warehouse import Warehouse, connect_warehouse, plain_column
 from headwater.schemas.codec import SINGLE_OBJECT_MAGIC, AvroCodec
 from headwater.schemas.dead_letters import dead_letter
 from headwater.schemas.topics import TOPICS
-from headwater.streams.columnar import decode_columns
+from headwater.streams.columnar import Columns, decode_columns
 from headwater.streams.errors import SinkError
 
 if TYPE_CHECKING:
@@ -264,15 +265,38 @@ class RecordDecoder:
                 failures[index] = error
         return records, failures
 
-    def decode_columns(self, values: list[bytes]) -> dict[str, Any] | None:
-        """Each field of the values as an Arrow array (:mod:`headwater.streams.columnar`),
-        where they are all of one writer the native codec reads and all decode; None
-        otherwise (then :meth:`decode_all` finds which do not)."""
-        header = values[0][:10] if values else b""
-        found = self._readers.get(header) or self._reader(header)
-        if found is None or not all(value.startswith(header) for value in values):
+    def decode_columns(self, values: list[bytes]) -> Columns | None:
+        """Each field of the values as an Arrow array (:mod:`headwater.streams.columnar`), and
+        why each value that does not decode does not (as :meth:`decode` says it), where the
+        batch's writer (the header most values carry) is one the native codec reads and no
+        value of another writer decodes (a garbled header, an empty value). None otherwise:
+        then :meth:`decode_all` takes them one by one."""
+        if not values:
             return None
-        return decode_columns(found[1], values, 10)
+        header = values[0][:10]
+        others: list[int] = []
+        if not all(value.startswith(header) for value in values):
+            header = Counter(value[:10] for value in values).most_common(1)[0][0]
+            others = [i for i, value in enumerate(values) if not value.startswith(header)]
+        found = self._readers.get(header) or self._reader(header)
+        if found is None:
+            return None
+        failures: dict[int, str] = {}
+        for index in others:
+            try:
+                self.decode(values[index])
+            except SchemaError as error:
+                failures[index] = str(error)
+                continue
+            return None  # a second writer in the batch: record by record
+        kept = [i for i in range(len(values)) if i not in failures]
+        columns = decode_columns(found[1], [values[i] for i in kept] if others else values, 10)
+        if columns is None:
+            return None
+        name = found[0]
+        for index, why in columns.failures.items():
+            failures[kept[index]] = f"cannot decode a {name} record: {why}"
+        return Columns(columns.fields, failures)
 
     def decode(self, data: bytes) -> dict[str, Any]:
         if not data:
@@ -312,6 +336,18 @@ class _Read:
     partitions: list[int] = field(default_factory=list)
     offsets: list[int] = field(default_factory=list)
     columns: dict[str, Sequence[Any]] | None = None  # the table's columns, decoded as such
+
+    def without(self, left_out: Mapping[int, object]) -> _Read:
+        """The messages and where they were read, but those at the indices ``left_out``."""
+        if not left_out:
+            return self
+        kept = [i for i in range(len(self.messages)) if i not in left_out]
+        return _Read(
+            [],
+            [self.messages[i] for i in kept],
+            [self.partitions[i] for i in kept],
+            [self.offsets[i] for i in kept],
+        )
 
 
 class Batcher:
@@ -372,22 +408,26 @@ class Batcher:
                 reads[full] = _Read([_raw(m) for m in group], group, partitions, offsets)
                 continue
             values = [m.value() or b"" for m in group]
-            fields = self._decoder.decode_columns(values)
-            if fields is not None:
+            decoded = self._decoder.decode_columns(values)
+            if decoded is not None:
+                kept = _Read([], group, partitions, offsets).without(decoded.failures)
                 mapping = self._maps[self._topics[full]]
-                columns = mapping.columns_from(fields, full, partitions, offsets)
+                columns = mapping.columns_from(decoded.fields, full, kept.partitions, kept.offsets)
                 if columns is not None:
-                    reads[full] = _Read([], group, partitions, offsets, columns)
+                    for index, why in decoded.failures.items():
+                        self._reject(group[index], SchemaError(why))
+                    if kept.messages:
+                        kept.columns = columns
+                        reads[full] = kept
                     continue
             records, failures = self._decoder.decode_all(values)
+            read = _Read([], group, partitions, offsets)
             if failures:
                 for index, error in failures.items():
                     self._reject(group[index], error)
-                kept = [i for i in range(len(group)) if i not in failures]
-                group = [group[i] for i in kept]
-                partitions = [partitions[i] for i in kept]
-                offsets = [offsets[i] for i in kept]
-            reads[full] = _Read(list(records), group, partitions, offsets)
+                read = read.without(failures)
+            read.records = list(records)
+            reads[full] = read
         return reads, ends
 
     def _columns(self, mapping: TableMap, full: str, read: _Read) -> dict[str, Sequence[Any]]:

@@ -68,6 +68,40 @@ struct Column {
     col: Col,
 }
 
+impl Column {
+    /// Back to its first `len` values: what a record that failed halfway pushed is dropped
+    /// (its values, and the items, keys and bytes under them).
+    fn truncate(&mut self, len: usize) {
+        if let Some(bits) = &mut self.validity.bits {
+            bits.truncate(len);
+        }
+        self.validity.len = self.validity.len.min(len);
+        match &mut self.col {
+            Col::Long(data) => data.truncate(len),
+            Col::Double(data) => data.truncate(len),
+            Col::Bool(data) => data.truncate(len),
+            Col::Binary { offsets, data, .. } => {
+                offsets.truncate(len + 1);
+                data.truncate(offsets[len] as usize);
+            }
+            Col::List { offsets, item } => {
+                offsets.truncate(len + 1);
+                item.truncate(offsets[len] as usize);
+            }
+            Col::Map {
+                offsets,
+                keys,
+                values,
+            } => {
+                offsets.truncate(len + 1);
+                let items = offsets[len] as usize;
+                keys.truncate(items);
+                values.truncate(items);
+            }
+        }
+    }
+}
+
 /// How a value of a column is read: its type, and for `[null, T]` which branch is null.
 enum Shape<'a> {
     Plain(&'a Ty),
@@ -130,8 +164,11 @@ fn unwrapped(ty: &Ty) -> &Ty {
     }
 }
 
+/// The error of a batch too large for Arrow's 32-bit offsets: the batch's, not a record's.
+const TOO_LARGE: &str = ": a column of more than 2 GiB";
+
 fn offset(n: usize) -> Res<i32> {
-    i32::try_from(n).map_err(|_| ": a column of more than 2 GiB".to_string())
+    i32::try_from(n).map_err(|_| TOO_LARGE.to_string())
 }
 
 /// A fixed-size value of `ty` pushed as it is read (no validity: the caller's).
@@ -168,9 +205,8 @@ fn push_value(ty: &Ty, col: &mut Col, r: &mut Reader<'_>) -> Res<()> {
             offsets.push(offset(data.len())?);
         }
         (Ty::Array(item), Col::List { offsets, item: col }) => {
-            let first = col.validity.len;
             r.items(min_size(item), |r, i| {
-                in_field(push(item, col, r), &(first + i).to_string())
+                in_field(push(item, col, r), &i.to_string())
             })?;
             offsets.push(offset(col.validity.len)?);
         }
@@ -184,13 +220,28 @@ fn push_value(ty: &Ty, col: &mut Col, r: &mut Reader<'_>) -> Res<()> {
         ) => {
             r.items(min_size(value) + 1, |r, _| {
                 push(&Ty::Str, keys, r)?;
-                in_field(push(value, values, r), "value")
+                // Named by its key, as the record reader names it (built only on a failure).
+                push(value, values, r).or_else(|e| in_field(Err(e), &last_text(keys)))
             })?;
             offsets.push(offset(keys.validity.len)?);
         }
         _ => return Err(": a type the columns do not cover".to_string()),
     }
     Ok(())
+}
+
+/// The last value of a string column, as text.
+fn last_text(column: &Column) -> String {
+    match &column.col {
+        Col::Binary { offsets, data, .. } => {
+            let end = *offsets.last().expect("offsets start at 0") as usize;
+            let start = offsets
+                .get(offsets.len().wrapping_sub(2))
+                .map_or(0, |&o| o as usize);
+            String::from_utf8_lossy(&data[start..end]).into_owned()
+        }
+        _ => String::new(),
+    }
 }
 
 /// The placeholder a null leaves in the values (Arrow keeps a slot under a null).
@@ -295,15 +346,23 @@ fn to_python<'py>(py: Python<'py>, column: &Column) -> PyResult<Bound<'py, PyTup
     )
 }
 
+/// A record that does not decode: its index in the values, and why (the field's path, as
+/// `in_field` names it).
+pub(crate) type Failure = (usize, String);
+
+/// The columns, as `(name, column)` pairs, and the records left out of them.
+pub(crate) type Decoded<'py> = (Bound<'py, PyList>, Vec<Failure>);
+
 /// Each field of a record schema `ty` as a column of the records in `values` (each read from
-/// `start` to its end); None where the schema is not covered, Err naming the record and field
-/// where one does not decode.
+/// `start` to its end), and the records that do not decode, left out of the columns; None where
+/// the schema is not covered. One bad record costs the batch nothing but its own row: the
+/// columns are cut back to the records before it, and decoding goes on with the next.
 pub(crate) fn decode_columns<'py>(
     py: Python<'py>,
     ty: &Ty,
     values: &Bound<'py, PyList>,
     start: usize,
-) -> Result<Option<Bound<'py, PyList>>, String> {
+) -> Result<Option<Decoded<'py>>, String> {
     let Ty::Record(fields) = ty else {
         return Ok(None);
     };
@@ -314,29 +373,22 @@ pub(crate) fn decode_columns<'py>(
         }
         columns.push(empty(unwrapped(&field.ty)).expect("a covered type"));
     }
+    let mut failures = Vec::new();
+    let mut rows = 0;
     for (index, value) in values.iter().enumerate() {
-        let value = value
-            .downcast::<PyBytes>()
-            .map_err(|_| format!("record {index}: not bytes"))?;
-        let data = value.as_bytes();
-        if start > data.len() {
-            return Err(format!(
-                "record {index}: shorter than its {start}-byte header"
-            ));
-        }
-        let mut r = Reader {
-            buf: data,
-            pos: start,
+        let read = match value.downcast::<PyBytes>() {
+            Ok(value) => push_record(fields, &mut columns, value.as_bytes(), start),
+            Err(_) => Err(": not bytes".to_string()),
         };
-        for (field, column) in fields.iter().zip(columns.iter_mut()) {
-            in_field(push(&field.ty, column, &mut r), &field.name)
-                .map_err(|e| format!("record {index}: {e}"))?;
-        }
-        if r.pos != data.len() {
-            let extra = data.len() - r.pos;
-            return Err(format!(
-                "record {index}: {extra} byte(s) left after the record"
-            ));
+        match read {
+            Ok(()) => rows += 1,
+            Err(error) if error.ends_with(TOO_LARGE) => return Err(error),
+            Err(error) => {
+                for column in columns.iter_mut() {
+                    column.truncate(rows);
+                }
+                failures.push((index, error));
+            }
         }
     }
     let out = PyList::empty(py);
@@ -347,5 +399,30 @@ pub(crate) fn decode_columns<'py>(
         );
         out.append(pair).map_err(|e| e.to_string())?;
     }
-    Ok(Some(out))
+    Ok(Some((out, failures)))
+}
+
+/// One record's fields pushed onto their columns (partly, where it fails: the caller cuts
+/// them back).
+fn push_record(
+    fields: &[crate::Field],
+    columns: &mut [Column],
+    data: &[u8],
+    start: usize,
+) -> Res<()> {
+    if start > data.len() {
+        return Err(format!(": shorter than its {start}-byte header"));
+    }
+    let mut r = Reader {
+        buf: data,
+        pos: start,
+    };
+    for (field, column) in fields.iter().zip(columns.iter_mut()) {
+        in_field(push(&field.ty, column, &mut r), &field.name)?;
+    }
+    if r.pos != data.len() {
+        let extra = data.len() - r.pos;
+        return Err(format!(": {extra} byte(s) left after the record"));
+    }
+    Ok(())
 }

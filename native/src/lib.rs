@@ -39,7 +39,7 @@ enum Ty {
     Record(Vec<Field>),
 }
 
-struct Field {
+pub(crate) struct Field {
     name: String,
     key: Py<PyString>,
     ty: Ty,
@@ -557,11 +557,16 @@ struct AvroType {
 }
 
 fn failure(name: &str, message: String) -> PyErr {
+    PyValueError::new_err(described(name, &message))
+}
+
+/// A decoding error as the schema's name and the path to the field that failed.
+fn described(name: &str, message: &str) -> String {
     let message = message
         .strip_prefix(':')
         .map(str::trim_start)
-        .unwrap_or(&message);
-    PyValueError::new_err(format!("{name}: {message}"))
+        .unwrap_or(message);
+    format!("{name}: {message}")
 }
 
 #[pymethods]
@@ -620,17 +625,25 @@ impl AvroType {
     }
 
     /// Each field of the records in ``values`` (a list of bytes, each read from ``start``) as
-    /// ``(name, column)`` in Arrow's layout (see `columns.rs`); None where this schema is not a
-    /// record of the types the columns cover; ValueError naming the record and field where one
-    /// does not decode.
+    /// ``(name, column)`` in Arrow's layout (see `columns.rs`), and ``(index, why)`` of each
+    /// record that does not decode (left out of the columns, why as :meth:`decode` says it);
+    /// None where this schema is not a record of the types the columns cover.
     #[pyo3(signature = (values, start = 0))]
     fn decode_columns<'py>(
         &self,
         py: Python<'py>,
         values: &Bound<'py, PyList>,
         start: usize,
-    ) -> PyResult<Option<Bound<'py, PyList>>> {
-        columns::decode_columns(py, &self.ty, values, start).map_err(|e| failure(&self.name, e))
+    ) -> PyResult<Option<columns::Decoded<'py>>> {
+        let decoded = columns::decode_columns(py, &self.ty, values, start)
+            .map_err(|e| failure(&self.name, e))?;
+        Ok(decoded.map(|(columns, failures)| {
+            let failures = failures
+                .into_iter()
+                .map(|(index, why)| (index, described(&self.name, &why)))
+                .collect();
+            (columns, failures)
+        }))
     }
 
     #[getter]

@@ -22,6 +22,7 @@ def test_the_sink_benchmark_inserts_every_row_and_reports_its_ratios(
         "sink_rows_per_s_to_target_ratio",
         "sink_to_per_row_speedup",
         "host_rows_per_s_to_target_ratio",
+        "sink_one_bad_per_batch_to_clean_ratio",
     } <= set(result["ratios"])
     assert all(v > 0 for v in result["ratios"].values())
     assert isinstance(result["native_columns"], bool)
@@ -29,3 +30,4 @@ def test_the_sink_benchmark_inserts_every_row_and_reports_its_ratios(
         after = int(warehouse.query(f"SELECT count() FROM headwater.{topic}").scalar())
         assert after - before[topic] >= 300  # the batched rows of both passes, not yet merged
         assert result["chdb"][topic]["batched"]["rows_per_s"] > 0
+        assert result["chdb"][topic]["one_bad_per_batch"]["rows_per_s"] > 0

@@ -9,7 +9,13 @@ import pytest
 from confluent_kafka import Message
 
 from headwater.core.errors import SchemaError
-from headwater.infra.warehouse import arrow_table, column_count, columns_of, json_columns
+from headwater.infra.warehouse import (
+    arrow_table,
+    column_count,
+    columns_of,
+    json_columns,
+    plain_columns,
+)
 from headwater.schemas.catalog import SchemaCatalog
 from headwater.schemas.codec import AvroCodec
 from headwater.schemas.models import Label
@@ -63,7 +69,7 @@ def test_batch_columns_and_offsets_without_the_rejected() -> None:
     values[2] = b"\xc3\x01not avro at all"
     batch, offsets = _batcher(rejected).batch(_messages(values, first=10))
     assert rejected == [(12, "SchemaError")]
-    columns = batch["labels"]
+    columns = plain_columns(batch["labels"])
     assert columns["entity_id"] == ["c0", "c1", "c3", "c4", "c5"]
     assert columns["_offset"] == [10, 11, 13, 14, 15]
     assert columns["_partition"] == [0, 1, 1, 0, 1]

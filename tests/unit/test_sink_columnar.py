@@ -14,6 +14,7 @@ import pytest
 from confluent_kafka import Message
 from fastavro import parse_schema, schemaless_writer
 
+from headwater.core.errors import SchemaError
 from headwater.infra.warehouse import arrow_table, plain_columns
 from headwater.schemas.avro_plan import native_type, plan_of
 from headwater.schemas.catalog import SchemaCatalog
@@ -101,8 +102,10 @@ def test_columns_equal_the_records_decoded_one_by_one() -> None:
     values = _encoded(records)
     reader: Any = native_type(SCHEMA, "Everything")
     assert reader is not None
-    columns = decode_columns(reader, values, 0)
-    assert columns is not None and list(columns) == [f["name"] for f in SCHEMA["fields"]]
+    decoded = decode_columns(reader, values, 0)
+    assert decoded is not None and not decoded.failures
+    columns = decoded.fields
+    assert list(columns) == [f["name"] for f in SCHEMA["fields"]]
     one_by_one = _pivoted([reader.decode(v) for v in values])
     assert _same(plain_columns(columns), one_by_one)
     written = _pivoted(records)
@@ -121,19 +124,41 @@ def test_blocks_with_byte_sizes_read_as_the_record_reader_reads_them() -> None:
     cut = len(head) - 3  # ids, names and maybe_map: 0, 0, union branch 0
     blocked = head[:cut] + bytes([3, 4, 2, 4, 0]) + head[cut + 1 :]
     assert reader.decode(blocked)["ids"] == [1, 2]
-    columns = decode_columns(reader, [record, blocked], 0)
-    assert columns is not None and columns["ids"].to_pylist() == [[], [1, 2]]
+    decoded = decode_columns(reader, [record, blocked], 0)
+    assert decoded is not None and decoded.fields["ids"].to_pylist() == [[], [1, 2]]
 
 
-def test_a_record_that_does_not_decode_leaves_the_batch_to_the_one_by_one_path() -> None:
-    values = _encoded([_record(i) for i in range(3)])
+def _why(reader: Any, value: bytes) -> str:
+    with pytest.raises(ValueError) as raised:
+        reader.decode(value, 0)
+    return str(raised.value)
+
+
+def test_records_that_do_not_decode_are_left_out_and_the_rest_decoded() -> None:
+    """Each bad record fails halfway through a different field (a string, a map's value, an
+    array's items, a union's branch, trailing bytes): what it had pushed is cut back, so the
+    columns of the others equal theirs decoded one by one, and each failure is named as the
+    record reader names it."""
+    records = [_record(i) for i in range(12)]
+    values = _encoded(records)
     reader: Any = native_type(SCHEMA, "Everything")
     assert reader is not None
-    with pytest.raises(ValueError, match="record 1: "):
-        reader.decode_columns([values[0], values[1][:-4], values[2]], 0)
-    with pytest.raises(ValueError, match="record 0: 1 byte"):
-        reader.decode_columns([values[0] + b"\x00"], 0)
-    assert decode_columns(reader, [values[0], values[1][:-4]], 0) is None
+    whole = len(values[1])
+    bad = {
+        1: values[1][:3],  # inside the first string
+        3: values[3][: whole - 4],  # inside the trailing maps and arrays
+        5: values[5][:-1],  # the last union's branch
+        6: values[6] + b"\x00",  # a byte left after the record
+        8: b"",  # nothing at all
+        11: values[11][:-2],  # the last record, cut short
+    }
+    corrupted = [bad.get(i, value) for i, value in enumerate(values)]
+    decoded = decode_columns(reader, corrupted, 0)
+    assert decoded is not None
+    assert decoded.failures == {i: _why(reader, value) for i, value in bad.items()}
+    assert "1 byte(s) left after the record" in decoded.failures[6]
+    good = [v for i, v in enumerate(values) if i not in bad]
+    assert _same(plain_columns(decoded.fields), _pivoted([reader.decode(v) for v in good]))
     assert decode_columns(reader, [], 0) is None
 
 
@@ -201,3 +226,84 @@ def test_the_batcher_s_columns_equal_the_pivoted_records(topic: str) -> None:
         types = _types(schema.source)
         assert arrow_table(columns, types).equals(arrow_table(pivoted, types))
     assert plain_columns(columns) == pivoted
+
+
+def test_the_batcher_dead_letters_the_bad_records_and_keeps_the_rest_in_columns() -> None:
+    """A truncated record and one whose header is garbled go to the reject path with the
+    reason the record reader gives; the others still go as Arrow columns."""
+    labels = [
+        {
+            "request_id": f"r{i}",
+            "entity_id": f"c{i}",
+            "event_id": "",
+            "label": i / 2,
+            "event_time_ms": i,
+            "labeled_at_ms": i + 1,
+        }
+        for i in range(6)
+    ]
+    values = [CODEC.encode("dev.headwater.Label", label) for label in labels]
+    values[2] = values[2][:-3]
+    values[4] = b"\x00\x01not avro at all"
+    messages = [
+        Message(topic="labels", partition=0, offset=10 + i, value=v) for i, v in enumerate(values)
+    ]
+    rejected: dict[int, str] = {}
+    mapping = TableMap("labels", "labels", ("request_id", "entity_id", "label"), frozenset())
+    batch, offsets = Batcher(
+        {"labels": mapping},
+        {"labels": "labels"},
+        CODEC,
+        lambda m, e: rejected.update({m.offset() or 0: str(e)}),
+    ).batch(messages)
+    columns = batch["labels"]
+    assert isinstance(columns["entity_id"], pa.Array)
+    assert plain_columns(columns) == {
+        "request_id": ["r0", "r1", "r3", "r5"],
+        "entity_id": ["c0", "c1", "c3", "c5"],
+        "label": [0.0, 0.5, 1.5, 2.5],
+        "_partition": [0, 0, 0, 0],
+        "_offset": [10, 11, 13, 15],
+    }
+    decoder = RecordDecoder(CODEC)
+    for offset in (12, 14):
+        with pytest.raises(SchemaError) as raised:
+            decoder.decode(values[offset - 10])
+        assert rejected.pop(offset) == str(raised.value)
+    assert not rejected
+    assert [(o.partition, o.offset) for o in offsets] == [(0, 16)]
+
+
+def test_a_failure_inside_an_array_or_a_map_names_the_item_as_the_record_reader_does() -> None:
+    """The item's index within its own record's array, and a map value by its key, though
+    the columns hold the items of every record before it."""
+    schema = {
+        "type": "record",
+        "name": "Nested",
+        "fields": [
+            {"name": "tags", "type": {"type": "map", "values": "string"}},
+            {"name": "names", "type": {"type": "array", "items": "string"}},
+        ],
+    }
+    parsed = parse_schema(schema)
+    values = []
+    for record in (
+        {"tags": {}, "names": ["n", "o"]},
+        {"tags": {"a": "x"}, "names": ["p", "q", "rrrr"]},
+    ):
+        buffer = io.BytesIO()
+        schemaless_writer(buffer, parsed, record)
+        values.append(buffer.getvalue())
+    in_array = values[1][:-2]  # inside the third name
+    in_map = values[1][:4]  # the map's key "a", its value cut short
+    reader: Any = native_type(schema, "Nested")
+    assert reader is not None
+    decoded = decode_columns(reader, [values[0], in_array, values[1], in_map], 0)
+    assert decoded is not None
+    assert decoded.failures == {1: _why(reader, in_array), 3: _why(reader, in_map)}
+    assert decoded.failures[1].startswith("Nested: names.2: ")
+    assert decoded.failures[3].startswith("Nested: tags.a: ")
+    assert plain_columns(decoded.fields) == {
+        "tags": [{}, {"a": "x"}],
+        "names": [["n", "o"], ["p", "q", "rrrr"]],
+    }
