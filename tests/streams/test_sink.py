@@ -10,7 +10,7 @@ import pytest
 
 from headwater.core.errors import WarehouseError
 from headwater.core.settings import HeadwaterSettings
-from headwater.infra.event_bus import EventBus
+from headwater.infra.event_bus import EventBus, make_codec
 from headwater.infra.kafka_clients import ensure_topics
 from headwater.infra.migrations import table_for_topic
 from headwater.infra.warehouse import ChdbWarehouse, Columns, QueryResult, columns_of
@@ -155,6 +155,33 @@ def test_undecodable_record_goes_to_deadletter(
     ).rows
     assert len(row) == 1 and row[0][0] == "BAD_ENCODING"
     assert row[0][1].endswith("not avro at all")
+
+
+def test_a_truncated_record_among_good_ones_is_dead_lettered_alone(
+    isolated: HeadwaterSettings, warehouse: ChdbWarehouse, unique: str
+) -> None:
+    """A record of the batch's own schema that ends early: it goes to ``deadletter`` naming the
+    field where it ends, every other record of its batch lands, and the counts add up."""
+    bus = EventBus(isolated)
+    codec = make_codec(isolated)
+    labels = [
+        Label(entity_id=f"{unique}-{i}", label=1.0, event_time_ms=i, labeled_at_ms=i)
+        for i in range(7)
+    ]
+    for i, label in enumerate(labels):
+        value = codec.encode(Label.SCHEMA, label.to_avro())
+        bus.send_bytes("labels", value[:-4] if i == 3 else value, label.entity_id.encode())
+    bus.flush()
+    stats = _drain(ClickHouseSink(isolated, warehouse, FAST), 7)
+    assert stats.consumed == 8  # seven labels, then the dead letter itself
+    assert (stats.inserted, stats.deadlettered) == (7, 1)
+    assert _count(warehouse, unique) == 6
+    row = warehouse.query(
+        "SELECT reason_code, reason FROM headwater.deadletter FINAL "
+        f"WHERE source_topic = '{isolated.topic('labels')}'"
+    ).rows
+    assert len(row) == 1 and row[0][0] == "BAD_ENCODING"
+    assert "dev.headwater.Label: " in row[0][1] and "ends early" in row[0][1]
 
 
 def test_runs_under_other_topic_prefixes_keep_their_own_rows(
