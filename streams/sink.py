@@ -275,7 +275,7 @@ class RecordDecoder:
             return None
         header = values[0][:10]
         others: list[int] = []
-        if not all(value.startswith(header) for value in values):
+        if len(header) < 10 or not all(value.startswith(header) for value in values):
             header = Counter(value[:10] for value in values).most_common(1)[0][0]
             others = [i for i, value in enumerate(values) if not value.startswith(header)]
         found = self._readers.get(header) or self._reader(header)

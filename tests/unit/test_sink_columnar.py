@@ -229,8 +229,8 @@ def test_the_batcher_s_columns_equal_the_pivoted_records(topic: str) -> None:
 
 
 def test_the_batcher_dead_letters_the_bad_records_and_keeps_the_rest_in_columns() -> None:
-    """A truncated record and one whose header is garbled go to the reject path with the
-    reason the record reader gives; the others still go as Arrow columns."""
+    """A truncated record, an empty one and one whose header is garbled go to the reject path
+    with the reason the record reader gives; the others still go as Arrow columns."""
     labels = [
         {
             "request_id": f"r{i}",
@@ -243,6 +243,7 @@ def test_the_batcher_dead_letters_the_bad_records_and_keeps_the_rest_in_columns(
         for i in range(6)
     ]
     values = [CODEC.encode("dev.headwater.Label", label) for label in labels]
+    values[0] = b""  # the first one, empty: the batch's header is the one most carry
     values[2] = values[2][:-3]
     values[4] = b"\x00\x01not avro at all"
     messages = [
@@ -259,14 +260,14 @@ def test_the_batcher_dead_letters_the_bad_records_and_keeps_the_rest_in_columns(
     columns = batch["labels"]
     assert isinstance(columns["entity_id"], pa.Array)
     assert plain_columns(columns) == {
-        "request_id": ["r0", "r1", "r3", "r5"],
-        "entity_id": ["c0", "c1", "c3", "c5"],
-        "label": [0.0, 0.5, 1.5, 2.5],
-        "_partition": [0, 0, 0, 0],
-        "_offset": [10, 11, 13, 15],
+        "request_id": ["r1", "r3", "r5"],
+        "entity_id": ["c1", "c3", "c5"],
+        "label": [0.5, 1.5, 2.5],
+        "_partition": [0, 0, 0],
+        "_offset": [11, 13, 15],
     }
     decoder = RecordDecoder(CODEC)
-    for offset in (12, 14):
+    for offset in (10, 12, 14):
         with pytest.raises(SchemaError) as raised:
             decoder.decode(values[offset - 10])
         assert rejected.pop(offset) == str(raised.value)
