@@ -24,8 +24,12 @@ of figures and the ratios against the baselines measured in the same run:
   ``headwater up`` runs as its feature worker (``python -m headwater.serving.inline_worker``,
   which scores in its process), timed until each prediction reaches the clock, with the one-hop
   floor measured load by load alongside (``event_to_prediction_p50/p99_vs_floor``: issue 16's
-  target is at most 1.5). ``two_process`` is the baseline: the plain feature worker and the
-  standalone scorer, one broker hop more (``..._inline_vs_two_process``).
+  target is at most 1.5), and the two-hop floor: the same load through a bare relay
+  (:mod:`bench.relay`: the worker's consumer and producer settings, nothing else) into
+  ``predictions`` (``two_hop_floor_..._vs_floor``: what a second hop costs by itself;
+  ``event_to_prediction_..._vs_two_hop_floor``: what the worker adds to it). ``two_process`` is
+  the baseline: the plain feature worker and the standalone scorer, one broker hop more
+  (``..._inline_vs_two_process``).
 * HTTP: the same closed-loop load (``--concurrency`` clients) against Headwater's server
   (``python -m headwater.serving.http_server``: batching, routing, guards, logging to Kafka) and
   against a
@@ -67,7 +71,13 @@ from headwater.core.settings import HeadwaterSettings, settings_environment
 from headwater.demo.features import FEATURE_SET as DEMO_FEATURES
 from headwater.demo.generator import DemoConfig, TransactionGenerator
 from headwater.infra.event_bus import EventBus, make_codec
-from headwater.infra.kafka_clients import ensure_topics, make_consumer, make_producer
+from headwater.infra.kafka_clients import (
+    create_topics,
+    ensure_topics,
+    make_consumer,
+    make_producer,
+    new_topic,
+)
 from headwater.infra.local_kafka import LocalKafka
 from headwater.schemas.codec import AvroCodec
 from headwater.schemas.models import FeatureVector, Prediction, Transaction
@@ -97,6 +107,7 @@ TICKS = os.sysconf("SC_CLK_TCK")
 # The linger wait is inside the measured latency (it counts from the scheduled send time).
 GENERATOR_CONFIG = {"linger.ms": 2, "socket.nagle.disable": True}
 KAFKA_P99_TARGET_MS = 25.0  # issue 4: event -> prediction p99 at 2,000 events/s
+RELAY_IN = "bench-relay-in"  # what bench.relay copies to predictions: the two-hop floor's input
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -259,11 +270,11 @@ class Offered:
 def offer(
     settings: HeadwaterSettings, tag: str, rate: float, count: int, *, topic: str = "features"
 ) -> Offered:
-    """Send ``count`` feature vectors on an open-loop schedule. To ``predictions`` they go
-    keyed by their event id, as the scorer's predictions are: the clock times them the same
-    way."""
+    """Send ``count`` feature vectors on an open-loop schedule. To any topic but ``features``
+    (``predictions``, the relay's) they go keyed by their event id, as the scorer's predictions
+    are: the clock times them the same way."""
     records = [
-        (f"{tag}-{i}", (f"{tag}-{i}" if topic == "predictions" else key).encode(), value)
+        (f"{tag}-{i}", (key if topic == "features" else f"{tag}-{i}").encode(), value)
         for i, (key, value) in enumerate(encoded_vectors(settings, tag, count))
     ]
     return offer_records(settings, rate, records, topic)
@@ -482,8 +493,10 @@ def inline_figures(
     scorer (one broker hop more, the baseline). Raw events go to ``events.raw`` at ``rate``,
     each timed from its scheduled send until its prediction reaches the clock. The one-hop
     floor is measured alongside, load by load (floor k, then load k, with the processes
-    running): the same rate straight to ``predictions``, timed by the same clock. Both pooled
-    over ``repeats`` loads."""
+    running): the same rate straight to ``predictions``, timed by the same clock. With the
+    worker that scores, the two-hop floor too (``two_hop_floor``: the same rate through
+    :mod:`bench.relay`, a bare consumer and producer with the worker's client settings, into
+    ``predictions``). All pooled over ``repeats`` loads."""
     mode = "inline" if inline else "two-process"
     own = settings.model_copy(
         update={"topic_prefix": f"{settings.topic_prefix}{mode}-", "serving_model": INLINE_MODEL}
@@ -499,6 +512,10 @@ def inline_figures(
     if not inline:
         env["HEADWATER_INLINE_SCORING"] = "false"
         commands.append(["headwater.serving.kafka_scorer"])
+    else:
+        partitions = own.topic_partitions
+        create_topics(own, [new_topic(own, own.topic(RELAY_IN), partitions, {})])
+        commands.append(["bench.relay", own.topic(RELAY_IN), own.topic("predictions")])
     processes = []
     try:
         with log.open("wb") as out:
@@ -509,14 +526,22 @@ def inline_figures(
         try:
             warm = offer_records(own, rate, warm_load, "events.raw")  # joined, model warm
             clock.wait_for(warm.ids, 120)
-            cpu_before = sum(cpu_seconds(p.pid) for p in processes)
-            floors, loads = [], []
+            if inline:
+                relay_warm = offer(own, f"{mode}-relay-warm", rate, count // 2, topic=RELAY_IN)
+                clock.wait_for(relay_warm.ids, 120)
+            # The CPU of what scores (not the relay's): over the loads only.
+            measured = processes[:1] if inline else processes
+            floors, relayed, loads, cpu = [], [], [], 0.0
             for k, events in enumerate(event_loads):
                 floors.append(offer(own, f"{mode}-floor{k}", rate, count, topic="predictions"))
                 clock.wait_for(floors[-1].ids, 60)
+                if inline:
+                    relayed.append(offer(own, f"{mode}-relay{k}", rate, count, topic=RELAY_IN))
+                    clock.wait_for(relayed[-1].ids, 60)
+                cpu -= sum(cpu_seconds(p.pid) for p in measured)
                 loads.append(offer_records(own, rate, events, "events.raw"))
                 clock.wait_for(loads[-1].ids, 60)
-            cpu = sum(cpu_seconds(p.pid) for p in processes) - cpu_before
+                cpu += sum(cpu_seconds(p.pid) for p in measured)
         finally:
             for process in processes:
                 process.terminate()
@@ -525,13 +550,16 @@ def inline_figures(
     finally:
         clock.stop()
     loaded = latency_figures(loads, clock, make_codec(own))  # with its stages
-    return {
+    figures = {
         "offered_per_s": rate,
         **loaded,
         "cpu_ms_per_1k_events": cpu / max(loaded["predicted"], 1) * 1e6,
         "worker_counts": worker_counts(log),
         "floor": latency_figures(floors, clock),
     }
+    if relayed:
+        figures["two_hop_floor"] = latency_figures(relayed, clock)
+    return figures
 
 
 def worker_counts(log: Path) -> dict[str, float]:
@@ -818,6 +846,15 @@ def run(
                 ratios["event_to_prediction_throughput_vs_offered"] = (
                     inline["throughput_per_s"] / rate
                 )
+                # What a second hop costs by itself, and what the worker adds to it.
+                two_hop = inline["two_hop_floor"]
+                for q in ("p50", "p99"):
+                    ratios[f"two_hop_floor_{q}_vs_floor"] = (
+                        two_hop[f"{q}_ms"] / inline["floor"][f"{q}_ms"]
+                    )
+                    ratios[f"event_to_prediction_{q}_vs_two_hop_floor"] = (
+                        inline[f"{q}_ms"] / two_hop[f"{q}_ms"]
+                    )
             if "two_process" in parts:
                 # The baseline: the plain feature worker, then the standalone scorer.
                 two = figures["two_process"] = inline_figures(
