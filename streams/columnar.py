@@ -54,12 +54,15 @@ def decode_columns(
 ) -> Columns | None:
     """Each field of the records in ``values`` (read from ``start``) as an Arrow array, the
     records that do not decode left out and named with the reason; None where the native codec
-    does not cover the schema (or was built before it could): the caller then decodes them one
-    by one."""
+    does not cover the schema (or was built before it could) or the batch is too large for
+    Arrow's 32-bit offsets: the caller then decodes them one by one."""
     decode = getattr(reader, "decode_columns", None)
     if decode is None or not values:
         return None
-    decoded = decode(values, start)
+    try:
+        decoded = decode(values, start)
+    except ValueError:  # the batch's, not a record's: columns over 2 GiB
+        return None
     if not isinstance(decoded, tuple):  # None, or a build from before the failures came back
         return None
     raw, failures = decoded

@@ -308,3 +308,15 @@ def test_a_failure_inside_an_array_or_a_map_names_the_item_as_the_record_reader_
         "tags": [{}, {"a": "x"}],
         "names": [["n", "o"], ["p", "q", "rrrr"]],
     }
+
+
+def test_a_batch_too_large_for_the_columns_goes_record_by_record() -> None:
+    """The one error of a batch rather than of a record (Arrow's 32-bit offsets overflowing):
+    no columns, so the sink decodes the batch one by one instead of failing it."""
+
+    class TooLarge:
+        def decode_columns(self, values: list[bytes], start: int) -> Any:
+            raise ValueError("Everything: s: a column of more than 2 GiB")
+
+    reader: Any = TooLarge()
+    assert decode_columns(reader, [b"\x00"], 0) is None
