@@ -47,6 +47,7 @@ from headwater.trainers.registry_state import RegistryState, VersionState
 
 TOPIC = "model-versions"
 REGISTER_ATTEMPTS = 10
+CONFIRM_POLL_S = 0.05  # between reads of the log while an event it was given is not there yet
 log = logging.getLogger(__name__)
 
 
@@ -103,11 +104,13 @@ class ModelRegistry:
         state: RegistryState | None = None,
         clock: Callable[[], int] = _now_ms,
         log: RegistryLog | None = None,
+        confirm_timeout_s: float = 30.0,
     ) -> None:
         self.store = store
         self.publisher = publisher
         self.state = state or RegistryState()
         self.log = log
+        self.confirm_timeout_s = confirm_timeout_s
         self._clock = clock
         self._lock = threading.RLock()
 
@@ -117,7 +120,12 @@ class ModelRegistry:
         from headwater.infra.event_bus import EventBus
 
         registry_log = KafkaRegistryLog(settings)
-        registry = cls(ArtifactStore.from_settings(settings), EventBus(settings), log=registry_log)
+        registry = cls(
+            ArtifactStore.from_settings(settings),
+            EventBus(settings),
+            log=registry_log,
+            confirm_timeout_s=settings.kafka_timeout_s * 3,
+        )
         registry.state.undecodable = registry_log.undecodable  # the same list, kept current
         registry.catch_up()
         return registry
@@ -259,21 +267,37 @@ class ModelRegistry:
         return self._confirm(event)
 
     def _confirm(self, event: ModelVersion) -> VersionState:
-        """Read ``event`` back from the log: the fold must have applied it, not refused it."""
-        self.catch_up()
+        """Read ``event`` back from the log: the fold must have applied it, not refused it.
+
+        The log is read committed, and a transaction's commit marker reaches the partition a
+        moment after ``commit_transaction`` returns: until then the end a read-committed
+        reader is given stops before the record (as it does behind another writer's open
+        transaction). So the log is read again until the event shows, for up to
+        ``confirm_timeout_s``."""
         name = f"{event.model}@{event.version}"
-        for rejected in reversed(self.state.rejected):
-            if rejected.event == event:
-                raise RegistryError(f"{event.action} {name} was refused: {rejected.reason}")
-        try:
-            current = self.state.version(event.model, event.version)
-        except RegistryError:
-            current = None
-        if current is None or current.updated_at_ms < event.event_time_ms:
-            raise RegistryError(
-                f"{event.action} {name} was published but is not in model-versions when read "
-                "back; check the topic's readers and retention"
-            )
+        deadline = time.monotonic() + self.confirm_timeout_s
+        while True:
+            self.catch_up()
+            for rejected in reversed(self.state.rejected):
+                if rejected.event == event:
+                    raise RegistryError(f"{event.action} {name} was refused: {rejected.reason}")
+            try:
+                current: VersionState | None = self.state.version(event.model, event.version)
+            except RegistryError:
+                current = None
+            if current is not None and current.updated_at_ms >= event.event_time_ms:
+                return self._applied(event, current)
+            if time.monotonic() >= deadline:
+                raise RegistryError(
+                    f"{event.action} {name} was published but is not in model-versions when "
+                    f"read back within {self.confirm_timeout_s:g} s; check the topic's readers "
+                    "and retention"
+                )
+            time.sleep(CONFIRM_POLL_S)
+
+    def _applied(self, event: ModelVersion, current: VersionState) -> VersionState:
+        """``event`` as the log applied it; refused where another writer took its number."""
+        name = f"{event.model}@{event.version}"
         if event.action == "registered" and current.artifact_sha256 != event.artifact_sha256:
             raise RegistryError(
                 f"{name} is registered with artifact {current.artifact_sha256[:12]}, not "

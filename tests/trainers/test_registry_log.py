@@ -100,6 +100,45 @@ def test_an_unfenced_duplicate_is_refused_by_the_fold_and_named(tmp_path: Path) 
     assert fold.version("m", 1).actor == "x" and len(fold.rejected) == 1
 
 
+class _LateMarker(MemoryLogWriter):
+    """A read-committed reader before the commit marker lands: the first ``hidden`` reads after
+    each commit stop short of what was committed."""
+
+    def __init__(self, log: MemoryLog, hidden: int) -> None:
+        super().__init__(log)
+        self.hidden, self.left = hidden, 0
+        self.reads = 0
+
+    def fence(self, model: str) -> Fence:
+        self.left = self.hidden
+        return super().fence(model)
+
+    def read_new(self) -> list[ModelVersion]:
+        self.reads += 1
+        if self.left > 0 and len(self.log.events) > self.position:
+            self.left -= 1
+            new = self.log.events[self.position : -1]  # the newest not visible yet
+            self.position += len(new)
+            return list(new)
+        return super().read_new()
+
+
+def test_a_commit_read_back_before_its_marker_lands_is_read_again(tmp_path: Path) -> None:
+    store, log = ArtifactStore(tmp_path), MemoryLog()
+    late = _LateMarker(log, hidden=3)
+    registry = ModelRegistry(store, late, log=late, confirm_timeout_s=5.0)
+    assert registry.register("m", store.put_bytes(b"a"), actor="x").version == 1
+    assert late.reads >= 4  # the catch-up before numbering, three short reads, then the event
+
+
+def test_a_commit_never_read_back_fails_naming_the_wait(tmp_path: Path) -> None:
+    store, log = ArtifactStore(tmp_path), MemoryLog()
+    late = _LateMarker(log, hidden=10**6)
+    registry = ModelRegistry(store, late, log=late, confirm_timeout_s=0.2)
+    with pytest.raises(RegistryError, match=r"m@1 was published but .* within 0.2 s"):
+        registry.register("m", store.put_bytes(b"a"), actor="x")
+
+
 def test_transitions_see_what_other_writers_did(tmp_path: Path) -> None:
     store, log = ArtifactStore(tmp_path), MemoryLog()
     worker, loop = _registry(store, log.writer()), _registry(store, log.writer())
