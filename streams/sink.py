@@ -289,13 +289,16 @@ class RecordDecoder:
                 failures[index] = str(error)
                 continue
             return None  # a second writer in the batch: record by record
-        kept = [i for i in range(len(values)) if i not in failures]
-        columns = decode_columns(found[1], [values[i] for i in kept] if others else values, 10)
+        # The values of the batch's writer, and where each sits among all (the usual batch,
+        # one writer throughout: all of them, in place).
+        kept = [i for i in range(len(values)) if i not in failures] if others else None
+        ours = values if kept is None else [values[i] for i in kept]
+        columns = decode_columns(found[1], ours, 10)
         if columns is None:
             return None
-        name = found[0]
         for index, why in columns.failures.items():
-            failures[kept[index]] = f"cannot decode a {name} record: {why}"
+            place = index if kept is None else kept[index]
+            failures[place] = f"cannot decode a {found[0]} record: {why}"
         return Columns(columns.fields, failures)
 
     def decode(self, data: bytes) -> dict[str, Any]:
