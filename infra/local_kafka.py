@@ -171,10 +171,20 @@ class LocalKafka:
         heap = self.settings.kafka_local_heap_mb
         command = [
             java,
+            # The whole heap from the start, as Kafka's own start script sets it. From 256 MB
+            # the heap grew slowly while the broker's live set (about 160 MB, 128 of them the
+            # log cleaner's dedupe buffer) stayed over G1's occupancy threshold, so every
+            # other young collection began a concurrent mark that took a core for 50-220 ms:
+            # most of the slow bursts in a timed bench_serving run began at one (matched
+            # against a GC log). Now a young collection comes every 15 s or so, in 7-10 ms.
             f"-Xmx{heap}m",
-            f"-Xms{min(heap, 256)}m",
+            f"-Xms{heap}m",
             "-XX:+UseG1GC",
-            "-XX:TieredStopAtLevel=1",
+            # The full JIT (C1 then C2), not C1 alone: the broker's hot paths compiled by C2
+            # cut event -> prediction p50 from 12-16 to 7.4-8.1 ms and p99 from 31-55 to
+            # 18-26 ms, and the one-hop floor's p50 from 2.6 to 2.3 ms (bench_serving,
+            # interleaved runs on 2 cores). C2's compiling takes CPU for the first minute or so
+            # of load; a broker runs far longer than that.
             "-Xshare:auto",
             "-Djava.awt.headless=true",
             "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn",
