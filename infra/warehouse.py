@@ -55,10 +55,18 @@ class QueryResult:
 
     @classmethod
     def from_json_compact(cls, raw: bytes) -> QueryResult:
-        """The result of a query ClickHouse wrote as ``JSONCompact``."""
+        """The result of a query ClickHouse wrote as ``JSONCompact``; one it wrote in another
+        format (the SQL's own FORMAT clause) is a :class:`WarehouseError` saying so."""
         if not raw:
             return cls([], [], [])
-        parsed = orjson.loads(raw)
+        try:
+            parsed = orjson.loads(raw)
+        except orjson.JSONDecodeError as error:
+            # A FORMAT clause in the SQL wins over the format the query asked for.
+            raise WarehouseError(
+                f"the query's result is not the JSONCompact it was asked for ({error}): leave "
+                "the FORMAT clause out of the SQL; the rows come back as rows"
+            ) from None
         meta = parsed.get("meta", [])
         return cls([m["name"] for m in meta], [m["type"] for m in meta], parsed["data"])
 

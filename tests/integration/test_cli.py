@@ -112,6 +112,14 @@ def test_up_produce_consume_round_trip(platform_env: dict[str, str], tmp_path: P
     assert json.loads(query.stdout)[0]["n"] >= 1
 
 
+def test_query_with_a_format_clause_of_its_own_says_so(platform_env: dict[str, str]) -> None:
+    """The query asks the engine for JSONCompact; the SQL's own FORMAT wins over it, and the
+    output is not JSON: a clear error naming the clause, not a traceback."""
+    query = headwater("query", "SELECT 1 AS n FORMAT Vertical", env=platform_env)
+    assert query.returncode == 1
+    assert "FORMAT clause" in query.stderr and "Traceback" not in query.stderr
+
+
 def test_produce_refuses_records_of_the_wrong_schema(
     platform_env: dict[str, str], tmp_path: Path
 ) -> None:

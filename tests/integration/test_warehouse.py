@@ -120,3 +120,11 @@ def test_values_survive_the_round_trip(engine: Warehouse) -> None:
 def test_bad_sql_names_the_engine(engine: Warehouse) -> None:
     with pytest.raises(WarehouseError, match=r"chDB|server"):
         engine.query("SELECT * FROM headwater.no_such_table")
+
+
+@pytest.mark.parametrize("clause", ["FORMAT Vertical", "FORMAT JSONEachRow", "FORMAT CSV"])
+def test_a_format_clause_of_the_sqls_own_is_named(warehouse: ChdbWarehouse, clause: str) -> None:
+    """The engine writes what the SQL's FORMAT says, not the JSONCompact the query asks for."""
+    with pytest.raises(WarehouseError, match="FORMAT clause"):
+        warehouse.query(f"SELECT 1 AS n, 'x' AS s UNION ALL SELECT 2, 'y' {clause}")
+    assert warehouse.query("SELECT 1 AS n").rows == [[1]]
