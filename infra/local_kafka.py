@@ -175,8 +175,9 @@ class LocalKafka:
             # the heap grew slowly while the broker's live set (about 160 MB, 128 of them the
             # log cleaner's dedupe buffer) stayed over G1's occupancy threshold, so every
             # other young collection began a concurrent mark that took a core for 50-220 ms:
-            # most of the slow bursts in a timed bench_serving run began at one (matched
-            # against a GC log). Now a young collection comes every 15 s or so, in 7-10 ms.
+            # the three largest of the eight slow bursts in a timed bench_serving run began at
+            # one (matched against a GC log). Now a young collection comes every 15 s or so, in
+            # 7-10 ms, and no concurrent mark.
             f"-Xmx{heap}m",
             f"-Xms{heap}m",
             "-XX:+UseG1GC",
