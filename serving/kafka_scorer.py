@@ -38,6 +38,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 from pydantic import ValidationError
 
 from headwater.core.errors import BrokerUnavailable, HeadwaterError
+from headwater.core.heap import set_aside_startup_heap
 from headwater.core.logs import configure_logging
 from headwater.core.settings import load_settings
 from headwater.infra.event_bus import make_codec
@@ -360,6 +361,7 @@ def main(argv: list[str] | None = None) -> int:
     serve_process_metrics(runtime.settings, "kafka-scorer", serving=runtime)
     try:
         scorer = KafkaScorer(runtime, group=args.group)
+        set_aside_startup_heap()
         scorer.run(stop)
         # What it did, as one JSON line on the way out (operators, the benchmark).
         print(json.dumps(asdict(scorer.counts)), file=sys.stderr)

@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from headwater.core.errors import RecordRefused
+from headwater.core.heap import set_aside_startup_heap
 from headwater.core.logs import configure_logging
 from headwater.core.settings import HeadwaterSettings, load_settings
 from headwater.infra.event_bus import make_codec
@@ -254,6 +255,7 @@ def main() -> None:
     configure_logging("feature_worker")
     settings = load_settings()
     serve_process_metrics(settings, "feature_worker")
+    set_aside_startup_heap()
     run_worker(settings)
 
 
