@@ -31,7 +31,6 @@ import sys
 import torch
 
 from headwater.core.errors import HeadwaterError
-from headwater.core.heap import set_aside_startup_heap
 from headwater.core.logs import configure_logging
 from headwater.core.settings import HeadwaterSettings, load_settings
 from headwater.infra.event_bus import make_codec
@@ -138,14 +137,12 @@ def run_scoring_worker(settings: HeadwaterSettings) -> None:
     """The feature worker, scoring ``HEADWATER_SERVING_MODEL`` unless inline scoring is off."""
     if not settings.inline_scoring:
         serve_process_metrics(settings, "feature_worker")
-        set_aside_startup_heap()
         run_worker(settings)
         return
     torch.set_num_threads(1)  # small batches: intra-op threads only contend for the cores
     runtime = start_runtime(settings)
     serve_process_metrics(settings, "feature_worker", serving=runtime)
     log.info("the feature worker scores model %r in its process", runtime.model)
-    set_aside_startup_heap()  # the model too: a full collection pauses every event behind it
     try:
         run_worker(settings, InlineScoring(runtime))
     finally:

@@ -240,7 +240,9 @@ class FeatureBatches:
 
 
 def run_worker(settings: HeadwaterSettings, scoring: BatchScoring | None = None) -> None:
-    """Run the feature worker on the configured engine until it is signalled to stop."""
+    """Run the feature worker on the configured engine until it is signalled to stop. Its
+    process's start-up (the model of ``scoring`` included) is done: its heap is set aside."""
+    set_aside_startup_heap()
     if settings.stream_engine == "faust":
         from headwater.streams.faust_engine import run_faust_worker
 
@@ -255,7 +257,6 @@ def main() -> None:
     configure_logging("feature_worker")
     settings = load_settings()
     serve_process_metrics(settings, "feature_worker")
-    set_aside_startup_heap()
     run_worker(settings)
 
 
