@@ -2,7 +2,8 @@
 
 ``python -m bench.relay FROM TO`` (full topic names; the broker as ``HEADWATER_*`` names it)
 copies every record of ``FROM`` to ``TO``, key and value unchanged, through the feature worker's
-own clients: its consumer settings and its producer (:class:`BatchProducer`, the same linger).
+own clients: its consumer settings and its producer (:class:`BatchProducer`, the unlingered
+prompt lane its predictions take).
 No decoding, no state, no scoring, no commits: what any design with a second broker hop pays
 at least, on the same machine, in the same run. Event -> prediction through the feature worker
 measured against it says what the worker itself adds; against the one-hop floor, what the
@@ -41,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     source, target = argv or sys.argv[1:]
     settings = load_settings()
     consumer = make_consumer(settings, f"bench-relay-{uuid.uuid4().hex[:8]}", **CONSUMER_CONFIG)
-    producer = BatchProducer(settings)
+    producer = BatchProducer(settings, prompt_topics=(target,))  # as the worker's predictions
     stopping: list[int] = []
     signal.signal(signal.SIGTERM, lambda signum, _: stopping.append(signum))
     consumer.subscribe([source])

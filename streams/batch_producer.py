@@ -11,7 +11,7 @@ waiting, which of its batches are complete.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 
 from confluent_kafka import KafkaError, KafkaException, Message
 
@@ -57,9 +57,14 @@ class Acks:
 
 
 class BatchProducer:
-    """An idempotent librdkafka producer whose batches are confirmed as a whole."""
+    """An idempotent librdkafka producer whose batches are confirmed as a whole.
 
-    def __init__(self, settings: HeadwaterSettings) -> None:
+    Records of ``prompt_topics`` (the feature worker's predictions, when it scores) go through
+    a second producer of their own, with its own connection and no linger: a caller waits on
+    them. The rest share the first, whose linger lets consecutive batches share requests.
+    """
+
+    def __init__(self, settings: HeadwaterSettings, prompt_topics: Collection[str] = ()) -> None:
         # A report of every record: a flush returns as soon as the last one is acknowledged
         # (with reports of failures only it slept in 10 ms polls past that), and records sent
         # with an Acks are counted per batch. linger.ms 2: the feature worker no longer
@@ -68,7 +73,7 @@ class BatchProducer:
         # requests; the broker, on the same cores, answers fewer of them sooner: event ->
         # prediction p50 14.4-15.3 ms against 16.2-18.0, p99 40-49 against 54-104, with 1.5-3
         # against 0.5 (bench_serving's inline part, interleaved; 5 was worse again).
-        self._producer = make_producer(
+        self._bulk = make_producer(
             settings,
             **{
                 "linger.ms": 2,
@@ -76,6 +81,21 @@ class BatchProducer:
                 "on_delivery": self._on_delivery,
             },
         )
+        # The prompt lane. Every batch's predictions waited out that linger behind the batch's
+        # events and features (one request per partition, librdkafka issue #1700), while the
+        # events and features have no one waiting on them. Their own producer, unlingered, as
+        # the standalone scorer's: event -> prediction p50 5.1-5.3 ms against 6.5-6.9 with
+        # one producer (bench_serving's inline part, 3 runs each, p99 alike: 12-15 ms); all
+        # unlingered on one producer gave p50 5.4-6.1 and p99 16-20 (the broker answers ~3x
+        # the requests).
+        self._prompt_topics = frozenset(prompt_topics)
+        self._prompt = self._bulk
+        if self._prompt_topics:
+            self._prompt = make_producer(
+                settings,
+                **{"linger.ms": 0, "socket.nagle.disable": True, "on_delivery": self._on_delivery},
+            )
+        self._lanes = (self._bulk,) if self._prompt is self._bulk else (self._bulk, self._prompt)
         self._timeout_s = settings.kafka_timeout_s * 3
         self._address = settings.bootstrap_servers
         self._errors: list[str] = []
@@ -91,18 +111,21 @@ class BatchProducer:
         ``refused`` with its index and the reason, or without ``refused`` fails the batch
         naming it. With ``acks``, their delivery reports are counted there (served by
         :meth:`poll` and :meth:`wait`). Returns how many were produced."""
-        produce, poll, count = self._producer.produce, self._producer.poll, 0
-        report = acks or self._on_delivery
+        count, report = 0, acks or self._on_delivery
+        bulk, prompt, prompt_topics = self._bulk, self._prompt, self._prompt_topics
         for index, (topic, key, value, partition, headers) in enumerate(records):
+            producer = prompt if topic in prompt_topics else bulk
             while True:
                 try:
-                    produce(topic, value, key, partition, on_delivery=report, headers=headers)
+                    producer.produce(
+                        topic, value, key, partition, on_delivery=report, headers=headers
+                    )
                     count += 1
                     if acks is not None:
                         acks.sent += 1
                     break
                 except BufferError:
-                    poll(0.01)  # the local queue is full: let deliveries drain
+                    producer.poll(0.01)  # the local queue is full: let deliveries drain
                 except KafkaException as error:
                     problem = error.args[0]
                     if not isinstance(problem, KafkaError) or not refuses_the_record(problem):
@@ -114,16 +137,18 @@ class BatchProducer:
                         raise RecordRefused(reason) from None
                     refused(index, reason)
                     break
-        poll(0)
+        self.poll(0)
         return count
 
     def poll(self, timeout_s: float = 0.0) -> None:
         """Serve the delivery reports that have arrived (waiting up to ``timeout_s`` for one)."""
-        self._producer.poll(timeout_s)
+        if self._prompt is not self._bulk:
+            self._bulk.poll(0)
+        self._prompt.poll(timeout_s)
 
     def wait(self) -> None:
         """Return once every record sent so far is acknowledged; fail naming the broker."""
-        left = int(self._producer.flush(self._timeout_s))
+        left = sum(int(lane.flush(self._timeout_s)) for lane in self._lanes)
         if left or self._errors:
             errors, self._errors = self._errors, []
             raise BrokerUnavailable(

@@ -132,7 +132,9 @@ class FeatureBatches:
         )
         self.feature_set = module.feature_set
         self.scoring = scoring
-        self.producer = BatchProducer(settings)
+        # Predictions scored here leave on the producer's prompt lane: an application waits.
+        prompt = () if scoring is None else (settings.topic("predictions"),)
+        self.producer = BatchProducer(settings, prompt_topics=prompt)
         self.counters = WorkerCounters()
         self.changelog = changelog_topic(settings, self.feature_set)
         topics = ("events", "features", "predictions", "deadletter")

@@ -10,7 +10,7 @@ import pytest
 
 from headwater.core.errors import BrokerUnavailable, RecordRefused
 from headwater.core.settings import HeadwaterSettings
-from headwater.streams.batch_producer import BatchProducer
+from headwater.streams.batch_producer import Acks, BatchProducer
 from headwater.streams.changelog import ChangelogStore
 from headwater.streams.pipeline import RawRecord
 from headwater.streams.worker import FeatureBatches
@@ -74,3 +74,27 @@ def test_a_valid_event_whose_output_the_broker_refuses_becomes_a_dead_letter(
     letters = decoded(isolated, "deadletter", f"dl-{isolated.topic_prefix}")
     codes = sorted((d["source_offset"], d["reason_code"]) for d in letters)
     assert codes == [(0, "PRODUCE_REFUSED"), (1, "BAD_ENCODING")]
+
+
+def test_the_prompt_lane_delivers_and_reports_like_the_bulk_one(
+    isolated: HeadwaterSettings,
+) -> None:
+    """Records of a prompt topic take the second producer: one batch's acknowledgements are
+    counted across both lanes, a refusal is handed back by its index in the batch, and a
+    failure on the prompt lane fails the confirmation, naming it."""
+    events, predictions = isolated.topic("events"), isolated.topic("predictions")
+    producer = BatchProducer(isolated, prompt_topics=(predictions,))
+    producer.send([(predictions, b"k", b"nowhere", 99, None)])
+    with pytest.raises(BrokerUnavailable, match=rf"{predictions}\[99\]"):
+        producer.wait()
+    acks, refused = Acks(), list[int]()
+    batch = [
+        (events, b"k", b"e%d" % i, i % 3, None) if i % 2 else (predictions, b"k", b"p", -1, None)
+        for i in range(200)
+    ]
+    batch.insert(7, (predictions, b"k", b"x" * 1_100_000, -1, None))
+    sent = producer.send(batch, lambda index, _: refused.append(index), acks)
+    producer.wait()
+    assert sent == 200 and refused == [7]
+    assert acks.complete and acks.reported == 200 and not acks.errors
+    assert end_offsets(isolated, "events") == 100 and end_offsets(isolated, "predictions") == 100
