@@ -1,5 +1,5 @@
 """Change detectors on a model's error stream (0/1 mistakes or per-example losses), wrapping
-river's ADWIN and Page–Hinkley with thresholds stated as a false-alarm rate.
+river's ADWIN and a Page–Hinkley of river's form, with thresholds stated as a false-alarm rate.
 
 * :class:`AdwinDetector` — ADWIN checks every ``clock`` events and cuts its window when two
   sub-windows differ beyond a Hoeffding bound at confidence ``delta``; events between false
@@ -97,7 +97,13 @@ def page_hinkley_threshold(arl: float, delta: float, variance: float = 0.25) -> 
 
 
 class PageHinkleyDetector:
-    """Page–Hinkley (river) on increases of the error, calibrated to a false-alarm rate.
+    """Page–Hinkley on increases of the error, calibrated to a false-alarm rate.
+
+    The recurrences are river's ``PageHinkley(mode="up")`` (forgetting factor ``alpha``, at
+    least ``min_instances`` before any alarm, a fresh start after one), written out here: the
+    loop calls it for every labelled prediction, and river's general form (both directions,
+    a ``Mean`` object, a test chosen by mode) cost twice the rest of the error detectors.
+    ``tests/loop/test_detectors.py`` checks it alarms where river's does.
 
     >>> round(PageHinkleyDetector(events_between_false_alarms=100_000).threshold, 1)
     55.6
@@ -105,24 +111,40 @@ class PageHinkleyDetector:
 
     statistic = "page_hinkley"
 
-    def __init__(self, events_between_false_alarms: float = 100_000, delta: float = 0.01) -> None:
+    def __init__(
+        self,
+        events_between_false_alarms: float = 100_000,
+        delta: float = 0.01,
+        min_instances: int = 30,
+        alpha: float = 1 - 0.0001,
+    ) -> None:
         self.events_between_false_alarms = events_between_false_alarms
         self.delta = delta
+        self.min_instances = min_instances
+        self.alpha = alpha
         self._threshold = page_hinkley_threshold(events_between_false_alarms, delta)
-        self._ph = drift.PageHinkley(
-            min_instances=30, delta=delta, threshold=self._threshold, mode="up"
-        )
+        self._start()
+
+    def _start(self) -> None:
         self._updates = 0
-        self._at_minimum = 0  # the CUSUM's change-point estimate: where it was last lowest
+        self._mean = 0.0
+        self._sum = 0.0  # the cumulative deviation above the running mean, less delta
+        self._minimum = math.inf  # its running minimum
+        self._at_minimum = 0  # the change-point estimate: the update where the sum was lowest
+        self._alarmed = False
 
     def update(self, error: float) -> bool:
-        if self._ph.drift_detected:
-            self._updates = self._at_minimum = 0  # river starts afresh after an alarm
-        self._ph.update(error)  # type: ignore[no-untyped-call]
-        self._updates += 1
-        if self.value <= 0.0:
-            self._at_minimum = self._updates
-        return bool(self._ph.drift_detected)
+        if self._alarmed:
+            self._start()
+        self._updates = updates = self._updates + 1
+        self._mean += (1.0 / updates) * (error - self._mean)  # river's Mean, to the bit
+        self._sum = total = self.alpha * self._sum + (error - self._mean) - self.delta
+        if total < self._minimum:
+            self._minimum = total
+        if total - self._minimum <= 0.0:
+            self._at_minimum = updates
+        self._alarmed = updates >= self.min_instances and total - self._minimum > self._threshold
+        return self._alarmed
 
     @property
     def since_change(self) -> int:
@@ -134,5 +156,5 @@ class PageHinkleyDetector:
 
     @property
     def value(self) -> float:
-        # river's one-sided statistic: the cumulative deviation above its running minimum
-        return float(self._ph._sum_increase - self._ph._min_increase)
+        """The one-sided statistic: the cumulative deviation above its running minimum."""
+        return 0.0 if self._updates == 0 else self._sum - self._minimum

@@ -1,4 +1,5 @@
-"""Every docstring example of the ``headwater`` package runs, module by module.
+"""Every docstring example of the ``headwater`` package and of the benchmarks runs, module by
+module.
 
 Modules are imported by their installed names (``headwater.streams.windows``), the way users
 import them; pytest's own doctest collection would import the folders a second time under their
@@ -9,13 +10,20 @@ from __future__ import annotations
 
 import doctest
 import importlib
+from pathlib import Path
 
 import pytest
 
 from tests.test_layers import MODULES
 
+BENCH = Path(__file__).resolve().parent.parent / "bench"
+# The benchmarks' pure helpers (ratios, percentiles, plans) are doctested like the package's.
+BENCH_MODULES = sorted(
+    f"bench.{path.stem}" for path in BENCH.glob("*.py") if path.stem != "__init__"
+)
 
-@pytest.mark.parametrize("name", sorted(MODULES))
+
+@pytest.mark.parametrize("name", [*sorted(MODULES), *BENCH_MODULES])
 def test_docstring_examples(name: str) -> None:
     module = importlib.import_module(name)
     finder = doctest.DocTestFinder(exclude_empty=True)

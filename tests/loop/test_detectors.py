@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 
 import numpy as np
+from river import drift as river_drift
 
 from headwater.loop.calibration import jsd_threshold, ks_critical, psi_threshold
 from headwater.loop.categorical import CategoricalSketch
@@ -117,6 +118,24 @@ def test_error_detectors_quiet_on_stationary_errors_and_fast_on_a_jump() -> None
             (i for i, e in enumerate(_bernoulli(rng, 0.35, 3_000)) if detector.update(e)), None
         )
         assert delay is not None and delay < 1_000, detector.statistic
+
+
+def test_page_hinkley_alarms_where_rivers_does() -> None:
+    """Ours is river's ``PageHinkley(mode="up")`` written out: the same alarms, update by
+    update, over shifts up and down and the fresh starts after each alarm."""
+    rng = random.Random(4)
+    errors = [e for p in (0.1, 0.4, 0.05, 0.6, 0.2, 0.7) for e in _bernoulli(rng, p, 4_000)]
+    ours = PageHinkleyDetector(events_between_false_alarms=20_000)
+    theirs = river_drift.PageHinkley(
+        min_instances=30, delta=ours.delta, threshold=ours.threshold, mode="up"
+    )
+    alarms = []
+    for i, error in enumerate(errors):
+        theirs.update(error)  # type: ignore[no-untyped-call]
+        assert ours.update(error) == theirs.drift_detected, i
+        assert ours.value == theirs._sum_increase - theirs._min_increase, i
+        alarms += [i] if theirs.drift_detected else []
+    assert len(alarms) >= 3  # the shifts up were found, each after a fresh start
 
 
 def test_a_constant_training_feature_is_skipped_not_a_crash() -> None:
