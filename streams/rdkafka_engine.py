@@ -73,6 +73,7 @@ MAX_IN_FLIGHT = 8
 # 16/18 ms (bench_serving's inline part, two interleaved pairs). Offsets commit behind it.
 STATES_EVERY_S = 0.05
 IN_FLIGHT_POLL_S = 0.001  # with batches in flight: how long a step waits for news
+SLOW_ACKS_S = 0.25  # a wait for the broker's acknowledgements this long is logged
 COMMIT_EVERY_S = 0.1  # completed batches' offsets are committed at most this often
 
 
@@ -213,10 +214,25 @@ class RdkafkaFeatureWorker:
         self._advance()
         if self._completed and time.monotonic() - self._committed_at >= COMMIT_EVERY_S:
             self._commit()
-        while self._unacknowledged() >= MAX_IN_FLIGHT:  # the broker is behind: let it catch up
+        if self._unacknowledged() >= MAX_IN_FLIGHT:  # the broker is behind: let it catch up
+            self._catch_up()
+        return len(batch)
+
+    def _catch_up(self) -> None:
+        """Wait until fewer than ``MAX_IN_FLIGHT`` batches' outputs are unacknowledged; a wait
+        past ``SLOW_ACKS_S`` is logged, naming the broker (events queue up meanwhile)."""
+        began = time.monotonic()
+        while self._unacknowledged() >= MAX_IN_FLIGHT:
             self.batches.producer.poll(IN_FLIGHT_POLL_S)
             self._advance()
-        return len(batch)
+        waited = time.monotonic() - began
+        if waited >= SLOW_ACKS_S:
+            log.warning(
+                "waited %.0f ms for %s to acknowledge the outputs of %d batches",
+                waited * 1000,
+                self._address,
+                MAX_IN_FLIGHT,
+            )
 
     def _unacknowledged(self) -> int:
         """How many batches in flight still wait for their outputs' acknowledgement."""
