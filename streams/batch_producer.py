@@ -142,9 +142,8 @@ class BatchProducer:
 
     def poll(self, timeout_s: float = 0.0) -> None:
         """Serve the delivery reports that have arrived (waiting up to ``timeout_s`` for one)."""
-        if self._prompt is not self._bulk:
-            self._bulk.poll(0)
-        self._prompt.poll(timeout_s)
+        for lane in self._lanes:  # the bulk lane first, without waiting: the prompt one waits
+            lane.poll(timeout_s if lane is self._prompt else 0)
 
     def wait(self) -> None:
         """Return once every record sent so far is acknowledged; fail naming the broker."""
