@@ -46,6 +46,20 @@ class Predictor(Protocol):
     def predict(self, features: Array) -> Array: ...
 
 
+def cannot_block(predictor: Predictor) -> bool:
+    """Whether ``predictor`` says its ``predict`` cannot block (its ``cannot_block`` is True),
+    so its guard runs it on the caller's thread; any other predictor gets a thread of its own.
+
+    >>> class Plain:
+    ...     feature_names = ("x",)
+    ...     def predict(self, x: Array) -> Array:
+    ...         return x[:, 0]
+    >>> cannot_block(Plain())
+    False
+    """
+    return getattr(predictor, "cannot_block", False) is True
+
+
 @dataclass(frozen=True)
 class Outcome:
     """Who answered a batch and which features it read: ``version`` is :data:`DEFAULT_VERSION`
@@ -89,7 +103,7 @@ class FallbackChain:
         predictor = self.load(version)
         names = tuple(predictor.feature_names)
         matrix = feature_matrix(names, rows)
-        raw = self.guard(version).call(predictor.predict, matrix)
+        raw = self.guard(version).call(predictor.predict, matrix, on_caller=cannot_block(predictor))
         outputs = np.asarray(raw, dtype=np.float64).reshape(-1)
         if outputs.shape[0] != len(rows) or not np.all(np.isfinite(outputs)):
             raise ModelRaised(

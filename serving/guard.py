@@ -4,6 +4,17 @@ Calls run on the version's own small thread pool, sized like its bulkhead, so a 
 holds one of that version's threads and nothing else; the caller stops waiting after
 ``timeout_s`` and gets a :class:`ScoringTimeout`.
 
+A predictor that cannot block (pure arithmetic on arrays, no lock, no I/O: the family's MLP in
+numpy) runs on the caller's thread instead, as Hystrix's semaphore isolation runs high-volume
+calls that make no network call: the bulkhead and the breaker still apply, and an answer that
+comes after ``timeout_s`` is refused as a timeout (the breaker counts it, the fallback chain
+answers). A thread handoff costs two wake-ups, about 90 µs on an idle 2-core machine and more
+on a busy one, which was as much as the model's own forward pass for a stream's small batches.
+
+>>> guard = VersionGuard("fraud", 3, GuardPolicy(timeout_s=1.0))
+>>> guard.call(lambda x: x + 1, np.ones(2), on_caller=True).tolist()
+[2.0, 2.0]
+
 >>> import numpy as np
 >>> guard = VersionGuard("fraud", 3, GuardPolicy(timeout_s=1.0))
 >>> guard.call(lambda x: x * 2, np.ones(2)).tolist()
@@ -68,13 +79,17 @@ class VersionGuard:
     def name(self) -> str:
         return f"{self.model} v{self.version}"
 
-    def call(self, predict: PredictFn, features: Array) -> Array:
-        """``predict(features)`` under the guards, or a :class:`ScoringFailed` saying why not."""
+    def call(self, predict: PredictFn, features: Array, *, on_caller: bool = False) -> Array:
+        """``predict(features)`` under the guards, or a :class:`ScoringFailed` saying why not;
+        on the caller's thread with ``on_caller`` (only for a ``predict`` that cannot block:
+        its timeout is checked when it returns)."""
         if not self.bulkhead.try_acquire():
             raise BulkheadFull(f"{self.name}: all {self.bulkhead.limit} concurrent slots taken")
         if not self.breaker.allow():
             self.bulkhead.release()
             raise CircuitOpen(f"{self.name}: circuit breaker open")
+        if on_caller:
+            return self._on_caller(predict, features)
         try:
             future = self._pool.submit(predict, features)
         except RuntimeError:
@@ -82,6 +97,25 @@ class VersionGuard:
             raise CircuitOpen(f"{self.name}: version unloaded") from None
         future.add_done_callback(self._release)
         return self._await(future)
+
+    def _on_caller(self, predict: PredictFn, features: Array) -> Array:
+        started = time.perf_counter()
+        try:
+            outputs = predict(features)
+        except Exception as error:
+            self.breaker.record(False)
+            raise ModelRaised(f"{self.name} raised {type(error).__name__}: {error}") from error
+        finally:
+            self.bulkhead.release()
+        took = time.perf_counter() - started
+        if took > self.policy.timeout_s:
+            self.breaker.record(False)
+            raise ScoringTimeout(
+                f"{self.name}: answered after {took:.3g} s, past its {self.policy.timeout_s:g} s"
+                " timeout"
+            )
+        self.breaker.record(True)
+        return outputs
 
     def _await(self, future: Future[Array]) -> Array:
         try:

@@ -62,6 +62,14 @@ class ServingPredictor:
         return self.bundle.feature_names
 
     @property
+    def cannot_block(self) -> bool:
+        """True for the numpy forward pass: a few ``matmul``\\ s of fixed shapes, no lock and
+        no I/O, so its guard runs it on the caller's thread (:mod:`headwater.serving.guard`).
+        torch may wait on its own thread pools: that runs on a guard thread, whose timeout
+        the caller does not wait past."""
+        return self._layers is not None
+
+    @property
     def engine(self) -> Engine:
         """What runs the forward pass: ``numpy`` for the family's MLP, ``torch`` otherwise."""
         return "torch" if self._layers is None else "numpy"
@@ -82,7 +90,8 @@ class ServingPredictor:
         if self._sigmoid:  # float32, as torch.sigmoid computes it
             with np.errstate(over="ignore"):  # exp(-x) is inf for x < -88: the output is 0
                 out = np.float32(1.0) / (np.float32(1.0) + np.exp(-out))
-        return out.astype(np.float64)
+        result: np.ndarray = out.astype(np.float64)
+        return result
 
     def _torch_forward(self, inputs: np.ndarray) -> np.ndarray:
         if getattr(self._configured, "threads", None) != self.intra_op_threads:

@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator, Sequence
 
 import numpy as np
 import pytest
 
 from headwater.serving.bulkhead import Bulkhead
-from headwater.serving.errors import ArtifactRefused, BulkheadFull, ModelRaised, ScoringTimeout
+from headwater.serving.errors import (
+    ArtifactRefused,
+    BulkheadFull,
+    CircuitOpen,
+    ModelRaised,
+    ScoringTimeout,
+)
 from headwater.serving.fallback import DEFAULT_VERSION, FallbackChain, Predictor
 from headwater.serving.guard import GuardPolicy, VersionGuard
 
@@ -96,4 +103,68 @@ def test_unloadable_version_falls_back_with_the_loader_error() -> None:
     chain.predict(1, [{"x": 1.0}])
     outcome = chain.predict(9, [{"x": 1.0}])
     assert outcome.version == 1 and "tampered" in outcome.reason
+    chain.close()
+
+
+class Arithmetic(Constant):
+    """A predictor that says it cannot block: its guard runs it on the caller's thread."""
+
+    cannot_block = True
+
+    def __init__(self, value: float, took_s: float = 0.0) -> None:
+        super().__init__(value)
+        self.took_s = took_s
+        self.threads: list[int] = []
+
+    def predict(self, features: np.ndarray) -> np.ndarray:
+        self.threads.append(threading.get_ident())
+        if self.took_s:
+            time.sleep(self.took_s)  # a slow machine, not a hang: the call returns
+        return super().predict(features)
+
+
+def test_a_predictor_that_cannot_block_runs_on_the_callers_thread_under_the_same_guards() -> None:
+    guard = VersionGuard("m", 5, GuardPolicy(timeout_s=0.05, max_concurrency=1, volume_threshold=3))
+    quick = Arithmetic(1.0)
+    assert guard.call(quick.predict, np.ones((2, 1)), on_caller=True).tolist() == [1.0, 1.0]
+    assert quick.threads == [threading.get_ident()]
+    assert guard.bulkhead.try_acquire()  # its slot was given back
+    guard.bulkhead.release()
+
+    late = Arithmetic(1.0, took_s=0.08)
+    with pytest.raises(ScoringTimeout, match=r"m v5: answered after 0\.\d+ s, past its 0\.05 s"):
+        guard.call(late.predict, np.ones((1, 1)), on_caller=True)
+    quick.failing = True
+    with pytest.raises(ModelRaised, match="m v5 raised ValueError: boom"):
+        guard.call(quick.predict, np.ones((1, 1)), on_caller=True)
+    assert guard.breaker.state == "open"  # the late answer and the raise both counted
+    with pytest.raises(CircuitOpen):
+        guard.call(Arithmetic(1.0).predict, np.ones((1, 1)), on_caller=True)
+    assert guard.bulkhead.try_acquire()
+    guard.close()
+
+
+def test_the_chain_runs_only_predictors_that_cannot_block_on_its_callers_thread() -> None:
+    models: dict[int, Constant] = {1: Arithmetic(1.0), 2: Arithmetic(2.0, took_s=1.2)}
+    chain = FallbackChain("m", models.__getitem__, default_output=-1.0)
+    x = [{"x": 1.0}]
+    assert chain.predict(1, x).outputs.tolist() == [1.0]
+    outcome = chain.predict(2, x)  # answered late (past the default 1 s): v1 answers instead
+    assert (outcome.version, outcome.fallback) == (1, True)
+    assert "m v2: answered after" in outcome.reason
+    arithmetic = models[1]
+    assert isinstance(arithmetic, Arithmetic)
+    assert set(arithmetic.threads) == {threading.get_ident()}
+    models[3] = Constant(3.0)
+    seen: list[int] = []
+    plain = models[3]
+    original = plain.predict
+
+    def recorded(features: np.ndarray) -> np.ndarray:
+        seen.append(threading.get_ident())
+        return original(features)
+
+    plain.predict = recorded  # type: ignore[method-assign]
+    assert chain.predict(3, x).outputs.tolist() == [3.0]
+    assert seen and threading.get_ident() not in seen  # a guard thread ran it
     chain.close()

@@ -21,7 +21,7 @@ def agrees(served: ServingPredictor, bundle: ModelBundle, rows: np.ndarray) -> b
 def test_a_trained_mlp_runs_in_numpy_with_the_bundles_outputs() -> None:
     bundle = train_bundle(3, "predictor")
     served = ServingPredictor(bundle)
-    assert served.engine == "numpy"
+    assert (served.engine, served.cannot_block) == ("numpy", True)
     rows = np.random.default_rng(0).normal(scale=3.0, size=(500, 3))
     rows[2, 1] = np.nan  # the normalizer's NaN handling is the bundle's own
     rows[3], rows[4] = 1e4, -1e4  # saturated: exp overflows on one side, to exactly 0 or 1
@@ -49,7 +49,7 @@ def test_another_network_runs_through_torch_with_one_thread_in_every_thread() ->
         network, trained.config, trained.feature_names, trained.normalizer, trained.reference
     )
     served = ServingPredictor(bundle)
-    assert served.engine == "torch"
+    assert (served.engine, served.cannot_block) == ("torch", False)
     rows = np.random.default_rng(0).normal(size=(17, 3))
     assert np.array_equal(served.predict(rows), bundle.predict(rows))
 
