@@ -86,7 +86,9 @@ class InlineScoring:
             self.failures += 1
             log.exception("scoring a batch of %d in the feature worker failed", len(out.features))
             return
-        out.records.extend(records)
+        # First in the batch: they leave on the prompt lane before the batch's events and
+        # features are handed to the bulk one (no order across topics is promised anyway).
+        out.records[:0] = records
         out.scored_by, out.predicted, out.unreadable = self.model, predicted, unreadable
 
     def _scored(

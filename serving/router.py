@@ -70,6 +70,7 @@ class WeightedRouter:
             self._bounds.append(running)
         self._bounds[-1] = 1.0  # rounding must never leave a point past the last version
         self.champion = max(self._versions, key=lambda v: (self.weights[v], -v))
+        self._decisions = [RouteDecision(v, self.route_of(v), self.shadows) for v in self._versions]
 
     def route_of(self, version: int) -> RouteName:
         if version in self.shadows:
@@ -78,9 +79,11 @@ class WeightedRouter:
 
     def assign(self, key: str) -> RouteDecision:
         """The version that answers ``key``, its route, and the shadows that score it too."""
+        decisions = self._decisions
+        if len(decisions) == 1:  # a champion alone answers every key: nothing to hash
+            return decisions[0]
         index = bisect.bisect_right(self._bounds, key_point(key))
-        version = self._versions[min(index, len(self._versions) - 1)]
-        return RouteDecision(version, self.route_of(version), self.shadows)
+        return decisions[min(index, len(decisions) - 1)]
 
     def __repr__(self) -> str:
         return f"WeightedRouter({self.weights}, shadows={self.shadows})"

@@ -124,9 +124,17 @@ class Normalizer:
         return cls(mean, np.where(std > 1e-12, std, 1.0))
 
     def apply(self, x: np.ndarray) -> np.ndarray:
+        """Standardised rows in float32; a NaN or an infinity becomes 0 (the mean).
+
+        >>> Normalizer(np.array([1.0]), np.array([2.0])).apply(np.array([[5.0], [np.nan]]))
+        array([[2.],
+               [0.]], dtype=float32)
+        """
         scaled = (np.asarray(x, dtype=np.float64) - self.mean) / self.std
-        result: np.ndarray = np.nan_to_num(scaled, nan=0.0, posinf=0.0, neginf=0.0)
-        return result.astype(np.float32)
+        # In place: np.nan_to_num's generality cost 15 us a call, on the scoring path's batches.
+        np.copyto(scaled, 0.0, where=~np.isfinite(scaled))
+        result: np.ndarray = scaled.astype(np.float32)
+        return result
 
     @classmethod
     def fit_on(cls, x: np.ndarray, device: torch.device) -> tuple[Normalizer, torch.Tensor]:
