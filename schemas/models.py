@@ -33,7 +33,11 @@ class EventModel(BaseModel):
     SCHEMA: ClassVar[str]
 
     def to_avro(self) -> dict[str, Any]:
-        return self.model_dump()
+        """The record fastavro writes: the fields as they are. Every model is flat (no model
+        inside a model), so this equals ``model_dump()`` (tested for each), but its maps and
+        lists are the frozen model's own rather than copies: a tenth of the cost, on a path
+        that writes a prediction for every event."""
+        return dict(self.__dict__)
 
     @classmethod
     def from_avro(cls, record: Mapping[str, Any]) -> Self:

@@ -8,6 +8,7 @@ import struct
 from typing import Any
 
 import pytest
+from pydantic import BaseModel
 
 from headwater.core.errors import SchemaError
 from headwater.schemas.catalog import AVRO_DIR, AvroSchema, SchemaCatalog
@@ -148,6 +149,13 @@ def test_every_schema_has_a_model_and_a_sample() -> None:
 def test_model_fields_are_the_schema_fields(model: type[EventModel]) -> None:
     schema = SchemaCatalog.default().get(model.SCHEMA)
     assert list(model.model_fields) == schema.field_names
+
+
+@pytest.mark.parametrize("model", ALL_MODELS, ids=lambda m: m.__name__)
+def test_the_avro_record_is_the_models_dump(model: type[EventModel]) -> None:
+    event = model.model_validate(SAMPLES[model.__name__])
+    assert event.to_avro() == event.model_dump()
+    assert not any(isinstance(value, BaseModel) for value in event.__dict__.values())
 
 
 @pytest.mark.parametrize("framing", ["single-object", "confluent"])
