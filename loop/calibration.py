@@ -51,6 +51,18 @@ def ks_critical(alpha: float, n: int, m: int) -> float:
     return math.sqrt(-math.log(alpha / 2.0) / 2.0) * math.sqrt((n + m) / (n * m))
 
 
+@lru_cache(maxsize=4096)  # every window of a monitor has the same sizes: computed once
+def window_thresholds(alpha: float, bins: int, n: int, m: int) -> tuple[float, float, float]:
+    """The PSI, Jensen–Shannon and Kolmogorov–Smirnov thresholds of one feature's window.
+
+    >>> psi, jsd, ks = window_thresholds(1e-4, 10, 500, 10_000)
+    >>> psi == psi_threshold(1e-4, 10, 500, 10_000), jsd == psi / 4.0
+    (True, True)
+    """
+    psi = psi_threshold(alpha, bins, n, m)
+    return psi, psi / 4.0, ks_critical(alpha, n, m)
+
+
 def events_between_false_alarms(window: int, alpha: float) -> float:
     """Expected events between false alarms of one windowed test on a stationary stream."""
     return window / alpha

@@ -39,16 +39,17 @@ def _padded(rows: Sequence[Sequence[float]], fill: float) -> np.ndarray:
     return out
 
 
-def _keys(values: np.ndarray) -> np.ndarray:
+def _keys(values: np.ndarray, missing: np.ndarray | None = None) -> np.ndarray:
     """Row ``j`` of ``values`` (each row sorted, NaN last) as the complex numbers ``j + v·i``:
     numpy orders complex numbers by real part, then imaginary, so the rows of every feature
     laid end to end are one sorted array and one ``searchsorted`` answers for all features.
     A NaN becomes ``j + ½`` (after every value of row ``j``, before row ``j + 1``): below no
-    edge, whatever the edge."""
+    edge, whatever the edge. ``missing``: ``numpy.isnan(values)``, if the caller has it."""
     keys = np.empty(values.shape, dtype=np.complex128)
     keys.real = np.arange(values.shape[0], dtype=np.float64)[:, None]
     keys.imag = values
-    missing = np.isnan(values)
+    if missing is None:
+        missing = np.isnan(values)
     keys.real[missing] += 0.5
     keys.imag[missing] = 0.0
     return keys.ravel()
@@ -121,34 +122,39 @@ class NumericBlock:
         self._hist = _Edges(hist_edges, np.ones(len(references), dtype=bool))  # [e_k, e_k+1)
         self._quant = _Edges(quant_edges, strict)
         slots = max((e.size for e in hist_edges), default=0) + 1
-        self._real = np.arange(slots)[None, :] < self.bins[:, None]
+        real = np.arange(slots)[None, :] < self.bins[:, None]
+        # The real bins of every feature laid end to end: the statistics are sums over them,
+        # one ``bincount`` per sum by feature (``_feature``), not masked 2-D arrays.
+        self._slots = slots
+        self._real_index = np.flatnonzero(real)
+        self._feature = np.nonzero(real)[0]
         ref = _padded([r.histogram_counts for r in references], 0.0)
         self._ref_props = self._proportions(ref)
 
+    def _sum_by_feature(self, values: np.ndarray) -> np.ndarray:
+        return np.bincount(self._feature, weights=values, minlength=len(self.names))
+
     def _proportions(self, counts: np.ndarray) -> np.ndarray:
-        smoothed = np.where(self._real, counts + SMOOTHING, 0.0)
-        return np.asarray(smoothed / smoothed.sum(axis=1, keepdims=True), dtype=np.float64)
+        """Each feature's smoothed bin proportions, its real bins end to end."""
+        smoothed = counts.ravel()[self._real_index] + SMOOTHING
+        result: np.ndarray = smoothed / self._sum_by_feature(smoothed)[self._feature]
+        return result
 
     def statistics(self, window: np.ndarray) -> dict[str, np.ndarray]:
         """``psi``, ``jsd``, ``ks`` and the live count ``n`` per feature for one window
         (rows: events, columns: features in :attr:`names` order, NaN: absent)."""
-        valid = (~np.isnan(window)).sum(axis=0)
-        n = valid.astype(np.float64)
-        keys = _keys(np.sort(window.T, axis=1))  # once for both statistics; NaN sorts last
         rows = window.shape[0]
+        ordered = np.sort(window.T, axis=1)  # once for both statistics; NaN sorts last
+        missing = np.isnan(ordered)
+        valid = rows - np.count_nonzero(missing, axis=1)
+        n = valid.astype(np.float64)
+        keys = _keys(ordered, missing)
         counts = self._hist.counts(keys, valid, rows)
-        p = self._proportions(counts[:, : self._real.shape[1]])
-        q = self._ref_props
-        with np.errstate(divide="ignore", invalid="ignore"):
-            ratio = np.where(self._real, p / q, 1.0)
-            psi = np.sum(np.where(self._real, (p - q) * np.log(ratio), 0.0), axis=1)
-            m = (p + q) / 2.0
-            jsd = 0.5 * np.sum(
-                np.where(self._real, p * np.log(np.where(self._real, p / m, 1.0)), 0.0), axis=1
-            )
-            jsd += 0.5 * np.sum(
-                np.where(self._real, q * np.log(np.where(self._real, q / m, 1.0)), 0.0), axis=1
-            )
+        p = self._proportions(counts[:, : self._slots])
+        q = self._ref_props  # smoothed: no proportion is 0, so every ratio has a logarithm
+        psi = self._sum_by_feature((p - q) * np.log(p / q))
+        m = (p + q) / 2.0
+        jsd = 0.5 * self._sum_by_feature(p * np.log(p / m) + q * np.log(q / m))
         quantile_counts = self._quant.counts(keys, valid, rows)
         live_cdf = np.cumsum(quantile_counts[:, :-1], axis=1) / np.maximum(n, 1.0)[:, None]
         ks = np.max(np.abs(live_cdf - self._ref_cdf), axis=1, initial=0.0)

@@ -35,3 +35,14 @@ class FeatureReader:
         self, times: list[int], columns: list[list[Any]], t: int, missing: float
     ) -> dict[str, float] | None:
         """The values as of ``t`` in declaration order; None where Python must read instead."""
+
+class RowMatrix:
+    """Rows of named values (dicts) as one float64 matrix: see native/src/rows.rs."""
+
+    def __init__(self, names: list[str]) -> None: ...
+    @property
+    def names(self) -> list[str]: ...
+    def build(self, rows: list[Any]) -> bytes:
+        """The rows as a C-ordered float64 matrix, ``len(rows)`` × ``len(names)``: NaN where a
+        row lacks a name or holds None; TypeError naming the feature for a value that is not a
+        number."""

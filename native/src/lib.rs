@@ -13,6 +13,7 @@ use std::collections::HashMap;
 
 mod columns;
 mod features;
+mod rows;
 
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
@@ -656,5 +657,6 @@ impl AvroType {
 fn headwater_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<AvroType>()?;
     m.add_class::<features::FeatureReader>()?;
+    m.add_class::<rows::RowMatrix>()?;
     Ok(())
 }
