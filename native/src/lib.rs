@@ -12,6 +12,7 @@
 use std::collections::HashMap;
 
 mod columns;
+mod detectors;
 mod features;
 mod rows;
 
@@ -658,5 +659,6 @@ fn headwater_native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<AvroType>()?;
     m.add_class::<features::FeatureReader>()?;
     m.add_class::<rows::RowMatrix>()?;
+    m.add_class::<detectors::PageHinkley>()?;
     Ok(())
 }

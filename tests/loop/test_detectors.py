@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 
 import numpy as np
+import pytest
 from river import drift as river_drift
 
 from headwater.loop.calibration import jsd_threshold, ks_critical, psi_threshold
@@ -15,6 +16,7 @@ from headwater.loop.histogram import HistogramSketch, jensen_shannon, psi
 from headwater.loop.numeric_block import NumericBlock
 from headwater.loop.quantiles import QuantileSketch
 from headwater.loop.references import from_trained
+from headwater.schemas.avro_plan import NATIVE_BUILT
 from headwater.trainers.model_family import FeatureReference as TrainedReference
 
 WINDOW = 500
@@ -120,12 +122,16 @@ def test_error_detectors_quiet_on_stationary_errors_and_fast_on_a_jump() -> None
         assert delay is not None and delay < 1_000, detector.statistic
 
 
-def test_page_hinkley_alarms_where_rivers_does() -> None:
+@pytest.mark.parametrize("native", [True, False], ids=["native", "python"])
+def test_page_hinkley_alarms_where_rivers_does(native: bool) -> None:
     """Ours is river's ``PageHinkley(mode="up")`` written out: the same alarms, update by
-    update, over shifts up and down and the fresh starts after each alarm."""
+    update, over shifts up and down and the fresh starts after each alarm; in Python and in
+    ``headwater_native`` alike, to the bit."""
+    assert NATIVE_BUILT, "headwater_native is not built: run scripts/install.sh"
     rng = random.Random(4)
     errors = [e for p in (0.1, 0.4, 0.05, 0.6, 0.2, 0.7) for e in _bernoulli(rng, p, 4_000)]
-    ours = PageHinkleyDetector(events_between_false_alarms=20_000)
+    ours = PageHinkleyDetector(events_between_false_alarms=20_000, native=native)
+    assert (ours._native is not None) == native
     theirs = river_drift.PageHinkley(
         min_instances=30, delta=ours.delta, threshold=ours.threshold, mode="up"
     )
@@ -136,6 +142,24 @@ def test_page_hinkley_alarms_where_rivers_does() -> None:
         assert ours.value == theirs._sum_increase - theirs._min_increase, i
         alarms += [i] if theirs.drift_detected else []
     assert len(alarms) >= 3  # the shifts up were found, each after a fresh start
+
+
+def test_page_hinkley_native_and_python_agree_on_every_reading() -> None:
+    """The change point and the statistic too, read after every update, alarms included."""
+    assert NATIVE_BUILT, "headwater_native is not built: run scripts/install.sh"
+    rng = random.Random(9)
+    errors = [e for p in (0.1, 0.5, 0.1, 0.6) for e in _bernoulli(rng, p, 3_000)]
+    errors += [rng.random() for _ in range(3_000)]  # losses, not only 0/1 mistakes
+    native = PageHinkleyDetector(events_between_false_alarms=5_000, native=True)
+    python = PageHinkleyDetector(events_between_false_alarms=5_000, native=False)
+    assert native.value == python.value == 0.0
+    alarms = 0
+    for i, error in enumerate(errors):
+        alarmed = native.update(error)
+        assert alarmed == python.update(error), i
+        assert (native.value, native.since_change) == (python.value, python.since_change), i
+        alarms += alarmed
+    assert alarms >= 2
 
 
 def test_a_constant_training_feature_is_skipped_not_a_crash() -> None:
