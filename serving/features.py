@@ -11,7 +11,9 @@ non-finite values are refused naming the feature, never imputed silently.
 
 from __future__ import annotations
 
+import itertools
 import math
+import operator
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -32,16 +34,20 @@ def check_features(names: Sequence[str], values: Mapping[str, float]) -> None:
 
 def feature_matrix(names: Sequence[str], rows: Sequence[Mapping[str, float]]) -> np.ndarray:
     """One row per request, one column per model feature, in the model's order."""
+    # One C-level lookup of every name per row; a single name still gives a tuple.
+    values_of = operator.itemgetter(*names) if len(names) > 1 else lambda row: (row[names[0]],)
     try:
-        matrix = np.array([[row[name] for name in names] for row in rows], dtype=np.float64)
+        cells = itertools.chain.from_iterable(map(values_of, rows)) if names else ()
+        flat = np.fromiter(cells, dtype=np.float64, count=len(rows) * len(names))
     except KeyError:
         for row in rows:
             check_features(names, row)
         raise
-    if not np.all(np.isfinite(matrix)):
+    matrix: np.ndarray = flat.reshape(len(rows), len(names))
+    if not np.isfinite(matrix).all():
         for row in rows:
             check_features(names, row)
-    return matrix.reshape(len(rows), len(names))
+    return matrix
 
 
 def used_features(names: Sequence[str], values: Mapping[str, float]) -> dict[str, float]:
