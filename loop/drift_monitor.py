@@ -221,7 +221,8 @@ class DriftMonitor:
         block = self._block
         if block is None:
             return []
-        stats = block.statistics(matrix[:, self._numeric_columns])
+        numeric = self._numeric_columns
+        stats = block.statistics(matrix if len(numeric) == matrix.shape[1] else matrix[:, numeric])
         found = []
         # Python lists once: indexing numpy arrays element by element costs more than the tests.
         columns = zip(
@@ -247,9 +248,9 @@ class DriftMonitor:
 
     def _matrix(self) -> np.ndarray:
         """The window as one row per event, one column per monitored feature (NaN: absent)."""
-        if self._native is not None:  # a third of the cost: rows read in their own key order
+        if self._native is not None:  # half the cost: rows read in their own key order
             cells = np.frombuffer(self._native.build(self._rows), dtype=np.float64)
-            return cells.reshape(len(self._rows), len(self._names))
+            return cells.reshape(len(self._names), len(self._rows)).T  # each column contiguous
         return python_matrix(self._rows, self._names, self._getter)
 
 

@@ -123,14 +123,15 @@ impl RowMatrix {
         }
     }
 
-    /// The rows as a C-ordered float64 matrix, ``len(rows)`` × ``len(names)``, in bytes.
+    /// The rows as a float64 matrix in bytes, one column after another: ``len(names)`` runs
+    /// of ``len(rows)`` values (the statistics sort each feature's values, contiguous so).
     fn build<'py>(
         &mut self,
         py: Python<'py>,
         rows: &Bound<'py, PyList>,
     ) -> PyResult<Bound<'py, PyBytes>> {
-        let width = self.names.len();
-        let cells = rows.len() * width;
+        let (width, height) = (self.names.len(), rows.len());
+        let cells = height * width;
         PyBytes::new_with(py, cells * 8, |buffer| {
             let mut out = vec![f64::NAN; width];
             for (i, row) in rows.iter().enumerate() {
@@ -143,9 +144,9 @@ impl RowMatrix {
                     }
                     Err(_) => self.read_mapping(&row, &mut out)?,
                 }
-                let at = i * width * 8;
                 for (j, value) in out.iter().enumerate() {
-                    buffer[at + j * 8..at + j * 8 + 8].copy_from_slice(&value.to_ne_bytes());
+                    let at = (j * height + i) * 8;
+                    buffer[at..at + 8].copy_from_slice(&value.to_ne_bytes());
                 }
             }
             Ok(())

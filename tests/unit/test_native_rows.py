@@ -51,7 +51,7 @@ def _python(rows: list[Mapping[str, float]], names: list[str]) -> np.ndarray:
 
 def _native(reader: RowMatrix, rows: list[Mapping[str, float]]) -> np.ndarray:
     cells = np.frombuffer(reader.build(rows), dtype=np.float64)
-    return cells.reshape(len(rows), len(reader.names))
+    return cells.reshape(len(reader.names), len(rows)).T  # column after column
 
 
 @pytest.mark.parametrize("seed", range(10))
