@@ -46,3 +46,15 @@ class RowMatrix:
         """The rows as a float64 matrix, column after column (``len(names)`` runs of
         ``len(rows)`` values): NaN where a row lacks a name or holds None; TypeError naming
         the feature for a value that is not a number."""
+
+class PageHinkley:
+    """Page–Hinkley on increases of an error stream: see native/src/detectors.rs."""
+
+    def __init__(
+        self, threshold: float, delta: float, min_instances: int, alpha: float
+    ) -> None: ...
+    def update(self, error: float) -> bool: ...
+    @property
+    def since_change(self) -> int: ...
+    @property
+    def value(self) -> float: ...
