@@ -166,7 +166,6 @@ class DriftMonitor:
         ]
         self._numeric_columns = [i for i, _ in numeric]
         self._block = NumericBlock([ref for _, ref in numeric]) if numeric else None
-        self._getter = _row_getter(self._names)
         self._native = RowMatrix(self._names) if NATIVE_BUILT else None
         # One append per event; columns are cut out once per window (cheaper than per feature).
         self._rows: list[Mapping[str, float]] = []
@@ -251,18 +250,13 @@ class DriftMonitor:
         if self._native is not None:  # half the cost: rows read in their own key order
             cells = np.frombuffer(self._native.build(self._rows), dtype=np.float64)
             return cells.reshape(len(self._names), len(self._rows)).T  # each column contiguous
-        return python_matrix(self._rows, self._names, self._getter)
+        return python_matrix(self._rows, self._names)
 
 
-def python_matrix(
-    rows: list[Mapping[str, float]],
-    names: list[str],
-    getter: Callable[[Mapping[str, float]], Iterable[float]],
-) -> np.ndarray:
-    """:meth:`DriftMonitor._matrix` without the native reader (``getter``: :func:`_row_getter`
-    of ``names``)."""
+def python_matrix(rows: list[Mapping[str, float]], names: list[str]) -> np.ndarray:
+    """:meth:`DriftMonitor._matrix` without the native reader."""
     try:  # the common case, every feature logged: one C-level lookup per row
-        flat = itertools.chain.from_iterable(map(getter, rows))
+        flat = itertools.chain.from_iterable(map(_row_getter(names), rows))
         values = np.fromiter(flat, dtype=np.float64, count=len(rows) * len(names))
         return values.reshape(len(rows), len(names))
     except KeyError:

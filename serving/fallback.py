@@ -93,9 +93,6 @@ class FallbackChain:
         self._lock = threading.Lock()
 
     def guard(self, version: int) -> VersionGuard:
-        found = self._guards.get(version)  # one atomic read on every call; the lock only to add
-        if found is not None:
-            return found
         with self._lock:
             if version not in self._guards:
                 self._guards[version] = VersionGuard(self.model, version, self.policy)
@@ -142,9 +139,6 @@ class FallbackChain:
         return Outcome(default, DEFAULT_VERSION, None, True, f"{reason}; default output answered")
 
     def _mark_good(self, version: int) -> None:
-        good = self._good  # replaced, never changed in place: reading it needs no lock
-        if good and good[0] == version:
-            return
         with self._lock:
             if self._good and self._good[0] == version:
                 return

@@ -11,9 +11,7 @@ non-finite values are refused naming the feature, never imputed silently.
 
 from __future__ import annotations
 
-import itertools
 import math
-import operator
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -34,20 +32,16 @@ def check_features(names: Sequence[str], values: Mapping[str, float]) -> None:
 
 def feature_matrix(names: Sequence[str], rows: Sequence[Mapping[str, float]]) -> np.ndarray:
     """One row per request, one column per model feature, in the model's order."""
-    # One C-level lookup of every name per row; a single name still gives a tuple.
-    values_of = operator.itemgetter(*names) if len(names) > 1 else lambda row: (row[names[0]],)
     try:
-        cells = itertools.chain.from_iterable(map(values_of, rows)) if names else ()
-        flat = np.fromiter(cells, dtype=np.float64, count=len(rows) * len(names))
+        matrix = np.array([[row[name] for name in names] for row in rows], dtype=np.float64)
     except KeyError:
         for row in rows:
             check_features(names, row)
         raise
-    matrix: np.ndarray = flat.reshape(len(rows), len(names))
-    if not np.isfinite(matrix).all():
+    if not np.all(np.isfinite(matrix)):
         for row in rows:
             check_features(names, row)
-    return matrix
+    return matrix.reshape(len(rows), len(names))
 
 
 def used_features(names: Sequence[str], values: Mapping[str, float]) -> dict[str, float]:

@@ -57,7 +57,9 @@ impl RowMatrix {
             return Ok(false);
         }
         for ((key, value), slot) in row.iter().zip(&self.layout) {
-            let key = key.downcast_into::<PyString>()?;
+            let Ok(key) = key.downcast_into::<PyString>() else {
+                return Ok(false); // a key that is no name: read by name
+            };
             if key.to_str()?.as_bytes() != slot.key.as_slice() {
                 return Ok(false);
             }
@@ -73,14 +75,10 @@ impl RowMatrix {
         out.fill(f64::NAN);
         self.layout.clear();
         for (key, value) in row.iter() {
-            let key = match key.downcast::<PyString>() {
-                Ok(text) => text.to_str()?.as_bytes().to_vec(),
-                Err(_) => {
-                    // not a feature name: no column, and no layout (the next row is read by name)
-                    self.layout.clear();
-                    continue;
-                }
+            let Ok(text) = key.downcast::<PyString>() else {
+                continue; // not a feature name: no column
             };
+            let key = text.to_str()?.as_bytes().to_vec();
             let column = self.columns.get(&key).copied();
             if let Some(column) = column {
                 out[column] = value_of(&value, &key)?;
@@ -88,7 +86,7 @@ impl RowMatrix {
             self.layout.push(Slot { key, column });
         }
         if self.layout.len() != row.len() {
-            self.layout.clear();
+            self.layout.clear(); // a key that is no name: no layout, the next row read by name
         }
         Ok(())
     }

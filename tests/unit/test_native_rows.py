@@ -12,7 +12,7 @@ from types import MappingProxyType
 import numpy as np
 import pytest
 
-from headwater.loop.drift_monitor import DriftMonitor, FeatureReference, _row_getter, python_matrix
+from headwater.loop.drift_monitor import DriftMonitor, FeatureReference, python_matrix
 from headwater.schemas.avro_plan import NATIVE_BUILT
 
 if not NATIVE_BUILT:  # a failure, not a skip: the drift monitor would silently run slower
@@ -46,7 +46,7 @@ def _random_rows(rng: random.Random, n: int) -> list[Mapping[str, float]]:
 
 
 def _python(rows: list[Mapping[str, float]], names: list[str]) -> np.ndarray:
-    return python_matrix(rows, names, _row_getter(names))
+    return python_matrix(rows, names)
 
 
 def _native(reader: RowMatrix, rows: list[Mapping[str, float]]) -> np.ndarray:
@@ -79,8 +79,14 @@ def test_rows_of_one_layout_and_keys_that_only_look_alike() -> None:
 
 def test_a_key_that_is_not_a_string_is_no_feature() -> None:
     reader = RowMatrix(["a"])
-    rows: list[Mapping[str, float]] = [{"a": 1.0, 7: 2.0}, {"a": 3.0, 7: 4.0}]  # type: ignore[dict-item]
-    np.testing.assert_array_equal(_native(reader, rows), np.array([[1.0], [3.0]]))
+    rows: list[Mapping[str, float]] = [
+        {"a": 1.0, 7: 2.0},  # type: ignore[dict-item]
+        {"a": 3.0, 7: 4.0},  # type: ignore[dict-item]
+        {"a": 5.0, "b": 6.0},
+        {"a": 7.0, 8: 8.0},  # type: ignore[dict-item]  # where the layout has a name
+    ]
+    expected = np.array([[1.0], [3.0], [5.0], [7.0]])
+    np.testing.assert_array_equal(_native(reader, rows), expected)
 
 
 def test_a_value_that_is_no_number_is_refused_by_name() -> None:
