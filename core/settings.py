@@ -12,6 +12,7 @@ environment variable and the values it accepts.
 
 from __future__ import annotations
 
+import difflib
 import os
 from pathlib import Path
 from typing import Literal
@@ -253,6 +254,27 @@ def _describe(error: dict[str, object]) -> str:
     return f"{variable}: {message}; got {given!r}"
 
 
+def _unknown_setting(key: str, known: list[str]) -> str:
+    """An unknown variable, and the known one its author most likely meant: a typo, or a name
+    taken from another tool (a close spelling, else the one setting that shares a word).
+
+    >>> known = ["KAFKA_BOOTSTRAP", "HOME", "TOPIC_PREFIX", "CLICKHOUSE_URL"]
+    >>> _unknown_setting("HEADWATER_BOOTSTRAP_SERVERS", known)
+    'unknown setting HEADWATER_BOOTSTRAP_SERVERS (did you mean HEADWATER_KAFKA_BOOTSTRAP?)'
+    >>> _unknown_setting("HEADWATER_TOPIC_PREFX", known)
+    'unknown setting HEADWATER_TOPIC_PREFX (did you mean HEADWATER_TOPIC_PREFIX?)'
+    >>> _unknown_setting("HEADWATER_NOPE", known)
+    'unknown setting HEADWATER_NOPE'
+    """
+    name = key[len(ENV_PREFIX) :]
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.7)
+    if not close:
+        words = {word for word in name.split("_") if len(word) >= 5}
+        close = [k for k in known if words & set(k.split("_"))]
+    meant = f" (did you mean {ENV_PREFIX}{close[0]}?)" if len(close) == 1 else ""
+    return f"unknown setting {key}{meant}"
+
+
 def load_settings(**overrides: object) -> HeadwaterSettings:
     """Read the settings from the environment, failing with a :class:`ConfigError` that names
     every bad ``HEADWATER_*`` variable.
@@ -274,8 +296,10 @@ def load_settings(**overrides: object) -> HeadwaterSettings:
         and not key.startswith(("HEADWATER_TEST_", "HEADWATER_BENCH_"))
     )
     if unknown:
-        known = ", ".join(ENV_PREFIX + name.upper() for name in HeadwaterSettings.model_fields)
-        raise ConfigError(f"unknown setting(s) {', '.join(unknown)}; known settings: {known}")
+        known = [name.upper() for name in HeadwaterSettings.model_fields]
+        named = "; ".join(_unknown_setting(key, known) for key in unknown)
+        listed = ", ".join(ENV_PREFIX + name for name in known)
+        raise ConfigError(f"{named}; known settings: {listed}")
     try:
         return HeadwaterSettings(**overrides)  # type: ignore[arg-type]
     except ValidationError as error:

@@ -43,6 +43,24 @@ def test_unknown_setting_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
         load_settings()
 
 
+@pytest.mark.parametrize(
+    ("variable", "meant"),
+    [
+        ("HEADWATER_KAFKA_BOOTSTRAPS", "HEADWATER_KAFKA_BOOTSTRAP"),
+        ("HEADWATER_BOOTSTRAP_SERVERS", "HEADWATER_KAFKA_BOOTSTRAP"),  # another tool's name
+        ("HEADWATER_SERVING_TIMEOUT", "HEADWATER_SERVING_TIMEOUT_S"),
+        ("HEADWATER_PARTITIONS", "HEADWATER_TOPIC_PARTITIONS"),
+    ],
+)
+def test_an_unknown_setting_says_which_one_was_meant(
+    monkeypatch: pytest.MonkeyPatch, variable: str, meant: str
+) -> None:
+    monkeypatch.setenv(variable, "1")
+    with pytest.raises(ConfigError) as raised:
+        load_settings()
+    assert f"unknown setting {variable} (did you mean {meant}?)" in str(raised.value)
+
+
 def test_settings_are_frozen() -> None:
     settings = HeadwaterSettings()
     with pytest.raises(ValueError, match="frozen"):
