@@ -8,6 +8,12 @@ result it reports every number whose key ends in ``_ratio``, ``speedup`` or ``ov
 any depth), or the entries of a ``ratios`` dict when the module returns one. A module that
 does not exist yet is reported as missing; one that fails, as failed with its error.
 
+The ratios cancel what a run's machine does to both sides of each, but not all of it: where
+one side is Python-bound (the feature worker's scoring, say) and the other is not (the broker's
+one-hop floor), a slower or busier machine moves the ratio. So the report also gives the
+machine's pace before and after the benchmarks (:func:`machine_pace`): a fixed pure-Python
+workload's best time and the load average, to tell two runs' machines apart.
+
 >>> ratios_of({"events": 10, "drift_to_scoring_ratio": 0.04, "target_ratio": 0.1,
 ...            "time_to_mitigate": {"speedup": 12.5}})
 {'drift_to_scoring_ratio': 0.04, 'time_to_mitigate.speedup': 12.5}
@@ -151,6 +157,27 @@ def local_broker() -> Iterator[Callable[[], Any]]:
                 broker.stop()
 
 
+def machine_pace(repeats: int = 5) -> dict[str, float]:
+    """How fast this machine runs Python now: the best of ``repeats`` timings of a fixed
+    workload (a million additions in a loop), with the core count and the 1-minute load average.
+
+    >>> sorted(machine_pace(1))
+    ['cpus', 'load_average_1m', 'python_reference_ms']
+    """
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.perf_counter()
+        total = 0
+        for i in range(1_000_000):
+            total += i
+        best = min(best, time.perf_counter() - started)
+    return {
+        "python_reference_ms": round(best * 1000, 2),
+        "cpus": float(os.cpu_count() or 1),
+        "load_average_1m": round(os.getloadavg()[0], 2),
+    }
+
+
 def run_all(names: tuple[str, ...], demo_summary: Mapping[str, Any] | None = None) -> list[Outcome]:
     outcomes = []
     with local_broker() as broker:
@@ -190,6 +217,21 @@ def table(outcomes: list[Outcome]) -> str:
     return "\n".join(lines)
 
 
+def pace_line(machine: Mapping[str, Mapping[str, float]]) -> str:
+    """The table's last line: the machine's pace around the run.
+
+    >>> pace_line({"before": {"python_reference_ms": 41.0, "cpus": 2.0, "load_average_1m": 0.1},
+    ...            "after": {"python_reference_ms": 44.5, "cpus": 2.0, "load_average_1m": 2.3}})
+    'machine: 2 cpus; Python reference 41 ms before, 44.5 ms after; load 0.1 before, 2.3 after'
+    """
+    before, after = machine["before"], machine["after"]
+    return (
+        f"machine: {before['cpus']:g} cpus; Python reference {before['python_reference_ms']:g} ms"
+        f" before, {after['python_reference_ms']:g} ms after; load"
+        f" {before['load_average_1m']:g} before, {after['load_average_1m']:g} after"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
     parser.add_argument("which", nargs="?", default="all", help="all, or one benchmark's name")
@@ -200,11 +242,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.which != "all":
         names = (args.which if args.which.startswith("bench_") else f"bench_{args.which}",)
     summary = json.loads(args.demo_summary.read_text()) if args.demo_summary else None
+    machine = {"before": machine_pace()}
     outcomes = run_all(names, summary)
-    report = table(outcomes)
+    machine["after"] = machine_pace()
+    report = table(outcomes) + "\n" + pace_line(machine)
     if args.json:
         print(report, file=sys.stderr)
-        print(json.dumps({"benchmarks": [asdict(o) for o in outcomes], "table": report}, indent=2))
+        benchmarks = [asdict(o) for o in outcomes]
+        document = {"benchmarks": benchmarks, "table": report, "machine": machine}
+        print(json.dumps(document, indent=2))
     else:
         print(report)
     return 1 if any(o.status == "failed" for o in outcomes) else 0

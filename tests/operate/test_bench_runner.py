@@ -81,3 +81,6 @@ def test_cli_prints_json_and_the_table() -> None:
     report = json.loads(done.stdout)
     assert [b["status"] for b in report["benchmarks"]] == ["missing"]
     assert "MISSING" in report["table"] and "MISSING" in done.stderr
+    for when in ("before", "after"):  # the machine's pace around the run, to compare runs by
+        assert report["machine"][when]["python_reference_ms"] > 0
+    assert "Python reference" in report["table"]
