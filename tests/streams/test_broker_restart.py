@@ -106,13 +106,18 @@ def test_every_process_survives_a_broker_restart(
         for table in ("events", "predictions", "features"):
             # The sink lands each topic at its own pace: a table may trail the predictions.
             count = f"SELECT count() FROM {db}.{table} FINAL WHERE {mine}"
+
+            def rows(count: str = count) -> int:
+                assert warehouse is not None
+                return int(warehouse.query(count).scalar())
+
             wait_until(
-                lambda count=count: int(warehouse.query(count).scalar()) >= EVENTS,
+                lambda: rows() >= EVENTS,
                 120,
                 f"a {table} row for each of the {EVENTS} events",
                 process_log(settings, "sink"),
             )
-            assert int(warehouse.query(count).scalar()) == EVENTS, table  # none duplicated
+            assert rows() == EVENTS, table  # none duplicated
         # Every process runs: the consumer loops retried through the outage; a process that
         # exited on it (the retrain worker, at its broker check) was restarted, none given up.
         records = supervised(settings)
