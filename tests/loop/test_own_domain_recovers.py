@@ -103,6 +103,8 @@ class Application:
         self.producer = Producer({"bootstrap.servers": settings.bootstrap_servers, "linger.ms": 5})
         self.labels = EventBus(settings)
         self.truth: list[tuple[str, float, int]] = []  # reading id, label, event time
+        # Ids of this application's own: the session's warehouse holds other tests' rows.
+        self.ids = settings.topic_prefix
         self._sent_labels = 0
 
     def send(self, n: int) -> None:
@@ -110,7 +112,7 @@ class Application:
         for k in range(n):
             x, y = next(self.stream)
             i = len(self.truth)
-            reading_id, sensor, at_ms = f"r{i}", f"s{i % 40}", int(time.time() * 1000)
+            reading_id, sensor, at_ms = self.reading(i), self.sensor(i), int(time.time() * 1000)
             reading = {"reading_id": reading_id, "sensor_id": sensor, "at_ms": at_ms}
             reading.update(x1=x[0], x2=x[1], x3=x[2])
             self.producer.produce(self.settings.topic("events.raw"), orjson.dumps(reading), sensor)
@@ -124,6 +126,12 @@ class Application:
         self.producer.flush(30)
         self.labels.flush()
 
+    def reading(self, i: int) -> str:
+        return f"{self.ids}r{i}"
+
+    def sensor(self, i: int) -> str:
+        return f"{self.ids}s{i % 40}"
+
     def label_the_rest(self) -> None:
         while self._sent_labels < len(self.truth):
             self._label(self._sent_labels)
@@ -135,7 +143,7 @@ class Application:
             "labels",
             Label(
                 request_id=reading_id,
-                entity_id=f"s{i % 40}",
+                entity_id=self.sensor(i),
                 event_id=reading_id,
                 label=label,
                 event_time_ms=at_ms,
@@ -177,14 +185,21 @@ def _first_version(
     """The user's first steps: readings and their labels, `headwater train`, served."""
     app.send(readings)
     app.label_the_rest()
-    db, home = warehouse.database, settings.home
-    _wait(
-        lambda: int(warehouse.query(f"SELECT count() FROM {db}.labels FINAL").scalar()) >= readings,
-        300,
-        "the first readings' labels in the warehouse",
-        home / "sink.log",
+    db, home, mine = warehouse.database, settings.home, f"LIKE '{app.ids}%'"
+
+    def landed() -> bool:
+        labels = f"SELECT count() FROM {db}.labels FINAL WHERE request_id {mine}"
+        features = f"SELECT count() FROM {db}.features FINAL WHERE entity_id {mine}"
+        counts = [int(warehouse.query(query).scalar()) for query in (labels, features)]
+        return min(counts) >= readings
+
+    _wait(landed, 300, "the first readings' labels and features landed", home / "sink.log")
+    # As a user would: trained on the application's own readings (the session's warehouse
+    # holds other tests' rows of this feature set too).
+    since = str(app.truth[0][2])
+    trained = _headwater(
+        settings, "train", "--model", MODEL, "--epochs", "8", "--since-ms", since, "--json"
     )
-    trained = _headwater(settings, "train", "--model", MODEL, "--epochs", "8", "--json")
     assert trained.returncode == 0, trained.stderr
     assert json.loads(trained.stdout)["version"] == 1
     _wait(
