@@ -28,6 +28,7 @@ from river.datasets import synth
 from headwater.core.settings import HeadwaterSettings
 from headwater.infra.consumer_lag import sample_lag
 from headwater.infra.event_bus import EventBus, make_codec, read_topic
+from headwater.infra.supervision import process_log
 from headwater.infra.warehouse import HostedWarehouse
 from headwater.infra.warehouse_host import host_file, running_host, running_host_pid
 from headwater.operate.platform import stop_pid
@@ -82,12 +83,21 @@ def _headwater(settings: HeadwaterSettings, *args: str) -> subprocess.CompletedP
     )
 
 
-def _wait(check: Callable[[], bool], timeout_s: float, what: str, log: Path) -> None:
+def _wait(
+    check: Callable[[], bool],
+    timeout_s: float,
+    what: str,
+    settings: HeadwaterSettings,
+    process: str,
+) -> None:
+    """Wait for ``check``; on timeout, fail with the tail of ``process``'s log (the process
+    of ``headwater up`` that should have made it happen)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if check():
             return
         time.sleep(1.0)
+    log = process_log(settings, process)
     tail = log.read_text(errors="replace")[-4000:] if log.exists() else "(no log)"
     raise AssertionError(f"{what} did not happen within {timeout_s:.0f} s; {log.name}:\n{tail}")
 
@@ -185,7 +195,7 @@ def _first_version(
     """The user's first steps: readings and their labels, `headwater train`, served."""
     app.send(readings)
     app.label_the_rest()
-    db, home, mine = warehouse.database, settings.home, f"LIKE '{app.ids}%'"
+    db, mine = warehouse.database, f"LIKE '{app.ids}%'"
 
     def landed() -> bool:
         labels = f"SELECT count() FROM {db}.labels FINAL WHERE request_id {mine}"
@@ -193,7 +203,7 @@ def _first_version(
         counts = [int(warehouse.query(query).scalar()) for query in (labels, features)]
         return min(counts) >= readings
 
-    _wait(landed, 300, "the first readings' labels and features landed", home / "sink.log")
+    _wait(landed, 300, "the first readings' labels and features landed", settings, "sink")
     # As a user would: trained on the application's own readings (the session's warehouse
     # holds other tests' rows of this feature set too).
     since = str(app.truth[0][2])
@@ -208,7 +218,8 @@ def _first_version(
         ),
         300,
         "the first version served",
-        home / "loop.log",
+        settings,
+        "loop",
     )
 
 
@@ -248,7 +259,8 @@ def test_a_concept_change_on_a_users_domain_recovers_on_its_own(
             lambda: replay_state(settings).champion(MODEL) not in (None, 1),
             600,
             "a retrained version promoted",
-            settings.home / "loop.log",
+            settings,
+            "loop",
         )
         predictions = _events(settings, "predictions", Prediction)
     served = _one_prediction_each(app, predictions)
@@ -331,13 +343,15 @@ def test_a_stationary_stream_asks_for_no_retrain(
             lambda: len(_events(settings, "predictions", Prediction)) >= first + more,
             300,
             "every reading scored",
-            settings.home / "scorer.log",
+            settings,
+            "feature_worker",  # it scores in its process: what the standalone scorer leaves
         )
         _wait(
             loop_caught_up,
             300,
             "the loop read every prediction and label",
-            settings.home / "loop.log",
+            settings,
+            "loop",
         )
         predictions = _events(settings, "predictions", Prediction)
     _one_prediction_each(app, predictions)
