@@ -39,6 +39,13 @@ def register(subparsers: Any) -> None:
     )
     train.add_argument("--since-ms", type=int, default=0, help="labels from this event time")
     train.add_argument("--until-ms", type=int, default=0, help="labels before this event time")
+    train.add_argument(
+        "--max-feature-age-ms",
+        type=int,
+        default=None,
+        help="leave out a label whose entity's latest features are older than this before it "
+        "(default: HEADWATER_TRAINING_MAX_FEATURE_AGE_MS; 0: any age)",
+    )
     train.add_argument("--wall-time", type=float, default=1800.0, help="search budget, seconds")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--no-warm-start", action="store_true")
@@ -104,6 +111,7 @@ def _train(args: argparse.Namespace) -> int:
         objectives=_objectives(args.objective),
         start_ms=args.since_ms,
         end_ms=args.until_ms,
+        max_feature_age_ms=args.max_feature_age_ms,
         wall_time_s=args.wall_time,
         seed=args.seed,
         warm_start=not args.no_warm_start,

@@ -118,6 +118,10 @@ class HeadwaterSettings(BaseSettings):
     serving_http_queue_max: int = Field(default=1024, ge=1)
     serving_model_cache: int = Field(default=4, ge=1)
 
+    # Training sets: a label joined to its entity's offline features (none logged for its
+    # request) takes the latest vector at or before its event time, if at most this old
+    # (0: any age; a label with only older ones is left out, counted as stale).
+    training_max_feature_age_ms: int = Field(default=0, ge=0)
     # Retraining after a detected change: wait for this many labelled rows after the change
     # (at most retrain_wait_s), then train on them only.
     retrain_min_rows: int = Field(default=2000, ge=2)

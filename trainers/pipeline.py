@@ -60,6 +60,7 @@ class TrainRequest:
     objectives: tuple[Objective, ...] = (Objective(),)
     start_ms: int = 0
     end_ms: int = 0
+    max_feature_age_ms: int | None = None  # None: HEADWATER_TRAINING_MAX_FEATURE_AGE_MS
     wall_time_s: float = 1800.0
     trial_timeout_s: float = 300.0
     seed: int = 0
@@ -122,7 +123,17 @@ def train_model(
 ) -> TrainOutcome:
     """Build the dataset, train (once or by search), store artifacts, register the result."""
     feature_set, names = resolve_feature_set(settings, request.feature_set)
-    spec = DatasetSpec(request.model, feature_set, 0, request.start_ms, request.end_ms, 0, names)
+    age = request.max_feature_age_ms
+    spec = DatasetSpec(
+        request.model,
+        feature_set,
+        0,
+        request.start_ms,
+        request.end_ms,
+        0,
+        names,
+        max_feature_age_ms=settings.training_max_feature_age_ms if age is None else age,
+    )
     data = build_training_set(warehouse, spec)
     span = training_span(data.lineage)
     log.info(

@@ -4,7 +4,11 @@ Each label is joined to the feature values *as they were when the prediction was
 
 1. the features logged on ``predictions`` for the label's request (exactly what the model saw),
 2. otherwise the offline feature vector of the label's entity from ``features`` with the latest
-   event time **at or before** the label's event time (an ASOF join) — never a later one,
+   event time **at or before** the label's event time (an ASOF join) — never a later one, and,
+   with ``max_feature_age_ms`` (``HEADWATER_TRAINING_MAX_FEATURE_AGE_MS``), none older than
+   that before it (Feast's time-to-live of a feature view): a label whose entity's latest
+   vector is older is left out and counted as stale, rather than trained on values the
+   entity no longer had (a long-quiet entity, or a sink still landing the label's own event),
 
 and only labels and feature vectors that existed at the ``as_of`` time are used, so a dataset
 rebuilt later from the same range is the same dataset. Rows are split by time (the most recent
@@ -17,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -42,22 +46,20 @@ class DatasetSpec:
     as_of_ms: int = 0  # 0: now
     feature_names: tuple[str, ...] = ()  # empty: every feature seen, sorted
     valid_fraction: float = 0.2
+    # An offline vector older than this before the label's event time is stale (0: any age).
+    max_feature_age_ms: int = 0
 
     def resolved(self) -> DatasetSpec:
+        if self.max_feature_age_ms < 0:
+            raise DatasetError(
+                f"the maximum feature age must be at least 0 ms (0: any age), not "
+                f"{self.max_feature_age_ms} (--max-feature-age-ms)"
+            )
         now = self.as_of_ms or int(time.time() * 1000)
         end = min(self.end_ms, now + 1) if self.end_ms else now + 1
         if end <= self.start_ms:
             raise DatasetError(f"empty time range [{self.start_ms}, {end}) for {self.model}")
-        return DatasetSpec(
-            self.model,
-            self.feature_set,
-            self.feature_set_version,
-            self.start_ms,
-            end,
-            now,
-            self.feature_names,
-            self.valid_fraction,
-        )
+        return replace(self, end_ms=end, as_of_ms=now)
 
 
 def point_in_time_query(spec: DatasetSpec, database: str) -> str:
@@ -65,6 +67,8 @@ def point_in_time_query(spec: DatasetSpec, database: str) -> str:
     version = (
         f" AND feature_set_version = {spec.feature_set_version}" if spec.feature_set_version else ""
     )
+    age = spec.max_feature_age_ms
+    fresh = f"l.event_time_ms - o.event_time_ms <= {int(age)}" if age else "1"
     return f"""
 WITH
 labels_in_range AS (
@@ -90,7 +94,8 @@ offline AS (
 )
 SELECT l.request_id AS request_id, l.entity_id AS entity_id, l.event_time_ms AS event_time_ms,
        l.label AS label,
-       multiIf(p.request_id != '', 'logged', o.entity_id != '', 'offline', 'none') AS source,
+       multiIf(p.request_id != '', 'logged', o.entity_id = '', 'none', {fresh}, 'offline',
+               'stale') AS source,
        if(p.request_id != '', p.logged_features, o.offline_features) AS features,
        if(p.request_id != '', p.logged_version, o.offline_version) AS feature_set_version,
        o.event_time_ms AS offline_event_time_ms
@@ -133,13 +138,21 @@ def build_training_set(warehouse: Warehouse, spec: DatasetSpec) -> TrainingSet:
     spec = spec.resolved()
     sql = point_in_time_query(spec, warehouse.database)
     found = warehouse.query(sql).dicts()
-    rows = [row for row in found if row["source"] != "none" and row["features"]]
+    rows = [row for row in found if row["source"] in ("logged", "offline") and row["features"]]
+    stale = sum(row["source"] == "stale" for row in found)
     if len(rows) < 2:
+        too_old = (
+            f", {stale} of them only with features older than the maximum feature age of "
+            f"{spec.max_feature_age_ms} ms (HEADWATER_TRAINING_MAX_FEATURE_AGE_MS, "
+            "--max-feature-age-ms)"
+            if stale
+            else ""
+        )
         raise DatasetError(
             f"only {len(rows)} labelled row(s) with features for model {spec.model!r} "
             f"(feature set {spec.feature_set!r}) in [{spec.start_ms}, {spec.end_ms}) as of "
-            f"{spec.as_of_ms}; {len(found)} label(s) found — are labels and features in the "
-            "warehouse?"
+            f"{spec.as_of_ms}; {len(found)} label(s) found{too_old} — are labels and features "
+            "in the warehouse?"
         )
     names = spec.feature_names or tuple(sorted({k for row in rows for k in row["features"]}))
     x, y, times = _matrix(rows, names)
@@ -156,6 +169,8 @@ def build_training_set(warehouse: Warehouse, spec: DatasetSpec) -> TrainingSet:
         "rows_logged_features": str(sum(row["source"] == "logged" for row in rows)),
         "rows_offline_features": str(sum(row["source"] == "offline" for row in rows)),
         "labels_without_features": str(len(found) - len(rows)),
+        "labels_with_stale_features": str(stale),  # of those without: older than the max age
+        "max_feature_age_ms": str(spec.max_feature_age_ms),
         "data_start_ms": str(int(times.min())),
         "data_end_ms": str(int(times.max())),
         **schema_fingerprints(),

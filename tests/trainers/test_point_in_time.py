@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -126,3 +127,58 @@ def test_labels_join_logged_features_first_then_offline_as_of_their_time(
 def test_no_labels_is_a_clear_error(warehouse: ChdbWarehouse, unique: str) -> None:
     with pytest.raises(DatasetError, match=f"model 'none-{unique}'"):
         build_training_set(warehouse, DatasetSpec(model=f"none-{unique}", feature_set="x"))
+
+
+def test_offline_features_older_than_the_max_age_are_stale(
+    warehouse: ChdbWarehouse, unique: str
+) -> None:
+    """A label whose entity's latest vector is older than the maximum age is left out (as
+    Feast's time-to-live), counted as stale; logged features are what the model saw, any age."""
+    model, fs = f"ttl-{unique}", f"fs-{unique}"
+    t = 100_000  # a time range of this test's own (labels are shared by every model)
+    _insert(
+        warehouse,
+        "features",
+        [
+            _feature("a", fs, t + 100, 1.0),
+            _feature("a", fs, t + 200, 2.0),
+            _feature("b", fs, t + 150, 3.0),
+        ],
+    )
+    _insert(warehouse, "predictions", [_prediction("req-9", "b", model, t + 3_000, 42.0)])
+    _insert(
+        warehouse,
+        "labels",
+        [
+            _label("a", t + 700, 1.0),  # a's vector at 200: 500 ms old, fresh
+            _label("a", t + 1_300, 0.0),  # a's vector at 200: 1,100 ms old, stale
+            _label("b", t + 2_000, 1.0),  # b's vector at 150: stale
+            _label("b", t + 3_000, 0.0, request="req-9"),  # logged: what the model saw
+        ],
+    )
+    spec = DatasetSpec(
+        model=model,
+        feature_set=fs,
+        start_ms=BASE + t,
+        end_ms=BASE + t + 10_000,
+        as_of_ms=BASE + t + 8_000,
+        valid_fraction=0.5,
+        max_feature_age_ms=1_000,
+    )
+    data = build_training_set(warehouse, spec)
+
+    x = np.vstack([data.train_x, data.valid_x])
+    assert x[:, 0].tolist() == [2.0, 42.0]  # a at 700, then b's logged features at 3,000
+    lineage = data.lineage
+    assert lineage["rows_offline_features"] == "1" and lineage["rows_logged_features"] == "1"
+    assert lineage["labels_with_stale_features"] == "2"
+    assert lineage["labels_without_features"] == "2"
+    assert lineage["max_feature_age_ms"] == "1000"
+
+    any_age = build_training_set(warehouse, replace(spec, max_feature_age_ms=0))
+    assert any_age.rows == 4 and any_age.lineage["labels_with_stale_features"] == "0"
+
+    with pytest.raises(DatasetError, match="3 of them only with features older than"):
+        build_training_set(warehouse, replace(spec, max_feature_age_ms=1, end_ms=BASE + t + 2_500))
+    with pytest.raises(DatasetError, match="--max-feature-age-ms"):
+        build_training_set(warehouse, replace(spec, max_feature_age_ms=-1))
