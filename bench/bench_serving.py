@@ -411,6 +411,30 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICKS
 
 
+def broker_seconds(pid: int | None) -> float:
+    """The local broker's CPU time so far (0 when the broker is not ours to read)."""
+    return 0.0 if pid is None else cpu_seconds(pid)
+
+
+def cpu_by_thread(pid: int) -> dict[str, float]:
+    """A process's CPU time so far split by whose threads spent it: ``librdkafka``'s (named
+    ``rdk:…``: its clients' I/O, compression, request building) or ``python``'s (the
+    interpreter's threads). In the feature worker that scores, the clients' threads spent
+    about a third of its CPU (the unlingered prediction producer's the most), which the
+    process's total alone does not show."""
+    split = {"python": 0.0, "librdkafka": 0.0}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            name = (task / "comm").read_text().strip()
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # the thread ended meanwhile
+        split["librdkafka" if name.startswith("rdk:") else "python"] += (
+            int(fields[11]) + int(fields[12])
+        ) / TICKS
+    return split
+
+
 def kafka_figures(
     settings: HeadwaterSettings,
     rate: float,
@@ -532,6 +556,7 @@ def inline_figures(
         partitions = own.topic_partitions
         create_topics(own, [new_topic(own, own.topic(RELAY_IN), partitions, {})])
         commands.append(["bench.relay", own.topic(RELAY_IN), own.topic("predictions")])
+    broker = LocalKafka(own).running_pid()  # None: a broker not of this benchmark's own
     processes = []
     try:
         with log.open("wb") as out:
@@ -551,19 +576,27 @@ def inline_figures(
             if inline:
                 relay_warm = offer(own, f"{mode}-relay-warm", rate, count // 2, topic=RELAY_IN)
                 clock.wait_for(relay_warm.ids, 120)
-            # The CPU of what scores (not the relay's): over the loads only.
+            # The CPU of what scores (not the relay's), by thread, and the broker's: over the
+            # loads only (the broker's over the floors' loads too).
             measured = processes[:1] if inline else processes
-            floors, relayed, loads, cpu = [], [], [], 0.0
+            floors, relayed, loads = [], [], []
+            cpu, broker_cpu, floor_broker_cpu = {"python": 0.0, "librdkafka": 0.0}, 0.0, 0.0
             for k, events in enumerate(event_loads):
+                floor_broker_cpu -= broker_seconds(broker)
                 floors.append(offer(own, f"{mode}-floor{k}", rate, count, topic="predictions"))
                 clock.wait_for(floors[-1].ids, 60)
+                floor_broker_cpu += broker_seconds(broker)
                 if inline:
                     relayed.append(offer(own, f"{mode}-relay{k}", rate, count, topic=RELAY_IN))
                     clock.wait_for(relayed[-1].ids, 60)
-                cpu -= sum(cpu_seconds(p.pid) for p in measured)
+                before = [cpu_by_thread(p.pid) for p in measured]
+                broker_cpu -= broker_seconds(broker)
                 loads.append(offer_records(own, rate, events, "events.raw"))
                 clock.wait_for(loads[-1].ids, 60)
-                cpu += sum(cpu_seconds(p.pid) for p in measured)
+                broker_cpu += broker_seconds(broker)
+                for process, was in zip(measured, before, strict=True):
+                    for kind, seconds in cpu_by_thread(process.pid).items():
+                        cpu[kind] += seconds - was[kind]
         finally:
             for process in processes:
                 process.terminate()
@@ -572,12 +605,21 @@ def inline_figures(
     finally:
         clock.stop()
     loaded = latency_figures(loads, clock, make_codec(own))  # with its stages
+    per_1k = 1e6 / max(loaded["predicted"], 1)
+    floor = latency_figures(floors, clock)
     figures = {
         "offered_per_s": rate,
         **loaded,
-        "cpu_ms_per_1k_events": cpu / max(loaded["predicted"], 1) * 1e6,
+        "cpu_ms_per_1k_events": sum(cpu.values()) * per_1k,
+        "cpu_ms_per_1k_events_by_thread": {kind: s * per_1k for kind, s in cpu.items()},
+        # The broker shares the cores: what each event costs it here, and in the floor (one
+        # record produced and fetched once).
+        "broker_cpu_ms_per_1k_events": broker_cpu * per_1k,
         "worker_counts": worker_counts(log),
-        "floor": latency_figures(floors, clock),
+        "floor": {
+            **floor,
+            "broker_cpu_ms_per_1k_events": floor_broker_cpu * 1e6 / max(floor["predicted"], 1),
+        },
     }
     if relayed:
         figures["two_hop_floor"] = latency_figures(relayed, clock)
