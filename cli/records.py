@@ -7,6 +7,8 @@ import base64
 import json
 import sys
 import uuid
+from datetime import date, datetime, time
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -98,8 +100,18 @@ def _json_line(line: str) -> Any:
 
 
 def _jsonable(value: Any) -> Any:
+    """A decoded Avro value as JSON: bytes in base64, and the values of logical types (a
+    timestamp's datetime, a date, a decimal, a uuid) as ISO 8601 or decimal text.
+
+    >>> _jsonable({"at": datetime(2026, 12, 8, 4, 0), "price": Decimal("1.50")})
+    {'at': '2026-12-08T04:00:00', 'price': '1.50'}
+    """
     if isinstance(value, bytes):
         return base64.b64encode(value).decode()
+    if isinstance(value, datetime | date | time):
+        return value.isoformat()
+    if isinstance(value, Decimal | uuid.UUID):
+        return str(value)
     if isinstance(value, dict):
         return {k: _jsonable(v) for k, v in value.items()}
     if isinstance(value, list):

@@ -13,6 +13,7 @@ A domain schema is an ``.avsc`` whose top-level attributes name its entity key, 
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +22,18 @@ from headwater.schemas.catalog import AvroSchema, SchemaCatalog
 
 DEMO_SCHEMA = "dev.headwater.demo.Transaction"
 _NUMERIC = {"int", "long", "float", "double", "boolean"}
+# What an event-time field may be, and how many of its units make a millisecond: a plain long of
+# milliseconds, or the Avro specification's timestamp logical types (a long counting from the
+# epoch; the local ones have no zone and are read as UTC).
+EVENT_TIME_UNITS_PER_MS = {
+    "long": 1,
+    "timestamp-millis": 1,
+    "local-timestamp-millis": 1,
+    "timestamp-micros": 1_000,
+    "local-timestamp-micros": 1_000,
+    "timestamp-nanos": 1_000_000,
+    "local-timestamp-nanos": 1_000_000,
+}
 
 
 def _base_type(avro_type: object) -> str:
@@ -32,6 +45,24 @@ def _base_type(avro_type: object) -> str:
     return str(avro_type)
 
 
+def _event_time_units_per_ms(schema: AvroSchema, name: str) -> int:
+    """How many units of the event-time field ``name`` make a millisecond; a field of a type
+    that cannot hold a time since the epoch is refused, naming it.
+
+    >>> _event_time_units_per_ms(SchemaCatalog.default().get(DEMO_SCHEMA), "event_time_ms")
+    1
+    """
+    field = next(f for f in schema.source["fields"] if f["name"] == name)
+    kind = _base_type(field["type"])
+    if kind not in EVENT_TIME_UNITS_PER_MS:
+        raise SchemaError(
+            f"domain schema {schema.name}'s event_time field {name!r} is "
+            f"{json.dumps(field['type'])}: it must be a long of milliseconds since the epoch "
+            f"or an Avro timestamp logical type ({', '.join(EVENT_TIME_UNITS_PER_MS)})"
+        )
+    return EVENT_TIME_UNITS_PER_MS[kind]
+
+
 @dataclass(frozen=True)
 class Domain:
     """One application event type: its schema and the roles of its fields."""
@@ -40,6 +71,9 @@ class Domain:
     entity_key: str
     event_time: str
     event_id: str
+    # Units of the event-time field in a millisecond: 1 for a long of milliseconds or
+    # timestamp-millis, 1000 for timestamp-micros (EVENT_TIME_UNITS_PER_MS).
+    event_time_units_per_ms: int = 1
 
     @classmethod
     def from_schema(cls, schema: AvroSchema) -> Domain:
@@ -52,7 +86,8 @@ class Domain:
                     f'"{role}" attribute naming one of its fields {schema.field_names}'
                 )
             roles[role] = value
-        return cls(schema, roles["entity_key"], roles["event_time"], roles["event_id"])
+        units = _event_time_units_per_ms(schema, roles["event_time"])
+        return cls(schema, roles["entity_key"], roles["event_time"], roles["event_id"], units)
 
     @property
     def name(self) -> str:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypedDict
 
 import orjson
@@ -66,9 +67,13 @@ def _plan(source: dict[str, Any], constraint: FieldConstraint | None) -> _FieldP
         avro_type = branches[0] if len(branches) == 1 else "other"
     symbols = None
     if isinstance(avro_type, dict):
-        if avro_type.get("type") == "enum":
+        inner = avro_type.get("type")
+        if inner == "enum":
             symbols = frozenset(avro_type["symbols"])
-        avro_type = avro_type.get("type") if avro_type.get("type") == "enum" else "other"
+        # {"type": "double"} is a double; a logical type ({"type": "long", "logicalType":
+        # "timestamp-millis"}) decodes to something else (a datetime): not checked as its base.
+        plain = inner == "enum" or ("logicalType" not in avro_type and inner in _KIND_CHECKS)
+        avro_type = inner if plain else "other"
     kind = avro_type if avro_type in _KIND_CHECKS else "other"
     return _FieldPlan(
         source["name"],
@@ -102,6 +107,32 @@ def _quick(plan: _FieldPlan) -> _Quick:
 
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+ONE_MS = timedelta(milliseconds=1)
+
+
+def epoch_ms(value: Any, units_per_ms: int = 1) -> int | None:
+    """An event time in milliseconds since the epoch: from a count of the field's units (its
+    ``Domain.event_time_units_per_ms``), or from the ``datetime`` an Avro decoder makes of a
+    timestamp logical type (a local one, without a zone, read as UTC); None for anything else.
+
+    >>> epoch_ms(1_700_000_000_123), epoch_ms(1_700_000_000_123_456, 1_000)
+    (1700000000123, 1700000000123)
+    >>> epoch_ms(datetime(2023, 11, 14, 22, 13, 20, 123456, tzinfo=UTC))
+    1700000000123
+    >>> epoch_ms(datetime(2023, 11, 14, 22, 13, 20, 123000))
+    1700000000123
+    >>> epoch_ms("1700000000123"), epoch_ms(True), epoch_ms(1.5)
+    (None, None, None)
+    """
+    if _is_int(value):
+        return int(value) if units_per_ms == 1 else int(value) // units_per_ms
+    if isinstance(value, datetime):
+        aware = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+        return (aware - EPOCH) // ONE_MS
+    return None
 
 
 def _is_number(value: Any) -> bool:
@@ -276,22 +307,25 @@ class EventValidator:
                 )
         return anomalies
 
-    def _roles(self, record: dict[str, Any]) -> list[Anomaly]:
+    def _roles(self, record: dict[str, Any]) -> tuple[list[Anomaly], int]:
+        """The anomalies of the record's entity key, event id and event time, and its event
+        time in milliseconds since the epoch."""
         domain = self.domain
         anomalies = []
         for role in (domain.entity_key, domain.event_id):
             if str(record[role]) == "":
                 anomalies.append(Anomaly(ReasonCode.EMPTY_VALUE, role, f"{role} is empty"))
         time = record[domain.event_time]
-        if not _is_int(time) or time < 0:
+        time_ms = epoch_ms(time, domain.event_time_units_per_ms)
+        if time_ms is None or time_ms < 0:
             anomalies.append(
                 Anomaly(
                     ReasonCode.OUT_OF_RANGE,
                     domain.event_time,
-                    f"{domain.event_time}={time!r} is not milliseconds since the epoch",
+                    f"{domain.event_time}={time!r} is not a time since the epoch",
                 )
             )
-        return anomalies
+        return anomalies, time_ms or 0
 
     def validate(
         self, value: bytes | None, partition: int, offset: int
@@ -304,7 +338,7 @@ class EventValidator:
         anomalies = self.check_typed(record) if typed else self.check(record)
         if anomalies:
             return anomalies
-        anomalies = self._roles(record)
+        anomalies, time_ms = self._roles(record)
         if anomalies:
             return anomalies
         domain = self.domain
@@ -312,7 +346,7 @@ class EventValidator:
             event_id=str(record[domain.event_id]),
             entity_id=str(record[domain.entity_key]),
             event_type=domain.name,
-            event_time_ms=int(record[domain.event_time]),
+            event_time_ms=time_ms,
             numeric={n: float(record[n]) for n in self._numeric if record[n] is not None},
             categorical={c: record[c] for c in self._categorical if record[c] is not None},
             source_partition=partition,
