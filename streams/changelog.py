@@ -117,15 +117,26 @@ def _newest_and_offset(value: bytes) -> tuple[int, int] | None:
 
 
 def catch_up(
-    consumer: Consumer, topic: str, partitions: Iterable[int], timeout_s: float
+    consumer: Consumer,
+    topic: str,
+    partitions: Iterable[int],
+    timeout_s: float,
+    *,
+    cached: bool = False,
 ) -> Iterator[tuple[int, bytes, bytes | None]]:
     """(partition, key, value) of every record between the consumer's positions on the
     assigned ``partitions`` and their ends as of this call; fails naming the topic if the broker
-    does not deliver them within ``timeout_s``."""
+    does not deliver them within ``timeout_s``. With ``cached``, a partition's end is the high
+    watermark of the consumer's latest fetch where it has one (a consumer that keeps
+    following: its fetches long-poll at the end, and return as soon as a record arrives)."""
     targets = {}
     for partition in partitions:
         tp = TopicPartition(topic, partition)
-        _, high = consumer.get_watermark_offsets(tp, timeout=timeout_s)
+        high = consumer.get_watermark_offsets(tp, cached=True)[1] if cached else -1
+        if high < 0:  # not fetched yet (OFFSET_INVALID), or not cached: ask the broker
+            # On a consumer whose fetch is long-polling, the broker answers this only after
+            # that fetch: up to its fetch.wait.max.ms (500 ms) a partition.
+            _, high = consumer.get_watermark_offsets(tp, timeout=timeout_s)
         position = consumer.position([tp])[0].offset
         if high > max(position, 0):
             targets[partition] = high

@@ -14,6 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from headwater.core.settings import HeadwaterSettings
 from headwater.infra.consumer_lag import sample_lag
 from headwater.infra.event_bus import EventBus
+from headwater.infra.kafka_clients import make_producer
 from headwater.infra.metrics import metrics_dir
 from headwater.streams.feature_module import load_feature_module
 from headwater.streams.lookup import ChangelogReplica
@@ -143,5 +144,19 @@ def test_worker_validates_featurizes_and_agrees_with_offline(
         assert found.values == newest["values"]
         assert (found.event_time_ms, found.freshness_ms) == (newest["event_time_ms"], 5_000)
         assert replica.lookup("card-never-seen") is None
+        # A replica that keeps following sees what is written after its last refresh: its
+        # refreshes read to the ends its own fetches saw (asking the broker waited behind
+        # those fetches, 1.2 s a refresh), and those fetches return as soon as a record lands.
+        state = replica.state("card-1")
+        assert state is not None
+        producer = make_producer(isolated)
+        producer.produce(replica.topic, state.to_bytes(), b"card-written-later", partition=0)
+        assert producer.flush(10) == 0
+        wait_until(
+            lambda: replica.refresh() >= 0 and replica.lookup("card-written-later") is not None,
+            30,
+            "the replica to see a state written after its last refresh",
+        )
+        assert replica.refresh() == 0  # nothing new since
     finally:
         replica.close()
