@@ -1,11 +1,12 @@
 """`headwater produce` on the real broker: stdin by default, oversized records and lines that
-are not JSON refused by line."""
+are not JSON refused by line; `headwater consume` shows an application's JSON events as sent."""
 
 from __future__ import annotations
 
 import json
 
 import pytest
+from confluent_kafka import Producer
 
 from tests.integration.test_cli import headwater, platform_env  # noqa: F401 (a fixture)
 from tests.unit.test_schemas import SAMPLES
@@ -38,3 +39,18 @@ def test_produce_reads_stdin_and_refuses_an_oversized_record(
     )  # fmt: skip
     events = [json.loads(line)["event_id"] for line in consumed.stdout.splitlines()]
     assert sorted(events) == ["e1", "e2"]
+
+    # An application may send its events as JSON (the feature worker validates both): consume
+    # shows them as sent, not as undecodable bytes.
+    as_json = dict(SAMPLES["Transaction"], event_id="e3")
+    plain = Producer(
+        {"bootstrap.servers": f"127.0.0.1:{platform_env['HEADWATER_KAFKA_LOCAL_PORT']}"}
+    )
+    plain.produce(f"{platform_env['HEADWATER_TOPIC_PREFIX']}events.raw", json.dumps(as_json))
+    assert plain.flush(20) == 0
+    consumed = headwater(
+        "consume", "events.raw", "--from-beginning", "--max", "3", "--timeout", "20",
+        env=platform_env,
+    )  # fmt: skip
+    shown = [json.loads(line) for line in consumed.stdout.splitlines()]
+    assert as_json in shown, shown
