@@ -118,7 +118,7 @@ class Client:
                 validate(dict(record), schema.parsed, raise_errors=True)
             except AvroValidationError as error:
                 reasons = "; ".join(str(e) for e in error.errors) or str(error)
-                raise SchemaError(f"not a {schema.name}: {reasons}") from None
+                raise SchemaError(f"not a valid {schema.name} record: {reasons}") from None
             return schema.name, dict(record)
         try:
             return model.SCHEMA, model.model_validate(record).to_avro()
