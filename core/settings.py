@@ -101,7 +101,7 @@ class HeadwaterSettings(BaseSettings):
     admin_token: SecretStr = SecretStr("")
 
     # Serving: the model a scorer serves, its fault tolerance (Hystrix's defaults) and batching.
-    serving_model: str = "fraud"
+    serving_model: str = Field(default="fraud", min_length=1)
     # The feature worker scores serving_model in its own process, and the predictions leave with
     # the features (one broker hop less); the standalone scorer answers only what it did not.
     inline_scoring: bool = True

@@ -17,13 +17,14 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from headwater.core.errors import HeadwaterError, PortInUse, WarehouseError
+from headwater.core.errors import HeadwaterError, PortInUse, SchemaError, WarehouseError
 from headwater.core.settings import HeadwaterSettings
 from headwater.infra.dashboard.service import (
     running_dashboard_pid,
     running_dashboard_url,
     start_dashboard_process,
 )
+from headwater.infra.event_bus import make_codec
 from headwater.infra.kafka_clients import cluster_metadata, ensure_topics, topic_states
 from headwater.infra.local_kafka import LocalKafka
 from headwater.infra.local_processes import pid_alive, port_is_free
@@ -42,7 +43,10 @@ from headwater.operate.processes import (
     stream_process_pids,
     supervised,
 )
+from headwater.schemas.domain import load_domain
 from headwater.schemas.topics import TOPICS
+from headwater.streams.feature_module import load_feature_module
+from headwater.streams.pipeline import FeaturePipeline
 
 # Hosts this process started, kept until stopped so their Popen objects are reaped, not leaked.
 _HOSTS: dict[int, subprocess.Popen[bytes]] = {}
@@ -123,9 +127,24 @@ class PlatformReport:
         return json.dumps(asdict(self), indent=2)
 
 
+def check_application(settings: HeadwaterSettings) -> None:
+    """Load the application's event schema and feature module and check them against each
+    other, as the feature worker will: a wrong ``HEADWATER_EVENT_SCHEMA_FILE`` or
+    ``HEADWATER_FEATURES`` fails ``up`` at once, naming it. Unchecked, ``up`` reported success
+    and started processes that failed on it and were restarted until the supervisor gave up."""
+    codec = make_codec(settings)
+    try:
+        domain = load_domain(codec.catalog, settings.event_schema_file)
+    except SchemaError as error:
+        raise SchemaError(f"HEADWATER_EVENT_SCHEMA_FILE: {error}") from None
+    FeaturePipeline(domain, codec, load_feature_module(settings.features), settings.topic_prefix)
+
+
 def up(settings: HeadwaterSettings, processes: bool = True) -> PlatformReport:
     """Topics and migrations; with ``processes``, also the platform's local processes (compose
-    runs each of those as a service of its own and calls this with ``processes=False``)."""
+    runs each of those as a service of its own and calls this with ``processes=False``). The
+    application's schema and features are checked first (:func:`check_application`)."""
+    check_application(settings)
     if settings.kafka_mode == "local":
         LocalKafka(settings).start()
     ensure_topics(settings)

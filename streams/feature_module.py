@@ -33,22 +33,24 @@ class FeatureModule:
         fs = self.feature_set
         if fs.event_type != domain.name or fs.entity_key != domain.entity_key:
             raise FeatureSetError(
-                f"{self.path}: feature set {fs.name!r} is for {fs.event_type} keyed by "
-                f"{fs.entity_key}, but the configured domain (HEADWATER_EVENT_SCHEMA_FILE) is "
+                f"HEADWATER_FEATURES={self.path}: feature set {fs.name!r} is for "
+                f"{fs.event_type} keyed by {fs.entity_key}, but the configured domain "
+                "(HEADWATER_EVENT_SCHEMA_FILE) is "
                 f"{domain.name} keyed by {domain.entity_key}"
             )
         fields = set(domain.numeric_fields) | set(domain.categorical_fields)
         unknown = set(fs.columns) - fields
         if unknown:
             raise FeatureSetError(
-                f"{self.path}: feature set {fs.name!r} reads {sorted(unknown)}, which are not "
-                f"numeric or categorical fields of {domain.name} ({sorted(fields)})"
+                f"HEADWATER_FEATURES={self.path}: feature set {fs.name!r} reads "
+                f"{sorted(unknown)}, which are not numeric or categorical fields of {domain.name} "
+                f"({sorted(fields)})"
             )
         numbers = {f for feature in fs.features for f in feature.reads_numbers()}
         not_numeric = numbers - set(domain.numeric_fields)
         if not_numeric:
             raise FeatureSetError(
-                f"{self.path}: feature set {fs.name!r} computes numbers from "
+                f"HEADWATER_FEATURES={self.path}: feature set {fs.name!r} computes numbers from "
                 f"{sorted(not_numeric)}, which are not numeric fields of {domain.name} "
                 f"({sorted(domain.numeric_fields)})"
             )

@@ -180,6 +180,27 @@ def test_port_in_use_is_named(tmp_path: Path) -> None:
     assert f"port {port}" in up.stderr
 
 
+@pytest.mark.parametrize(
+    ("setting", "value", "said"),
+    [
+        ("HEADWATER_EVENT_SCHEMA_FILE", "/no/such/rides.avsc", "No such file"),
+        ("HEADWATER_FEATURES", "no_such_package.features", "cannot be imported"),
+        ("HEADWATER_FEATURES", "tests.streams.byo.ride_features", "but the configured domain"),
+    ],
+)
+def test_a_wrong_schema_or_feature_module_fails_up_naming_it_before_anything_starts(
+    tmp_path: Path, setting: str, value: str, said: str
+) -> None:
+    env = _lifecycle_env(tmp_path, TEST_PORTS["kafka"] + 700)
+    env[setting] = value  # the demo's schema with the rides' features, in the last case
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])  # the user's modules
+    up = headwater("up", env=env)
+    assert up.returncode == 1
+    assert setting in up.stderr and said in up.stderr, up.stderr
+    assert "Traceback" not in up.stderr
+    assert not (tmp_path / "home" / "kafka").exists()  # no broker was started for it
+
+
 def test_missing_java_says_what_to_install(tmp_path: Path) -> None:
     env = _lifecycle_env(tmp_path, TEST_PORTS["kafka"] + 500)
     env["PATH"] = str(Path(sys.executable).parent)  # a PATH with Python but no Java

@@ -25,6 +25,7 @@ def test_defaults_are_the_embedded_platform(monkeypatch: pytest.MonkeyPatch) -> 
         ("HEADWATER_TOPIC_PARTITIONS", "0", "greater than or equal to 1"),
         ("HEADWATER_CLICKHOUSE_URL", "tcp://x:9000", "http:// or https://"),
         ("HEADWATER_KAFKA_LOCAL_PORT", "many", "valid integer"),
+        ("HEADWATER_SERVING_MODEL", "", "at least 1 character"),
     ],
 )
 def test_bad_setting_names_the_variable(
