@@ -14,11 +14,13 @@ A domain schema is an ``.avsc`` whose top-level attributes name its entity key, 
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from headwater.core.errors import SchemaError
 from headwater.schemas.catalog import AvroSchema, SchemaCatalog
+from headwater.schemas.compat import backward_problems
 
 DEMO_SCHEMA = "dev.headwater.demo.Transaction"
 _NUMERIC = {"int", "long", "float", "double", "boolean"}
@@ -112,7 +114,30 @@ class Domain:
 
 def load_domain(catalog: SchemaCatalog, schema_file: str = "") -> Domain:
     """The configured domain (``HEADWATER_EVENT_SCHEMA_FILE``), added to the catalogue; the demo's
-    card transactions when none is configured."""
+    card transactions when none is configured.
+
+    After the current schema's file the setting may list its earlier versions' files, separated
+    by ``os.pathsep`` (``rides.avsc:rides-v1.avsc``): without a schema registry a record names
+    its writer's schema only by fingerprint, so the records an application sent before it
+    upgraded its schema, still on ``events.raw``, are read (into the current version) only if
+    their version is known. Each must be readable by the current one (Avro's backward
+    compatibility), or loading fails naming the files."""
     if not schema_file:
         return Domain.from_schema(catalog.get(DEMO_SCHEMA))
-    return Domain.from_schema(catalog.add_file(Path(schema_file)))
+    current_file, *earlier_files = schema_file.split(os.pathsep)
+    current = catalog.add_file(Path(current_file))
+    for earlier_file in earlier_files:
+        earlier = AvroSchema.from_file(Path(earlier_file))
+        if earlier.name != current.name:
+            raise SchemaError(
+                f"HEADWATER_EVENT_SCHEMA_FILE: {earlier_file} is {earlier.name}, not an earlier "
+                f"version of {current.name} ({current_file})"
+            )
+        problems = backward_problems(current.source, earlier.source)
+        if problems:
+            raise SchemaError(
+                f"HEADWATER_EVENT_SCHEMA_FILE: {current_file} cannot read the records written "
+                f"with {earlier_file}: {'; '.join(problems)}"
+            )
+        catalog.add_writer(earlier)
+    return Domain.from_schema(current)

@@ -235,6 +235,11 @@ class EventValidator:
         except SchemaError as error:
             text = str(error)
             if "unknown schema" in text or "no schema id" in text or "REGISTRY_URL" in text:
+                if "fingerprint" in text:  # single-object: an earlier version of the domain's?
+                    text += (
+                        f"; if it is an earlier version of {self.domain.name}, list its .avsc "
+                        "after the current one in HEADWATER_EVENT_SCHEMA_FILE"
+                    )
                 return Anomaly(ReasonCode.UNKNOWN_SCHEMA, "", text)
             return Anomaly(ReasonCode.BAD_ENCODING, "", text)
         return record
