@@ -16,7 +16,7 @@ Checking a record needs no broker:
 ...     client.check("events.raw", {"card_id": "card-1"})
 ... except SchemaError as error:
 ...     print(error)
-not a dev.headwater.demo.Transaction: Field(...event_id) is None expected string
+not a valid dev.headwater.demo.Transaction record: Field(...event_id) is None expected string
 >>> try:
 ...     client.check("labels", {"entity_id": "card-1", "label": "yes"})
 ... except SchemaError as error:
