@@ -43,15 +43,19 @@ class TopicTail:
     def __init__(self, settings: HeadwaterSettings, topic: str) -> None:
         self.settings = settings
         self.name = settings.topic(topic)
-        self._consumer: Consumer | None = None
+        # The consumer reading the topic, and a client that only asks for its end offsets.
+        self._clients: tuple[Consumer, Consumer] | None = None
         self._next: dict[int, int] = {}  # partition -> next offset to read
 
     def read_new(self) -> list[LogRecord]:
         """Every record appended since the last call (the first call: since the beginning)."""
-        consumer = self._consumer or self._open()
+        consumer, end_offsets = self._clients or self._open()
         ends: dict[int, int] = {}
         for partition in self._next:
-            _, high = consumer.get_watermark_offsets(
+            # Asked by a client of its own: on the reading consumer's connection the answer
+            # waited behind its fetch long-polling at the end, up to fetch.wait.max.ms a
+            # partition (a registry catch-up took 1 s over 3, before every promotion).
+            _, high = end_offsets.get_watermark_offsets(
                 TopicPartition(self.name, partition), timeout=self.settings.kafka_timeout_s
             )
             if high > self._next[partition]:
@@ -65,21 +69,24 @@ class TopicTail:
         return records
 
     def close(self) -> None:
-        if self._consumer is not None:
-            self._consumer.close()
-            self._consumer = None
+        if self._clients is not None:
+            for client in self._clients:
+                client.close()
+            self._clients = None
 
-    def _open(self) -> Consumer:
+    def _open(self) -> tuple[Consumer, Consumer]:
         metadata = cluster_metadata(self.settings).topics.get(self.name)
         if metadata is None:
             raise BrokerUnavailable(
                 f"topic {self.name} does not exist on {self.settings.bootstrap_servers}"
             )
-        consumer = make_consumer(self.settings, f"headwater-replay-{uuid.uuid4().hex[:8]}")
+        group = f"headwater-replay-{uuid.uuid4().hex[:8]}"
+        consumer = make_consumer(self.settings, group)
         self._next = {p: 0 for p in metadata.partitions}
         consumer.assign([TopicPartition(self.name, p, OFFSET_BEGINNING) for p in self._next])
-        self._consumer = consumer
-        return consumer
+        # Never assigned: it fetches nothing, so the broker answers it at once.
+        self._clients = (consumer, make_consumer(self.settings, group))
+        return self._clients
 
 
 def read_to_end(settings: HeadwaterSettings, topic: str) -> Iterator[LogRecord]:
