@@ -22,9 +22,9 @@ changelog partitions up to the end they had when called (worker recovery, lookup
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator, MutableMapping
+from collections.abc import Iterable, Iterator, Mapping, MutableMapping
 
-from confluent_kafka import Consumer, KafkaError, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
 from headwater.core.errors import BrokerUnavailable
 from headwater.streams.featureset import EntityState, FeatureSet
@@ -116,23 +116,45 @@ def _newest_and_offset(value: bytes) -> tuple[int, int] | None:
         return None
 
 
+def read_from_beginning(
+    consumer: Consumer, topic: str, partitions: Iterable[int], timeout_s: float
+) -> Iterator[tuple[int, bytes, bytes | None]]:
+    """(partition, key, value) of every record of ``partitions`` from the beginning to their
+    ends as of this call, through a consumer not assigned yet. Their ends are asked before it
+    is assigned, when no fetch of its own is ahead of the question on its connection: asked
+    after, each waited behind its first fetch (1,700 states restored in 0.6 s against 0.2)."""
+    owned = list(partitions)
+    ends = {
+        p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout_s)[1]
+        for p in owned
+    }
+    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in owned])
+    yield from catch_up(consumer, topic, owned, timeout_s, ends=ends)
+
+
 def catch_up(
     consumer: Consumer,
     topic: str,
     partitions: Iterable[int],
     timeout_s: float,
     *,
+    ends: Mapping[int, int] | None = None,
     cached: bool = False,
 ) -> Iterator[tuple[int, bytes, bytes | None]]:
     """(partition, key, value) of every record between the consumer's positions on the
-    assigned ``partitions`` and their ends as of this call; fails naming the topic if the broker
-    does not deliver them within ``timeout_s``. With ``cached``, a partition's end is the high
-    watermark of the consumer's latest fetch where it has one (a consumer that keeps
-    following: its fetches long-poll at the end, and return as soon as a record arrives)."""
+    assigned ``partitions`` and their ends (given, or as of this call); fails naming the topic
+    if the broker does not deliver them within ``timeout_s``. With ``cached``, a partition's
+    end is the high watermark of the consumer's latest fetch where it has one (a consumer that
+    keeps following: its fetches long-poll at the end, and return as soon as a record
+    arrives)."""
     targets = {}
     for partition in partitions:
         tp = TopicPartition(topic, partition)
-        high = consumer.get_watermark_offsets(tp, cached=True)[1] if cached else -1
+        high = -1
+        if ends is not None:
+            high = ends[partition]
+        elif cached:
+            high = consumer.get_watermark_offsets(tp, cached=True)[1]
         if high < 0:  # not fetched yet (OFFSET_INVALID), or not cached: ask the broker
             # On a consumer whose fetch is long-polling, the broker answers this only after
             # that fetch: up to its fetch.wait.max.ms (500 ms) a partition.

@@ -18,12 +18,10 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from confluent_kafka import OFFSET_BEGINNING, TopicPartition
-
 from headwater.core.errors import BrokerUnavailable
 from headwater.core.settings import HeadwaterSettings
 from headwater.infra.kafka_clients import cluster_metadata, make_consumer
-from headwater.streams.changelog import ChangelogStore, catch_up
+from headwater.streams.changelog import ChangelogStore, catch_up, read_from_beginning
 from headwater.streams.featureset import EntityState, FeatureSet
 from headwater.streams.worker import changelog_topic
 
@@ -72,20 +70,22 @@ class ChangelogReplica:
                 f"changelog topic {self.topic} does not exist yet: has the feature worker "
                 "(python -m headwater.streams.worker) run?"
             )
-        self._partitions = [
-            TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in metadata.partitions
-        ]
-        self._consumer.assign(self._partitions)
+        self._partitions = sorted(metadata.partitions)
+        self._following = False  # assigned by the first refresh
         self._timeout_s = settings.kafka_timeout_s
 
     def refresh(self) -> int:
-        """Apply every changelog record written before this call (up to the ends the replica's
-        own fetches last saw: asking the broker for them waited behind those fetches, 1.2 s a
-        refresh over 3 partitions, so an HTTP score from online features took 1.3 s);
-        returns how many."""
-        partitions = [tp.partition for tp in self._partitions]
+        """Apply every changelog record written before this call (after the first, up to the
+        ends the replica's own fetches last saw: asking the broker for them waited behind those
+        fetches, 1.2 s a refresh over 3 partitions, so an HTTP score from online features
+        took 1.3 s); returns how many."""
         timeout = self._timeout_s * 3
-        records = catch_up(self._consumer, self.topic, partitions, timeout, cached=True)
+        if not self._following:
+            self._following = True
+            return self._store.restore(
+                read_from_beginning(self._consumer, self.topic, self._partitions, timeout)
+            )
+        records = catch_up(self._consumer, self.topic, self._partitions, timeout, cached=True)
         return self._store.restore(records)
 
     def state(self, entity_id: str) -> EntityState | None:

@@ -38,7 +38,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from types import FrameType
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
 from headwater.core.errors import BrokerUnavailable
 from headwater.core.settings import HeadwaterSettings
@@ -50,7 +50,7 @@ from headwater.infra.kafka_clients import (
     new_topic,
 )
 from headwater.streams.batch_producer import Acks, Record
-from headwater.streams.changelog import ChangelogStore, catch_up
+from headwater.streams.changelog import ChangelogStore, read_from_beginning
 from headwater.streams.idle import IdleExpiry
 from headwater.streams.pipeline import BatchOutput, RawRecord
 from headwater.streams.worker import (
@@ -124,9 +124,9 @@ class RdkafkaFeatureWorker:
         started = time.perf_counter()
         reader = make_consumer(self.settings, f"{app_id(self.settings)}-restore")
         try:
-            reader.assign([TopicPartition(self.changelog, p, OFFSET_BEGINNING) for p in owned])
             timeout = self.settings.kafka_timeout_s * 6
-            restored = self.store.restore(catch_up(reader, self.changelog, owned, timeout))
+            states = read_from_beginning(reader, self.changelog, owned, timeout)
+            restored = self.store.restore(states)
         finally:
             reader.close()
         log.info(
