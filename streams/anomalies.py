@@ -35,6 +35,9 @@ class ReasonCode(StrEnum):
     RECORD_TOO_LARGE = "RECORD_TOO_LARGE"  # over HEADWATER_KAFKA_MAX_RECORD_BYTES
     PRODUCE_REFUSED = "PRODUCE_REFUSED"  # the producer or broker refused its output record
     INVALID_EVENT = "INVALID_EVENT"  # a typed event on `events` that cannot be read
+    # The entity's events are on another partition of events.raw: records not keyed by the
+    # entity (an entity's state and history live with one partition).
+    WRONG_PARTITION = "WRONG_PARTITION"
 
 
 @dataclass(frozen=True)

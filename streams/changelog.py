@@ -71,6 +71,10 @@ class ChangelogStore:
         self._data.pop(key, None)
         self._partition_of.pop(key, None)
 
+    def partition_of(self, entity: str) -> int | None:
+        """The partition of the entity's state: its changelog's, and its events'."""
+        return self._partition_of.get(entity.encode())
+
     def state_bytes(self, entity: str) -> bytes:
         """The changelog value of an entity's state."""
         state = self.get(entity)

@@ -103,12 +103,17 @@ class StateStore(Protocol):
 
     def delete(self, entity: str) -> None: ...
 
+    def partition_of(self, entity: str) -> int | None:
+        """The partition the entity's state lives with (None: not known)."""
+        ...
+
 
 class DictStateStore:
     """An in-memory state store (tests); ``idle_ttl_ms`` as ``HEADWATER_ENTITY_IDLE_TTL_MS``."""
 
     def __init__(self, idle_ttl_ms: int = 0) -> None:
         self.states: dict[str, EntityState] = {}
+        self.partitions: dict[str, int] = {}
         self.idle = IdleExpiry(idle_ttl_ms)
 
     def get(self, entity: str) -> EntityState | None:
@@ -116,9 +121,14 @@ class DictStateStore:
 
     def put(self, entity: str, state: EntityState, partition: int) -> None:
         self.states[entity] = state
+        self.partitions[entity] = partition
 
     def delete(self, entity: str) -> None:
         self.states.pop(entity, None)
+        self.partitions.pop(entity, None)
+
+    def partition_of(self, entity: str) -> int | None:
+        return self.partitions.get(entity)
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.states)
@@ -187,6 +197,20 @@ class FeaturePipeline:
             return
         entity = checked["entity_id"]
         state = store.get(entity)
+        home = None if state is None else store.partition_of(entity)
+        if home is not None and home != raw.partition:
+            # Its offsets are not comparable with the state's (an event would pass for one
+            # applied before a restart, and be skipped), and another worker may own this
+            # partition: an entity's events must share one partition, keyed by the entity.
+            elsewhere = Anomaly(
+                ReasonCode.WRONG_PARTITION,
+                fs.entity_key,
+                f"entity {entity!r}'s events are on {self.raw_topic} partition {home}, this one "
+                f"came on partition {raw.partition} (its key: {raw.key!r}): key "
+                f"{self.raw_topic} records by {fs.entity_key}",
+            )
+            self._reject(out, raw, [elsewhere], now_ms)
+            return
         if state is not None and 0 <= raw.offset <= state.applied_offset:
             out.skipped += 1  # applied before a restart: its outputs were already produced
             return

@@ -91,3 +91,26 @@ def test_redelivered_records_are_skipped_once_applied() -> None:
     again = pipeline.process([_raw(1, t=2_000), _raw(2, t=3_000)], store, now_ms=0)
     assert (first.valid, again.valid, again.skipped) == (2, 1, 1)
     assert first.changed == {"card-1": 0}
+
+
+def test_an_entitys_event_on_another_partition_is_dead_lettered_not_skipped() -> None:
+    """A producer that does not key events.raw by the entity spreads its events over the
+    partitions. Offsets of two partitions do not compare: the later event, at a lower offset
+    of its own partition, passed for one applied before a restart and was silently skipped."""
+    codec = AvroCodec(SchemaCatalog.default())
+    pipeline = _pipeline(codec)
+    store = DictStateStore()
+    first = pipeline.process([_raw(10, t=1_000)], store, now_ms=0)
+    unkeyed = RawRecord(1, 3, None, orjson.dumps(transaction(3, t=2_000)))
+    elsewhere = pipeline.process([unkeyed], store, now_ms=0)
+    assert (first.valid, elsewhere.valid, elsewhere.skipped, elsewhere.rejected) == (1, 0, 0, 1)
+    _, letter = codec.decode(elsewhere.records[0].value)
+    assert letter["reason_code"] == "WRONG_PARTITION"
+    assert (
+        "partition 0" in letter["reason"]
+        and "key p-events.raw records by card_id" in (letter["reason"])
+    )
+    assert letter["original_value"] == unkeyed.value  # nothing lost: it can be sent again
+    # Another entity may start on that partition.
+    other = RawRecord(1, 4, b"card-2", orjson.dumps(transaction(4, card="card-2", t=2_000)))
+    assert pipeline.process([other], store, now_ms=0).valid == 1
